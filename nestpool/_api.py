@@ -1,0 +1,554 @@
+"""The decorators: ``@process_task`` and ``@thread_subtask``.
+
+What it owns: the wrapt proxies that keep a decorated function's identity
+(``__name__``, ``__doc__``, ``__wrapped__``, ``inspect.signature``, ``help()``),
+add ``.map`` and ``.sync``, bind correctly on methods, and decide at each call
+where the call runs by one read of ``_routing``. It also decides, once per
+function, how a worker gets the function: by reference (module and qualified
+name) when the worker can import it, by value (cloudpickle) otherwise.
+
+It never touches processes or threads itself: routes do.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import itertools
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, overload
+
+from . import _routing
+from ._collate import ChunkSizer, Item, MapIterator, run_chunk
+from ._inline import map_inline, run_inline
+from ._routing import TaskOptions
+from ._serialize import PROTOCOL, ReducedByNestpool, dumps, dumps_by_value, needs_by_value
+from ._typing import P, R
+
+__all__ = ["ProcessTask", "ThreadSubtask", "process_task", "thread_subtask"]
+
+P2 = ParamSpec("P2")
+S = TypeVar("S")
+
+if TYPE_CHECKING:
+
+    class _FunctionWrapper:
+        """What the type checker needs to know of wrapt's proxies."""
+
+        __wrapped__: Any
+        _self_parent: Any
+        _self_instance: Any
+        _self_binding: str
+
+        def __init__(self, wrapped: Any, wrapper: Any) -> None: ...
+
+    _BoundFunctionWrapper = _FunctionWrapper
+else:
+    from wrapt import BoundFunctionWrapper as _BoundFunctionWrapper
+    from wrapt import FunctionWrapper as _FunctionWrapper
+
+#: units of a subtask map kept in flight per thread when no buffersize is given
+_SUBTASK_UNITS_PER_THREAD = 4
+
+
+def _check_map_options(chunksize: int | None, buffersize: int | None) -> None:
+    if chunksize is not None and (isinstance(chunksize, bool) or chunksize < 1):
+        raise ValueError(f"chunksize must be None or >= 1, got {chunksize!r}")
+    if buffersize is not None and (isinstance(buffersize, bool) or buffersize < 1):
+        raise ValueError(f"buffersize must be None or >= 1, got {buffersize!r}")
+
+
+def _plain_function(fn: Any) -> Callable[..., Any]:
+    if isinstance(fn, (staticmethod, classmethod)):
+        return fn.__func__
+    plain: Callable[..., Any] = fn
+    return plain
+
+
+def _check_decorated(decorator: str, fn: object) -> None:
+    if not callable(fn) and not isinstance(fn, (staticmethod, classmethod)):
+        raise TypeError(
+            f"@{decorator} decorates a function; got {type(fn).__name__} {fn!r}. "
+            f"Use @{decorator} or @{decorator}(...) directly above a def."
+        )
+    plain = _plain_function(fn)
+    if inspect.iscoroutinefunction(plain) or inspect.isasyncgenfunction(plain):
+        raise TypeError(
+            f"@{decorator} cannot decorate {getattr(plain, '__qualname__', plain)!r}: it is "
+            "an async function, and nestpool runs plain functions in processes and "
+            "threads. Decorate a synchronous function (one that calls asyncio.run() "
+            "if it must), and await nestpool's futures with asyncio.wrap_future()."
+        )
+
+
+def resolve_qualname(module: str, qualname: str) -> Any:
+    """Import ``module`` and walk ``qualname`` through it (class ``__dict__`` first,
+    so a decorated method is found as itself, not bound)."""
+    obj: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        namespace = getattr(obj, "__dict__", {})
+        obj = namespace[part] if part in namespace else getattr(obj, part)
+    return obj
+
+
+def _resolve_task(module: str, qualname: str) -> Any:
+    return resolve_qualname(module, qualname)
+
+
+def _resolve_plain(module: str, qualname: str) -> Callable[..., Any]:
+    """In a worker: the plain function behind the decorated one at that name."""
+    proxy = resolve_qualname(module, qualname)
+    options: TaskOptions = proxy._self_options
+    return options.fn
+
+
+def _rebuild_task(kind: str, fn: Callable[..., Any], name: str, timeout: float | None) -> Any:
+    if kind == "process":
+        return process_task(timeout=timeout, name=name)(fn)
+    return thread_subtask(name=name)(fn)
+
+
+class _PlainRef:
+    """Pickles as 'import this module, find that decorated function, unwrap it'."""
+
+    __slots__ = ("module", "qualname")
+
+    def __init__(self, module: str, qualname: str) -> None:
+        self.module = module
+        self.qualname = qualname
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _resolve_plain, (self.module, self.qualname)
+
+
+class _TaskMixin(ReducedByNestpool):
+    """What both decorated kinds share: pickling and the payload for workers."""
+
+    _self_options: TaskOptions
+    _self_kind: str
+
+    def _self_locate(self) -> tuple[str, str] | None:
+        options = self._self_options
+        fn = options.fn
+        if needs_by_value(fn):
+            return None
+        module, qualname = fn.__module__, fn.__qualname__
+        try:
+            found = resolve_qualname(module, qualname)
+        except Exception:
+            return None
+        if getattr(found, "_self_options", None) is not options:
+            return None  # another decorator stands over ours: not reachable by name
+        return module, qualname
+
+    def _self_payload(self) -> bytes:
+        located = self._self_locate()
+        if located is not None:
+            return dumps(_PlainRef(*located))
+        return dumps_by_value(self._self_options.fn)
+
+    def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
+        located = self._self_locate()
+        if located is not None:
+            return _resolve_task, located
+        options = self._self_options
+        return _rebuild_task, (self._self_kind, options.fn, options.name, options.timeout)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return self.__reduce_ex__(PROTOCOL)
+
+
+def _args_with_instance(instance: Any, binding: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
+    # wrapt hands the bound object separately; the plain function wants it first.
+    if instance is not None and binding in ("function", "instancemethod", "classmethod"):
+        return (instance, *args)
+    return args
+
+
+def _make_process_call(options: TaskOptions, binding: str) -> Callable[..., Any]:
+    def call(
+        wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Future[Any]:
+        route = _routing._current
+        if instance is not None:
+            args = _args_with_instance(instance, binding, args)
+        if route is None:
+            return run_inline(options.fn, args, kwargs)
+        return route.submit_task(options, args, kwargs)
+
+    return call
+
+
+def _make_subtask_call(options: TaskOptions) -> Callable[..., Any]:
+    def call(
+        wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Future[Any]:
+        route = _routing._current
+        pool = None if route is None else route.subtask_pool()
+        if pool is None:
+            return run_inline(wrapped, args, kwargs)
+        return pool.submit(wrapped, args, kwargs)
+
+    return call
+
+
+def _process_map(
+    options: TaskOptions,
+    iterables: tuple[Iterable[Any], ...],
+    ordered: bool,
+    chunksize: int | None,
+    buffersize: int | None,
+) -> Iterator[Any]:
+    _check_map_options(chunksize, buffersize)
+    route = _routing._current
+    if route is None:
+        return map_inline(options.fn, iterables)
+    return route.map_task(options, iterables, ordered, chunksize, buffersize)
+
+
+def _with_instance(
+    instance: Any, binding: str, iterables: tuple[Iterable[Any], ...]
+) -> tuple[Iterable[Any], ...]:
+    if instance is not None and binding in ("function", "instancemethod", "classmethod"):
+        return (itertools.repeat(instance), *iterables)
+    return iterables
+
+
+def _subtask_map(
+    fn: Callable[..., Any],
+    iterables: tuple[Iterable[Any], ...],
+    ordered: bool,
+    chunksize: int | None,
+    buffersize: int | None,
+) -> Iterator[Any]:
+    _check_map_options(chunksize, buffersize)
+    route = _routing._current
+    pool = None if route is None else route.subtask_pool()
+    if pool is None:
+        return map_inline(fn, iterables)
+    chunked = chunksize is not None and chunksize > 1
+
+    def submit(items: list[Item]) -> tuple[Future[Any], bool]:
+        if chunked:
+            return pool.submit(run_chunk, (fn, items), {}), True
+        return pool.submit(fn, items[0], {}), False
+
+    return MapIterator(
+        iterables,
+        submit,
+        ChunkSizer(chunksize or 1, None, buffersize or (1 << 30)),
+        ordered=ordered,
+        buffersize=buffersize,
+        max_units=_SUBTASK_UNITS_PER_THREAD * pool.max_workers,
+    )
+
+
+class ProcessTask(_TaskMixin, _FunctionWrapper, Generic[P, R]):
+    """A function decorated with ``@process_task``: CPU-heavy work for a worker.
+
+    Calling it returns a ``concurrent.futures.Future[R]``; where the call runs
+    follows the routing table (no pool: now, inline; a pool open: a worker
+    process; inside a worker: inline there). ``.map`` collates values;
+    ``.sync`` calls the plain function here and returns ``R``.
+    """
+
+    _self_kind = "process"
+
+    def __init__(self, fn: Callable[P, R], options: TaskOptions, binding: str) -> None:
+        super().__init__(fn, _make_process_call(options, binding))
+        self._self_options = options
+
+    if TYPE_CHECKING:
+        __wrapped__: Callable[P, R]
+
+        def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Future[R]: ...
+
+        @overload
+        def __get__(self, instance: None, owner: type[Any] | None = None) -> ProcessTask[P, R]: ...
+        @overload
+        def __get__(
+            self: ProcessTask[Concatenate[S, P2], R],
+            instance: S,
+            owner: type[Any] | None = None,
+        ) -> ProcessTask[P2, R]: ...
+        def __get__(self, instance: Any, owner: Any = None) -> Any: ...
+
+    def map(
+        self,
+        *iterables: Iterable[Any],
+        ordered: bool = True,
+        chunksize: int | None = None,
+        buffersize: int | None = None,
+    ) -> Iterator[R]:
+        """Call the task over the zipped iterables; iterate its values.
+
+        Lazy and bounded: input is pulled only as results are taken, and at
+        most ``buffersize`` items are in flight (by default a few chunks per
+        worker slot). Closing or dropping the iterator cancels what has not
+        started.
+
+        Args:
+            *iterables: zipped into the arguments of each call.
+            ordered: True: values in input order; False: in completion order.
+            chunksize: items sent to a worker at once; None chooses and adapts
+                it so that tiny tasks are not dominated by dispatch cost.
+            buffersize: the most items in flight at once.
+
+        Returns:
+            An iterator of values; an item's exception is raised at its place.
+
+        Example:
+            >>> total = sum(crunch.map(batches))
+        """
+        return _process_map(self._self_options, iterables, ordered, chunksize, buffersize)
+
+    def sync(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Call the plain function here and now; return its value (or raise).
+
+        Example:
+            >>> crunch.sync(batch)   # no future, no pool: a plain call
+        """
+        return self._self_options.fn(*args, **kwargs)  # type: ignore[no-any-return]
+
+    @property
+    def task_name(self) -> str:
+        """The name used in errors and logs (``name=``, or the qualified name)."""
+        return self._self_options.name
+
+    @property
+    def timeout(self) -> float | None:
+        """The ``timeout=`` in seconds, or None."""
+        return self._self_options.timeout
+
+
+class BoundProcessTask(_BoundFunctionWrapper):
+    """A ``@process_task`` method bound to its instance (``obj.method``)."""
+
+    def map(
+        self,
+        *iterables: Iterable[Any],
+        ordered: bool = True,
+        chunksize: int | None = None,
+        buffersize: int | None = None,
+    ) -> Iterator[Any]:
+        """``ProcessTask.map`` for a bound method: the instance goes first."""
+        iterables = _with_instance(self._self_instance, self._self_binding, iterables)
+        return _process_map(
+            self._self_parent._self_options, iterables, ordered, chunksize, buffersize
+        )
+
+    def sync(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the plain method here and now; return its value."""
+        return self.__wrapped__(*args, **kwargs)
+
+
+class ThreadSubtask(_TaskMixin, _FunctionWrapper, Generic[P, R]):
+    """A function decorated with ``@thread_subtask``: IO-bound work for threads.
+
+    Calling it returns a ``concurrent.futures.Future[R]``: with a pool open it
+    runs on the pool's thread pool here; inside a worker, on that worker's own
+    persistent thread pool; with no pool, now, inline. A thread that waits on
+    a subtask nobody has started runs it itself, so waiting never deadlocks.
+    """
+
+    _self_kind = "subtask"
+
+    def __init__(self, fn: Callable[P, R], options: TaskOptions) -> None:
+        super().__init__(fn, _make_subtask_call(options))
+        self._self_options = options
+
+    if TYPE_CHECKING:
+        __wrapped__: Callable[P, R]
+
+        def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Future[R]: ...
+
+        @overload
+        def __get__(
+            self, instance: None, owner: type[Any] | None = None
+        ) -> ThreadSubtask[P, R]: ...
+        @overload
+        def __get__(
+            self: ThreadSubtask[Concatenate[S, P2], R],
+            instance: S,
+            owner: type[Any] | None = None,
+        ) -> ThreadSubtask[P2, R]: ...
+        def __get__(self, instance: Any, owner: Any = None) -> Any: ...
+
+    def map(
+        self,
+        *iterables: Iterable[Any],
+        ordered: bool = True,
+        chunksize: int | None = None,
+        buffersize: int | None = None,
+    ) -> Iterator[R]:
+        """Call the subtask over the zipped iterables on the thread pool; iterate
+        its values (input order, or completion order with ``ordered=False``).
+
+        Lazy and bounded as ``ProcessTask.map``; ``chunksize`` > 1 runs that many
+        items per thread hop.
+
+        Example:
+            >>> pages = list(fetch.map(urls))     # inside a process task
+        """
+        return _subtask_map(self.__wrapped__, iterables, ordered, chunksize, buffersize)
+
+    def sync(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Call the plain function here and now; return its value (or raise)."""
+        return self.__wrapped__(*args, **kwargs)
+
+    @property
+    def task_name(self) -> str:
+        """The name used in errors and logs (``name=``, or the qualified name)."""
+        return self._self_options.name
+
+
+class BoundThreadSubtask(_BoundFunctionWrapper):
+    """A ``@thread_subtask`` method bound to its instance."""
+
+    def map(
+        self,
+        *iterables: Iterable[Any],
+        ordered: bool = True,
+        chunksize: int | None = None,
+        buffersize: int | None = None,
+    ) -> Iterator[Any]:
+        """``ThreadSubtask.map`` for a bound method."""
+        return _subtask_map(self.__wrapped__, iterables, ordered, chunksize, buffersize)
+
+    def sync(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the plain method here and now; return its value."""
+        return self.__wrapped__(*args, **kwargs)
+
+
+if not TYPE_CHECKING:
+    ProcessTask.__bound_function_wrapper__ = BoundProcessTask
+    ThreadSubtask.__bound_function_wrapper__ = BoundThreadSubtask
+
+
+def _options(
+    kind: str, fn: Any, name: str | None, timeout: float | None
+) -> tuple[TaskOptions, Callable[..., Any]]:
+    plain = _plain_function(fn)
+    if name is None:
+        name = getattr(plain, "__qualname__", None) or repr(plain)
+    return TaskOptions(plain, name, timeout, kind), plain
+
+
+def _binding(fn: object) -> str:
+    if isinstance(fn, staticmethod):
+        return "staticmethod"
+    if isinstance(fn, classmethod):
+        return "classmethod"
+    return "function"
+
+
+def _check_name(name: object) -> None:
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"name must be a str, got {type(name).__name__}")
+
+
+@overload
+def process_task(fn: Callable[P, R], /) -> ProcessTask[P, R]: ...
+@overload
+def process_task(
+    *, timeout: float | None = None, name: str | None = None
+) -> Callable[[Callable[P, R]], ProcessTask[P, R]]: ...
+def process_task(
+    fn: Callable[P, R] | None = None,
+    /,
+    *,
+    timeout: float | None = None,
+    name: str | None = None,
+) -> ProcessTask[P, R] | Callable[[Callable[P, R]], ProcessTask[P, R]]:
+    """Mark a function as a process task: CPU-heavy work for a worker process.
+
+    Use bare (``@process_task``) or with options
+    (``@process_task(timeout=30.0, name="parse")``).
+
+    Args:
+        fn: the function (bare use).
+        timeout: seconds one call may run in a worker; past it the worker is
+            stopped and replaced and the future fails with ``TaskTimeoutError``.
+        name: the task's name in errors and logs (default: its qualified name).
+
+    Returns:
+        A ``ProcessTask``: calling it returns ``Future[R]``; ``.map`` returns an
+        iterator of ``R``; ``.sync`` calls the plain function.
+
+    Raises:
+        TypeError: ``fn`` is not callable, or is an async function.
+        ValueError: ``timeout`` is not a positive number.
+
+    Example:
+        >>> @process_task
+        ... def crunch(urls: list[str]) -> int:
+        ...     return sum(score(page) for page in fetch.map(urls))
+    """
+    if timeout is not None:
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+            raise TypeError(f"timeout must be a number of seconds, got {type(timeout).__name__}")
+        if not timeout > 0:
+            raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
+        timeout = float(timeout)
+    _check_name(name)
+
+    def decorate(func: Callable[P, R]) -> ProcessTask[P, R]:
+        _check_decorated("process_task", func)
+        options, _plain = _options("process", func, name, timeout)
+        task: ProcessTask[P, R] = ProcessTask(func, options, _binding(func))
+        options.factory = task._self_payload
+        return task
+
+    if fn is not None:
+        return decorate(fn)
+    return decorate
+
+
+@overload
+def thread_subtask(fn: Callable[P, R], /) -> ThreadSubtask[P, R]: ...
+@overload
+def thread_subtask(
+    *, name: str | None = None
+) -> Callable[[Callable[P, R]], ThreadSubtask[P, R]]: ...
+def thread_subtask(
+    fn: Callable[P, R] | None = None,
+    /,
+    *,
+    name: str | None = None,
+) -> ThreadSubtask[P, R] | Callable[[Callable[P, R]], ThreadSubtask[P, R]]:
+    """Mark a function as a thread subtask: IO-bound work for a thread pool.
+
+    Use bare (``@thread_subtask``) or with a name (``@thread_subtask(name=...)``);
+    there is no ``timeout``: a thread cannot be stopped.
+
+    Args:
+        fn: the function (bare use).
+        name: the subtask's name in errors and logs.
+
+    Returns:
+        A ``ThreadSubtask``: calling it returns ``Future[R]``, run on the thread
+        pool of the process where the call happens; ``.map`` returns an
+        iterator of ``R``; ``.sync`` calls the plain function.
+
+    Raises:
+        TypeError: ``fn`` is not callable, or is an async function.
+
+    Example:
+        >>> @thread_subtask
+        ... def fetch(url: str) -> bytes:
+        ...     with urllib.request.urlopen(url) as response:
+        ...         return response.read()
+    """
+    _check_name(name)
+
+    def decorate(func: Callable[P, R]) -> ThreadSubtask[P, R]:
+        _check_decorated("thread_subtask", func)
+        options, _plain = _options("subtask", func, name, None)
+        task: ThreadSubtask[P, R] = ThreadSubtask(func, options)
+        options.factory = task._self_payload
+        return task
+
+    if fn is not None:
+        return decorate(fn)
+    return decorate

@@ -1,0 +1,815 @@
+"""The parent side of the process engine: one manager thread, many workers.
+
+Data flow::
+
+    submitting threads                 nestpool-dispatcher thread           worker processes
+    ------------------                 --------------------------           ----------------
+    Task(id, payload, future) --inbox (SimpleQueue)--+
+                       wakeup byte --self-pipe------>|  wait([wakeup, conn_1..n,
+                                                     |        sentinel_1..n],
+                                                     |       timeout=next deadline)
+                                                     |
+                                   pending deque ----+--CALL--> own pipe --> worker 1 .. n
+                                   task table <------+--ACK/RESULT-- own pipe
+                                   worker table <----+-- sentinel fires: worker died
+                                   deadline heap ----+-- timeout: kill, replace
+
+- ``submit()`` only pickles, records a ``Task`` in the inbox and wakes the
+  dispatcher; it never touches processes. The dispatcher thread alone mutates
+  the task and worker tables (one owner per state).
+- Each worker has its own duplex pipe, so a worker that dies mid-write can only
+  break its own channel, never another's (the reason ``ProcessPoolExecutor``
+  breaks the whole pool on one death).
+- A worker acknowledges each task it starts, so on its death exactly the tasks
+  it was running fail (``WorkerDiedError``); tasks it had received but not
+  started are sent to another worker, and a replacement is started.
+- A chunk (many items of one ``map``) records per-item outcomes; when its worker
+  dies, the item that was running (read from the worker's shared slot array)
+  fails, finished items keep their values, and the rest run again elsewhere.
+- Timeouts use the same path: the worker is killed and replaced.
+- Only an initializer that fails (or workers that keep dying before they are
+  ready) breaks the pool: it stops starting workers and fails pending and new
+  work with ``InitializerError``.
+"""
+
+from __future__ import annotations
+
+import enum
+import heapq
+import itertools
+import logging
+import multiprocessing
+import multiprocessing.connection
+import multiprocessing.util
+import os
+import queue
+import threading
+import time
+from collections import deque
+from concurrent.futures import CancelledError, Future
+from typing import Any
+
+from ._errors import (
+    InitializerError,
+    NestpoolError,
+    TaskTimeoutError,
+    WorkerDiedError,
+    describe_exit,
+    signal_name,
+)
+from ._serialize import dumps, loads, pickling_error
+from ._worker import (
+    MSG_ACK,
+    MSG_ARGS_FAILED,
+    MSG_CALL,
+    MSG_EXIT,
+    MSG_INIT_FAILED,
+    MSG_READY,
+    MSG_RESULT,
+    WorkerConfig,
+    worker_main,
+)
+
+__all__ = ["Dispatcher", "Task", "TaskState"]
+
+logger = logging.getLogger("nestpool")
+
+#: Workers that die before they are ready this many times in a row break the
+#: pool, as a failing initializer does (no endless respawn loop).
+MAX_STARTUP_DEATHS = 3
+
+Outcome = tuple[bool, Any]
+
+
+class TaskState(enum.Enum):
+    """Where a task is in its life; changed only through ``Task.move``."""
+
+    PENDING = "pending"  # waiting in the dispatcher for a worker slot
+    SENT = "sent"  # written to a worker's channel, not yet acknowledged
+    RUNNING = "running"  # acknowledged: the worker started it
+    DONE = "done"  # its future is resolved (value, error or cancelled)
+
+
+ALLOWED_TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
+    TaskState.PENDING: frozenset({TaskState.SENT, TaskState.DONE}),
+    # SENT -> PENDING: the worker died (or was retired) before starting it.
+    TaskState.SENT: frozenset({TaskState.RUNNING, TaskState.PENDING, TaskState.DONE}),
+    # RUNNING -> PENDING: a chunk whose worker died runs its unstarted items again.
+    TaskState.RUNNING: frozenset({TaskState.DONE, TaskState.PENDING}),
+    TaskState.DONE: frozenset(),
+}
+
+
+class Task:
+    """One unit sent to a worker: a single call, or a chunk of items of a map."""
+
+    __slots__ = (
+        "deadline",
+        "fn_payload",
+        "future",
+        "id",
+        "indices",
+        "items",
+        "name",
+        "outcomes",
+        "payload",
+        "slot",
+        "state",
+        "timeout",
+        "worker",
+    )
+
+    def __init__(
+        self,
+        task_id: int,
+        name: str,
+        fn_payload: bytes,
+        payload: bytes,
+        future: Future[Any],
+        timeout: float | None,
+        items: list[tuple[tuple[Any, ...], dict[str, Any]]] | None,
+    ) -> None:
+        self.id = task_id
+        self.name = name
+        self.fn_payload = fn_payload
+        self.payload = payload
+        self.future = future
+        self.timeout = timeout
+        #: chunk only: the original items, kept to re-send the unfinished ones.
+        self.items = items
+        self.outcomes: list[Outcome | None] | None = None if items is None else [None] * len(items)
+        #: chunk only: original positions of the items in ``payload``.
+        self.indices: list[int] | None = None if items is None else list(range(len(items)))
+        self.state = TaskState.PENDING
+        self.worker: WorkerHandle | None = None
+        self.deadline: float | None = None
+        #: the worker's runner slot that acknowledged it
+        self.slot = 0
+
+    def move(self, new: TaskState) -> None:
+        """Change state, refusing any transition the table does not allow."""
+        if new not in ALLOWED_TRANSITIONS[self.state]:
+            raise AssertionError(f"task {self.id}: {self.state.name} -> {new.name} not allowed")
+        self.state = new
+
+
+class WorkerState(enum.Enum):
+    """The life of a worker process as the dispatcher sees it."""
+
+    STARTING = "starting"
+    READY = "ready"
+    RETIRING = "retiring"  # sent EXIT (max_tasks_per_child or shutdown)
+    DEAD = "dead"
+
+
+class WorkerHandle:
+    """The dispatcher's record of one worker process."""
+
+    __slots__ = (
+        "conn",
+        "index",
+        "kill_reason",
+        "process",
+        "sent_count",
+        "slots",
+        "state",
+        "tasks",
+    )
+
+    def __init__(self, index: int, process: Any, conn: Any, slots: Any) -> None:
+        self.index = index
+        self.process = process
+        self.conn = conn
+        self.slots = slots
+        self.state = WorkerState.STARTING
+        self.tasks: dict[int, Task] = {}  # sent or running here
+        self.sent_count = 0
+        self.kill_reason: str | None = None
+
+    @property
+    def pid(self) -> int:
+        return int(self.process.pid or 0)
+
+
+class _Wakeup:
+    """A self-pipe: other threads write a byte to end the dispatcher's wait."""
+
+    def __init__(self) -> None:
+        self.reader, self.writer = os.pipe()
+        os.set_blocking(self.reader, False)
+        self.pending = False
+
+    def wake(self) -> None:
+        if not self.pending:
+            self.pending = True
+            try:
+                os.write(self.writer, b"\0")
+            except OSError:  # closed at the very end of shutdown
+                pass
+
+    def clear(self) -> None:
+        self.pending = False
+        try:
+            while os.read(self.reader, 4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+
+    def close(self) -> None:
+        for fd in (self.reader, self.writer):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def _close_in_fork_child(obj: Any) -> None:
+    # A worker forked later must not hold another worker's parent end: the
+    # parent's death would then never reach that worker as end-of-channel.
+    obj.close()
+
+
+_task_ids = itertools.count(1)
+
+
+def new_task_id() -> int:
+    """A process-wide unique task id (``next`` on a count is atomic)."""
+    return next(_task_ids)
+
+
+class Dispatcher:
+    """Owns the worker processes and the task table of one ``Pool``."""
+
+    def __init__(
+        self,
+        *,
+        processes: int,
+        threads: int | None,
+        tasks_per_process: int,
+        context: multiprocessing.context.BaseContext,
+        initializer: bytes | None,
+        max_tasks_per_child: int | None,
+        name: str,
+    ) -> None:
+        self.processes = processes
+        self.threads = threads
+        self.tasks_per_process = tasks_per_process
+        self.context = context
+        self.initializer = initializer
+        self.max_tasks_per_child = max_tasks_per_child
+        self.name = name
+        #: seconds per item, by task name (moving average), for auto chunksize.
+        self.item_seconds: dict[str, float] = {}
+        #: every worker ever started, by pid (for tests and diagnostics).
+        self.started_pids: list[int] = []
+        self.broken: InitializerError | None = None
+
+        self._inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self._wakeup = _Wakeup()
+        multiprocessing.util.register_after_fork(self._wakeup, _close_in_fork_child)
+        self._pending: deque[Task] = deque()
+        self._tasks: dict[int, Task] = {}
+        self._workers: list[WorkerHandle] = []
+        self._by_conn: dict[Any, WorkerHandle] = {}
+        self._by_sentinel: dict[int, WorkerHandle] = {}
+        self._deadlines: list[tuple[float, int]] = []
+        self._worker_counter = itertools.count()
+        self._startup_deaths = 0
+        self._shutting_down = False
+        self._terminating = False
+        self._thread = threading.Thread(target=self._run, name=f"{name}-dispatcher", daemon=True)
+        self._thread.start()
+
+    # ------------------------------------------------------------------ API
+    # Called from any thread: they only enqueue and wake the dispatcher.
+
+    def submit(self, task: Task) -> None:
+        """Hand a task to the dispatcher (its future is resolved later)."""
+        broken = self.broken
+        if broken is not None:
+            task.future.set_running_or_notify_cancel()
+            task.future.set_exception(_copy_initializer_error(broken))
+            return
+        self._inbox.put(("task", task))
+        self._wakeup.wake()
+
+    def shutdown(self, *, cancel_futures: bool) -> None:
+        """Finish the work in hand (cancelling what has not started if asked),
+        then stop the workers and the dispatcher thread."""
+        self._inbox.put(("shutdown", cancel_futures))
+        self._wakeup.wake()
+
+    def terminate(self) -> None:
+        """Stop now: cancel what has not started, kill the workers, fail what ran."""
+        self._inbox.put(("terminate", None))
+        self._wakeup.wake()
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the dispatcher thread (and so every worker) to end."""
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+    def is_alive(self) -> bool:
+        """True while the dispatcher thread runs."""
+        return self._thread.is_alive()
+
+    def worker_pids(self) -> list[int]:
+        """Pids of the live workers (read from another thread: a snapshot)."""
+        return [w.pid for w in list(self._workers) if w.state is not WorkerState.DEAD]
+
+    # ------------------------------------------------------------ the loop
+
+    def _run(self) -> None:
+        try:
+            while True:
+                self._take_inbox()
+                self._maintain_workers()
+                self._dispatch_ready()
+                if self._finished():
+                    break
+                self._wait_and_collect()
+                self._expire_timeouts()
+        except BaseException as exc:  # pragma: no cover - a bug in nestpool
+            logger.critical("nestpool dispatcher crashed", exc_info=True)
+            error = NestpoolError(
+                f"nestpool's dispatcher failed: {exc!r}. This should never happen; "
+                "please file a bug with the traceback logged on the 'nestpool' logger."
+            )
+            self._fail_everything(error)
+            self._kill_all()
+        finally:
+            self._close_all()
+
+    def _take_inbox(self) -> None:
+        self._wakeup.clear()
+        while True:
+            try:
+                kind, value = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+            if kind == "task":
+                self._add_task(value)
+            elif kind == "shutdown":
+                self._shutting_down = True
+                if value:
+                    self._cancel_pending()
+            elif kind == "terminate":
+                self._shutting_down = self._terminating = True
+                self._cancel_pending()
+                self._kill_all(reason="the pool was terminated (Ctrl-C or an error)")
+
+    def _add_task(self, task: Task) -> None:
+        if self.broken is not None:
+            self._resolve_error(task, _copy_initializer_error(self.broken))
+            return
+        if self._terminating:
+            task.future.cancel()
+            return
+        self._tasks[task.id] = task
+        self._pending.append(task)
+
+    def _cancel_pending(self) -> None:
+        while self._pending:
+            task = self._pending.popleft()
+            task.future.cancel()
+            if task.future.cancelled():
+                task.move(TaskState.DONE)
+                self._tasks.pop(task.id, None)
+            else:  # pragma: no cover - pending futures are always cancellable
+                self._resolve_error(task, NestpoolError("task was not started: pool shut down"))
+
+    def _finished(self) -> bool:
+        if not self._shutting_down or self._tasks:
+            return False
+        live = [w for w in self._workers if w.state is not WorkerState.DEAD]
+        for worker in live:
+            if worker.state is not WorkerState.RETIRING:
+                self._retire(worker)
+        return not live
+
+    # ---------------------------------------------------------- workers
+
+    def _maintain_workers(self) -> None:
+        if self.broken is not None or self._terminating:
+            return
+        if self._shutting_down and not self._pending:
+            return
+        if not self._tasks and not self._workers:
+            return  # started lazily, on the first task
+        active = sum(
+            1 for w in self._workers if w.state in (WorkerState.STARTING, WorkerState.READY)
+        )
+        for _ in range(self.processes - active):
+            self._start_worker()
+
+    def _start_worker(self) -> None:
+        index = next(self._worker_counter)
+        parent_conn, child_conn = self.context.Pipe(duplex=True)
+        slots = self.context.RawArray("q", self.tasks_per_process)
+        config = WorkerConfig(index, self.threads, self.tasks_per_process, self.initializer)
+        process = self.context.Process(  # type: ignore[attr-defined]
+            target=worker_main,
+            args=(child_conn, slots, dumps(config)),
+            name=f"{self.name}-worker-{index}",
+        )
+        process.start()
+        child_conn.close()
+        multiprocessing.util.register_after_fork(parent_conn, _close_in_fork_child)
+        worker = WorkerHandle(index, process, parent_conn, slots)
+        self._workers.append(worker)
+        self._by_conn[parent_conn] = worker
+        self._by_sentinel[process.sentinel] = worker
+        self.started_pids.append(worker.pid)
+        logger.debug("started worker %s (pid %d)", process.name, worker.pid)
+
+    def _retire(self, worker: WorkerHandle) -> None:
+        worker.state = WorkerState.RETIRING
+        self._send(worker, (MSG_EXIT,))
+
+    def _send(self, worker: WorkerHandle, message: tuple[Any, ...]) -> bool:
+        try:
+            worker.conn.send_bytes(dumps(message))
+        except OSError:
+            return False  # it is dying; its sentinel will tell
+        return True
+
+    # ---------------------------------------------------------- dispatch
+
+    def _dispatch_ready(self) -> None:
+        if not self._pending:
+            return
+        capacity = self.tasks_per_process
+        limit = self.max_tasks_per_child
+        for worker in self._workers:
+            if worker.state is not WorkerState.READY:
+                continue
+            while self._pending and len(worker.tasks) < capacity:
+                if limit is not None and worker.sent_count >= limit:
+                    break
+                task = self._pending.popleft()
+                # The future leaves PENDING here, so a queued call can no
+                # longer be cancelled (as in the standard library).
+                if not _ensure_running(task.future):
+                    task.move(TaskState.DONE)
+                    del self._tasks[task.id]
+                    continue
+                self._send_task(worker, task)
+            if not self._pending:
+                return
+
+    def _send_task(self, worker: WorkerHandle, task: Task) -> None:
+        task.move(TaskState.SENT)
+        task.worker = worker
+        worker.tasks[task.id] = task
+        worker.sent_count += 1
+        message = (MSG_CALL, task.id, task.name, task.fn_payload, task.payload, task.indices)
+        self._send(worker, message)
+
+    # ---------------------------------------------------------- waiting
+
+    def _wait_and_collect(self) -> None:
+        timeout = None
+        if self._deadlines:
+            timeout = max(0.0, self._deadlines[0][0] - time.monotonic())
+        watched: list[Any] = [self._wakeup.reader, *self._by_conn, *self._by_sentinel]
+        for ready in multiprocessing.connection.wait(watched, timeout):
+            worker = self._by_conn.get(ready)
+            if worker is not None:
+                self._collect_results(worker)
+                continue
+            worker = self._by_sentinel.get(ready) if isinstance(ready, int) else None
+            if worker is not None:
+                self._reap_dead_worker(worker)
+
+    def _collect_results(self, worker: WorkerHandle) -> None:
+        conn = worker.conn
+        try:
+            while conn.poll():
+                self._handle_message(worker, conn.recv_bytes())
+        except (EOFError, OSError):
+            # The worker closed its end: it is exiting; its sentinel follows.
+            self._by_conn.pop(conn, None)
+
+    def _handle_message(self, worker: WorkerHandle, data: bytes) -> None:
+        message = loads(data)
+        kind = message[0]
+        if kind == MSG_RESULT:
+            self._take_result(message)
+        elif kind == MSG_ACK:
+            task = self._tasks.get(message[1])
+            if task is not None and task.state is TaskState.SENT:
+                task.move(TaskState.RUNNING)
+                task.slot = message[2]
+                if task.timeout is not None:
+                    task.deadline = time.monotonic() + task.timeout
+                    heapq.heappush(self._deadlines, (task.deadline, task.id))
+        elif kind == MSG_READY:
+            if worker.state is WorkerState.STARTING:
+                worker.state = WorkerState.READY
+            self._startup_deaths = 0
+        elif kind == MSG_ARGS_FAILED:
+            self._take_args_failure(message[1], message[2])
+        elif kind == MSG_INIT_FAILED:
+            self._break(message[1])
+
+    def _take_result(self, message: tuple[Any, ...]) -> None:
+        _, task_id, first, count, final, busy, blob = message
+        task = self._tasks.get(task_id)
+        if task is None or task.state is TaskState.DONE:
+            return  # already failed by a timeout; a late result
+        try:
+            outcomes: list[Outcome] = loads(blob)
+        except Exception as exc:
+            error = pickling_error(task.name, "result (unpickling in the parent)", exc)
+            outcomes = [(False, error)] * count
+        if outcomes:
+            self._record_speed(task.name, busy / len(outcomes))
+        if task.indices is None:
+            ok, value = outcomes[0]
+            self._finish(task)
+            _resolve(task.future, ok, value)
+            return
+        assert task.outcomes is not None
+        for offset, outcome in enumerate(outcomes):
+            task.outcomes[task.indices[first + offset]] = outcome
+        if final:
+            self._finish(task)
+            task.future.set_result(task.outcomes)
+
+    def _take_args_failure(self, task_id: int, error: BaseException) -> None:
+        task = self._tasks.get(task_id)
+        if task is None or task.state is TaskState.DONE:
+            return
+        if task.indices is not None and len(task.indices) > 1 and task.items is not None:
+            # One bad item spoils the chunk's pickle: send each item on its own
+            # to find it, so the others still run.
+            self._release(task)
+            for index in task.indices:
+                self._requeue_item(task, index)
+            self._settle_chunk(task)
+            return
+        self._resolve_error(task, error)
+
+    def _requeue_item(self, chunk: Task, index: int) -> None:
+        assert chunk.items is not None and chunk.outcomes is not None
+        outcomes = chunk.outcomes
+        single = Task(
+            new_task_id(),
+            chunk.name,
+            chunk.fn_payload,
+            dumps([chunk.items[index]]),
+            Future(),
+            chunk.timeout,
+            None,
+        )
+
+        def store(future: Future[Any]) -> None:
+            # Runs in the dispatcher thread: record the item's outcome in the
+            # chunk, and complete the chunk if it was the last one missing.
+            if future.cancelled():
+                outcomes[index] = (False, CancelledError())
+            elif future.exception() is not None:
+                outcomes[index] = (False, future.exception())
+            else:
+                outcomes[index] = (True, future.result())
+            self._settle_chunk(chunk)
+
+        single.future.add_done_callback(store)
+        self._tasks[single.id] = single
+        self._pending.append(single)
+
+    def _settle_chunk(self, chunk: Task) -> None:
+        if chunk.state is TaskState.DONE or chunk.outcomes is None:
+            return
+        if all(outcome is not None for outcome in chunk.outcomes):
+            chunk.move(TaskState.DONE)
+            self._tasks.pop(chunk.id, None)
+            chunk.future.set_result(chunk.outcomes)
+
+    def _record_speed(self, name: str, seconds: float) -> None:
+        previous = self.item_seconds.get(name)
+        self.item_seconds[name] = seconds if previous is None else 0.7 * previous + 0.3 * seconds
+
+    # ---------------------------------------------------------- endings
+
+    def _release(self, task: Task) -> None:
+        """Take a task off its worker; retire the worker if it reached its limit."""
+        worker = task.worker
+        task.worker = None
+        if worker is None:
+            return
+        worker.tasks.pop(task.id, None)
+        if (
+            self.max_tasks_per_child is not None
+            and worker.sent_count >= self.max_tasks_per_child
+            and not worker.tasks
+            and worker.state is WorkerState.READY
+        ):
+            self._retire(worker)
+
+    def _finish(self, task: Task) -> None:
+        self._release(task)
+        task.move(TaskState.DONE)
+        del self._tasks[task.id]
+
+    def _resolve_error(self, task: Task, error: BaseException) -> None:
+        if task.state is not TaskState.DONE:
+            self._release(task)
+            task.move(TaskState.DONE)
+        self._tasks.pop(task.id, None)
+        future = task.future
+        if future.done() or not _ensure_running(future):
+            return
+        if task.indices is not None and task.outcomes is not None:
+            # A chunk: each unfinished item gets the error; finished ones stay.
+            for index in task.indices:
+                if task.outcomes[index] is None:
+                    task.outcomes[index] = (False, error)
+            future.set_result(task.outcomes)
+        else:
+            future.set_exception(error)
+
+    def _fail_everything(self, error: BaseException) -> None:
+        for task in list(self._tasks.values()):
+            self._resolve_error(task, error)
+        self._pending.clear()
+
+    def _break(self, error: BaseException) -> None:
+        """The initializer failed: fail all work, stop starting workers."""
+        if self.broken is not None:
+            return
+        assert isinstance(error, InitializerError)
+        self.broken = error
+        logger.error("nestpool: %s", error)
+        self._fail_everything(error)
+        self._kill_all()
+
+    def _kill_all(self, reason: str | None = None) -> None:
+        for worker in self._workers:
+            if worker.state is not WorkerState.DEAD:
+                worker.kill_reason = reason or worker.kill_reason
+                _kill(worker.process)
+
+    def _expire_timeouts(self) -> None:
+        now = time.monotonic()
+        while self._deadlines and self._deadlines[0][0] <= now:
+            _, task_id = heapq.heappop(self._deadlines)
+            task = self._tasks.get(task_id)
+            if task is None or task.state is not TaskState.RUNNING or task.worker is None:
+                continue
+            worker = task.worker
+            logger.warning(
+                "task %r (id %d) ran past its timeout of %ss; stopping worker pid %d",
+                task.name,
+                task.id,
+                task.timeout,
+                worker.pid,
+            )
+            self._resolve_error(
+                task,
+                TaskTimeoutError(
+                    f"task {task.name!r} (id {task.id}) ran past its timeout of "
+                    f"{task.timeout}s; its worker (pid {worker.pid}) was stopped and replaced",
+                    task_name=task.name,
+                    task_id=task.id,
+                    timeout=task.timeout,
+                ),
+            )
+            worker.kill_reason = (
+                f"it was stopped because task {task.name!r} (id {task.id}) in the same "
+                f"worker ran past its timeout of {task.timeout}s"
+            )
+            _kill(worker.process)
+
+    def _reap_dead_worker(self, worker: WorkerHandle) -> None:
+        # Messages the worker wrote before it died are still in the pipe:
+        # read them first, so finished work keeps its result.
+        if worker.conn in self._by_conn:
+            self._collect_results(worker)
+        self._by_conn.pop(worker.conn, None)
+        self._by_sentinel.pop(worker.process.sentinel, None)
+        worker.process.join(1.0)
+        exitcode = worker.process.exitcode
+        was_ready = worker.state is not WorkerState.STARTING
+        expected = worker.state is WorkerState.RETIRING and not worker.tasks
+        worker.state = WorkerState.DEAD
+        self._workers.remove(worker)
+        try:
+            worker.conn.close()
+        except OSError:
+            pass
+        if not expected:
+            logger.warning(
+                "nestpool worker pid %d %s%s",
+                worker.pid,
+                describe_exit(exitcode),
+                f" ({worker.kill_reason})" if worker.kill_reason else "",
+            )
+        for task in list(worker.tasks.values()):
+            self._fail_or_requeue(task, worker, exitcode)
+        worker.tasks.clear()
+        if not was_ready and self.broken is None and not self._terminating:
+            self._startup_deaths += 1
+            if self._startup_deaths >= MAX_STARTUP_DEATHS:
+                self._break(
+                    InitializerError(
+                        f"{MAX_STARTUP_DEATHS} worker processes in a row died before they were "
+                        f"ready (the last {describe_exit(exitcode)}); the pool stops starting "
+                        "workers. Check that the main module can be imported by the workers "
+                        "(guard the entry point with `if __name__ == '__main__':`)."
+                    )
+                )
+
+    def _fail_or_requeue(self, task: Task, worker: WorkerHandle, exitcode: int | None) -> None:
+        task.worker = None
+        if task.state is TaskState.SENT and not self._terminating:
+            # It never started: run it on another worker.
+            task.move(TaskState.PENDING)
+            self._pending.appendleft(task)
+            return
+        error = self._death_error(task, worker, exitcode)
+        if task.indices is not None and task.items is not None and not self._terminating:
+            assert task.outcomes is not None
+            position = min(max(worker.slots[task.slot], 0), len(task.indices) - 1)
+            running = task.indices[position]
+            task.outcomes[running] = (False, error)
+            rest = [i for i in task.indices if task.outcomes[i] is None]
+            if rest:
+                task.indices = rest
+                task.payload = dumps([task.items[i] for i in rest])
+                task.move(TaskState.PENDING)
+                self._pending.appendleft(task)
+                return
+            task.move(TaskState.DONE)
+            self._tasks.pop(task.id, None)
+            task.future.set_result(task.outcomes)
+            return
+        self._resolve_error(task, error)
+
+    def _death_error(
+        self, task: Task, worker: WorkerHandle, exitcode: int | None
+    ) -> WorkerDiedError:
+        reason = worker.kill_reason or _death_hint(exitcode)
+        return WorkerDiedError(
+            f"task {task.name!r} (id {task.id}) lost its worker: pid {worker.pid} "
+            f"{describe_exit(exitcode)}; {reason}. Other tasks were not affected.",
+            task_name=task.name,
+            task_id=task.id,
+            pid=worker.pid,
+            exitcode=exitcode,
+        )
+
+    def _close_all(self) -> None:
+        for worker in self._workers:
+            _kill(worker.process)
+            worker.process.join(5)
+            try:
+                worker.conn.close()
+            except OSError:
+                pass
+        self._workers.clear()
+        self._by_conn.clear()
+        self._by_sentinel.clear()
+        self._wakeup.close()
+
+
+def _death_hint(exitcode: int | None) -> str:
+    name = signal_name(exitcode)
+    if name == "SIGKILL":
+        return "often the out-of-memory killer (or kill -9)"
+    if name in ("SIGSEGV", "SIGBUS", "SIGILL", "SIGFPE", "SIGABRT"):
+        return "a crash in native code (an extension module, ctypes)"
+    if name is not None:
+        return "it was sent that signal"
+    return "the task (or a library it called) ended the process, e.g. with os._exit()"
+
+
+def _kill(process: Any) -> None:
+    try:
+        if process.exitcode is None:
+            process.kill()
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def _copy_initializer_error(error: InitializerError) -> InitializerError:
+    copy = InitializerError(str(error), traceback_text=error.traceback_text)
+    copy.__cause__ = error.__cause__
+    return copy
+
+
+def _resolve(future: Future[Any], ok: bool, value: Any) -> None:
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
+
+
+def _ensure_running(future: Future[Any]) -> bool:
+    """Move a future to RUNNING if it is not yet; False if it was cancelled."""
+    if future.running():
+        return True
+    try:
+        return future.set_running_or_notify_cancel()
+    except RuntimeError:  # already finished
+        return False

@@ -1,0 +1,545 @@
+"""``Pool``: the public executor. Options, lifecycle, ``with``, Ctrl-C, and the
+``submit``/``map``/``shutdown`` of ``concurrent.futures.Executor``.
+
+What it owns: validating options; registering itself as the process's route
+while open (``_routing``); the parent's own subtask thread pool; creating the
+dispatcher (and so the workers) on the first process task; leaving the ``with``
+block the way SPEC says (normally: wait; by an exception: cancel what has not
+started; by Ctrl-C: stop the workers at once). It never touches worker
+processes or the task table itself: that is the dispatcher's.
+"""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing
+import os
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor, Future
+from types import TracebackType
+from typing import Any
+
+from . import _routing
+from ._collate import CHUNKS_PER_SLOT, ChunkSizer, Item, MapIterator
+from ._dispatcher import Dispatcher, Task, new_task_id
+from ._errors import PoolClosedError
+from ._inline import map_inline, run_inline
+from ._routing import TaskOptions
+from ._serialize import dumps, dumps_callable, pickling_error
+from ._subtasks import SubtaskPool
+from ._typing import P, R
+
+__all__ = ["Pool"]
+
+START_METHODS = ("fork", "forkserver", "spawn")
+_pool_counter = itertools.count(1)
+_open_pools: weakref.WeakSet[Pool] = weakref.WeakSet()
+
+
+def default_start_method() -> str:
+    """``forkserver`` where the platform has it, else ``spawn`` (never a fork of
+    a threaded parent)."""
+    available = multiprocessing.get_all_start_methods()
+    return "forkserver" if "forkserver" in available else "spawn"
+
+
+def usable_cpu_count() -> int:
+    """The CPUs this process may run on (affinity-aware), at least 1."""
+    counter = getattr(os, "process_cpu_count", None)
+    if counter is not None:
+        count = counter()
+    elif hasattr(os, "sched_getaffinity"):
+        count = len(os.sched_getaffinity(0))
+    else:  # pragma: no cover - platforms without affinity
+        count = os.cpu_count()
+    return max(1, count or 1)
+
+
+def _check_count(name: str, value: object, *, minimum: int, allow_none: bool = True) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int or None, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+
+
+class Pool(Executor):
+    """A pool of worker processes, each with its own persistent thread pool.
+
+    While it is open, ``@process_task`` calls made in this process (from any
+    thread) are queued to its workers and ``@thread_subtask`` calls run on its
+    thread pool here; inside a worker, subtasks run on that worker's own
+    thread pool (see the routing table in the docs). It is a
+    ``concurrent.futures.Executor``: ``submit``, ``map`` and ``shutdown``
+    behave as the standard library documents them.
+
+    Args:
+        processes: worker processes; None for the usable CPU count; 0 runs
+            every process task inline, in the caller (debugging, pdb, coverage).
+        threads: threads of each thread pool (here and in each worker); None
+            for ``ThreadPoolExecutor``'s default; 0 runs subtasks inline.
+        tasks_per_process: how many process tasks one worker runs at once, so
+            that while one waits on its subtasks' IO another uses the CPU.
+        start_method: ``"fork"``, ``"forkserver"`` or ``"spawn"``; None for
+            ``forkserver`` where available, else ``spawn``.
+        initializer: called with ``initargs`` at the start of each worker.
+        initargs: arguments for ``initializer``.
+        max_tasks_per_child: replace each worker after this many process tasks.
+
+    Raises:
+        ValueError: a negative count, or an unknown start method.
+        TypeError: a count that is not an int.
+
+    Example:
+        >>> with Pool(processes=4, threads=32):
+        ...     total = sum(crunch.map(batches))
+
+    When several pools are open at once in one process, decorated calls go to
+    the one opened last, until it shuts down; ``submit`` always uses its own
+    pool.
+    """
+
+    def __init__(
+        self,
+        processes: int | None = None,
+        threads: int | None = None,
+        *,
+        tasks_per_process: int = 1,
+        start_method: str | None = None,
+        initializer: Callable[..., object] | None = None,
+        initargs: tuple[Any, ...] = (),
+        max_tasks_per_child: int | None = None,
+    ) -> None:
+        _check_count("processes", processes, minimum=0)
+        _check_count("threads", threads, minimum=0)
+        _check_count("tasks_per_process", tasks_per_process, minimum=1, allow_none=False)
+        _check_count("max_tasks_per_child", max_tasks_per_child, minimum=1)
+        if start_method is None:
+            start_method = default_start_method()
+        elif start_method not in START_METHODS:
+            raise ValueError(
+                f"start_method must be one of {', '.join(map(repr, START_METHODS))} "
+                f"or None, got {start_method!r}"
+            )
+        if start_method not in multiprocessing.get_all_start_methods():
+            raise ValueError(f"start_method {start_method!r} is not available on this platform")
+        if initializer is not None and not callable(initializer):
+            raise TypeError("initializer must be callable")
+
+        self._processes = usable_cpu_count() if processes is None else processes
+        self._threads = threads
+        self._tasks_per_process = tasks_per_process
+        self._start_method = start_method
+        self._max_tasks_per_child = max_tasks_per_child
+        self._initializer: bytes | None = None
+        if initializer is not None:
+            try:
+                self._initializer = dumps((initializer, tuple(initargs)))
+            except Exception as exc:
+                raise pickling_error(
+                    getattr(initializer, "__qualname__", repr(initializer)), "initializer", exc
+                ) from exc
+        self._name = f"nestpool-{next(_pool_counter)}"
+        self._lock = threading.Lock()
+        self._dispatcher: Dispatcher | None = None
+        self._subtasks: SubtaskPool | None = None
+        self._closed = False
+        _open_pools.add(self)
+        _routing.register(self)
+
+    # ------------------------------------------------------------ properties
+
+    @property
+    def processes(self) -> int:
+        """The number of worker processes (0: process tasks run inline)."""
+        return self._processes
+
+    @property
+    def threads(self) -> int | None:
+        """Threads per thread pool (None: the standard library's default)."""
+        return self._threads
+
+    @property
+    def tasks_per_process(self) -> int:
+        """How many process tasks one worker runs at once."""
+        return self._tasks_per_process
+
+    @property
+    def start_method(self) -> str:
+        """The start method of the worker processes."""
+        return self._start_method
+
+    def worker_pids(self) -> list[int]:
+        """The pids of the live worker processes (a snapshot; for diagnostics)."""
+        dispatcher = self._dispatcher
+        return [] if dispatcher is None else dispatcher.worker_pids()
+
+    # ------------------------------------------------------------ route
+
+    def _get_dispatcher(self) -> Dispatcher:
+        dispatcher = self._dispatcher
+        if dispatcher is None:
+            with self._lock:
+                dispatcher = self._dispatcher
+                if dispatcher is None:
+                    dispatcher = self._dispatcher = Dispatcher(
+                        processes=self._processes,
+                        threads=self._threads,
+                        tasks_per_process=self._tasks_per_process,
+                        context=multiprocessing.get_context(self._start_method),
+                        initializer=self._initializer,
+                        max_tasks_per_child=self._max_tasks_per_child,
+                        name=self._name,
+                    )
+        return dispatcher
+
+    def _submit_call(
+        self,
+        name: str,
+        fn_payload: Callable[[], bytes],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        timeout: float | None,
+    ) -> Future[Any]:
+        future: Future[Any] = Future()
+        try:
+            payload = fn_payload()
+        except Exception as exc:
+            future.set_exception(pickling_error(name, "function", exc))
+            return future
+        try:
+            args_payload = dumps([(args, kwargs)])
+        except Exception as exc:
+            future.set_exception(pickling_error(name, "argument", exc))
+            return future
+        task = Task(new_task_id(), name, payload, args_payload, future, timeout, None)
+        self._get_dispatcher().submit(task)
+        return future
+
+    def submit_task(
+        self, options: TaskOptions, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Future[Any]:
+        """Route one ``@process_task`` call here (``_routing.Route``)."""
+        if self._processes == 0:
+            return run_inline(options.fn, args, kwargs)
+        return self._submit_call(options.name, options.get_payload, args, kwargs, options.timeout)
+
+    def map_task(
+        self,
+        options: TaskOptions,
+        iterables: tuple[Iterable[Any], ...],
+        ordered: bool,
+        chunksize: int | None,
+        buffersize: int | None,
+    ) -> Iterator[Any]:
+        """Route a ``@process_task`` ``.map`` here (``_routing.Route``)."""
+        if self._processes == 0:
+            return map_inline(options.fn, iterables)
+        if options.timeout is not None and chunksize is None:
+            chunksize = 1  # a timeout is per call: never batch timed calls
+        return self._map_chunks(
+            options.name,
+            options.get_payload,
+            iterables,
+            ordered=ordered,
+            chunksize=chunksize,
+            buffersize=buffersize,
+            timeout=None,
+            task_timeout=options.timeout,
+        )
+
+    def subtask_pool(self) -> SubtaskPool | None:
+        """The parent's thread pool for subtasks (None with ``threads=0``)."""
+        if self._threads == 0:
+            return None
+        pool = self._subtasks
+        if pool is None:
+            with self._lock:
+                pool = self._subtasks
+                if pool is None:
+                    pool = self._subtasks = SubtaskPool(self._threads, name=f"{self._name}-subtask")
+        return pool
+
+    def _map_chunks(
+        self,
+        name: str,
+        fn_payload: Callable[[], bytes],
+        iterables: tuple[Iterable[Any], ...],
+        *,
+        ordered: bool,
+        chunksize: int | None,
+        buffersize: int | None,
+        timeout: float | None,
+        task_timeout: float | None,
+    ) -> MapIterator[Any]:
+        dispatcher = self._get_dispatcher()
+        slots = self._processes * self._tasks_per_process
+        cap = buffersize if buffersize is not None else 1 << 30
+        if chunksize is None and buffersize is not None:
+            cap = max(1, buffersize // (2 * slots))
+
+        def measure() -> float | None:
+            return dispatcher.item_seconds.get(name)
+
+        def submit(items: list[Item]) -> tuple[Future[Any], bool]:
+            future: Future[Any] = Future()
+            try:
+                payload = fn_payload()
+            except Exception as exc:
+                future.set_exception(pickling_error(name, "function", exc))
+                return future, True
+            pairs: list[tuple[Item, dict[str, Any]]] = [(args, {}) for args in items]
+            try:
+                args_payload = dumps(pairs)
+            except Exception:
+                return _submit_picklable_items(dispatcher, name, payload, pairs, task_timeout)
+            task = Task(new_task_id(), name, payload, args_payload, future, task_timeout, pairs)
+            dispatcher.submit(task)
+            return future, True
+
+        return MapIterator(
+            iterables,
+            submit,
+            ChunkSizer(chunksize, measure, cap),
+            ordered=ordered,
+            buffersize=buffersize,
+            max_units=CHUNKS_PER_SLOT * slots,
+            timeout=timeout,
+        )
+
+    # ------------------------------------------------------------ Executor
+
+    def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
+        """Run ``fn(*args, **kwargs)`` as a process task; return its future.
+
+        ``fn`` is any picklable callable: functions the workers cannot import
+        (lambdas, closures, ``__main__``) are sent by value with cloudpickle.
+        A decorated ``@process_task`` runs its plain function.
+
+        Returns:
+            A ``concurrent.futures.Future`` resolved with the value, or with the
+            exception (an argument that cannot be pickled fails it with
+            ``TaskPicklingError``).
+
+        Raises:
+            PoolClosedError: (a ``RuntimeError``) the pool was shut down.
+
+        Example:
+            >>> future = pool.submit(pow, 2, 10)
+            >>> future.result()
+            1024
+        """
+        if self._closed:
+            raise PoolClosedError("cannot schedule new futures after shutdown")
+        options: TaskOptions | None = getattr(fn, "_self_options", None)
+        if options is not None and options.kind == "process":
+            if self._processes == 0:
+                return run_inline(options.fn, args, kwargs)
+            return self._submit_call(
+                options.name, options.get_payload, args, kwargs, options.timeout
+            )
+        if self._processes == 0:
+            return run_inline(fn, args, kwargs)
+        name = getattr(fn, "__qualname__", None) or repr(fn)
+        return self._submit_call(name, lambda: dumps_callable(fn), args, kwargs, None)
+
+    def map(
+        self,
+        fn: Callable[..., R],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
+        buffersize: int | None = None,
+    ) -> Iterator[R]:
+        """Like ``concurrent.futures.Executor.map``, lazy and bounded.
+
+        Returns an iterator of ``fn``'s values in input order. Work starts at
+        the call; input is pulled only as results are taken, with at most
+        ``buffersize`` items in flight (default: a few chunks per worker slot).
+
+        Args:
+            fn: a picklable callable (by value for lambdas and ``__main__``).
+            *iterables: zipped into the arguments of each call.
+            timeout: seconds from the call; iterating past it raises
+                ``TimeoutError`` (``concurrent.futures.TimeoutError``).
+            chunksize: items sent to a worker at once.
+            buffersize: the most items in flight at once (as Python 3.14).
+
+        Raises:
+            ValueError: ``chunksize`` < 1 or ``buffersize`` < 1.
+            PoolClosedError: the pool was shut down.
+
+        Example:
+            >>> list(pool.map(pow, [2, 3], [5, 2]))
+            [32, 9]
+        """
+        if chunksize < 1:
+            raise ValueError("chunksize must be >= 1.")
+        if buffersize is not None and buffersize < 1:
+            raise ValueError("buffersize must be None or > 0")
+        if self._closed:
+            raise PoolClosedError("cannot schedule new futures after shutdown")
+        options: TaskOptions | None = getattr(fn, "_self_options", None)
+        plain: Callable[..., Any] = fn
+        if options is not None and options.kind == "process":
+            plain = options.fn
+        if self._processes == 0:
+            return _timed_inline_map(plain, iterables)
+        if options is not None and options.kind == "process":
+            name, payload = options.name, options.get_payload
+        else:
+            name = getattr(fn, "__qualname__", None) or repr(fn)
+
+            def payload() -> bytes:
+                return dumps_callable(fn)
+
+        return self._map_chunks(
+            name,
+            payload,
+            iterables,
+            ordered=True,
+            chunksize=chunksize,
+            buffersize=buffersize,
+            timeout=timeout,
+            task_timeout=None,
+        )
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop taking work and release the workers when the work is done.
+
+        Args:
+            wait: block until every running and queued task has finished and
+                the workers have exited.
+            cancel_futures: cancel the tasks that have not started.
+
+        After it, ``submit`` raises ``RuntimeError`` and decorated calls in this
+        process no longer route here. Calling it again is harmless.
+        """
+        with self._lock:
+            self._closed = True
+            subtasks = self._subtasks
+        # Subtasks still running here may call process tasks: let them finish
+        # while this pool still takes their calls.
+        if subtasks is not None:
+            subtasks.shutdown(wait=wait, cancel_futures=cancel_futures)
+        _routing.unregister(self)
+        _open_pools.discard(self)
+        with self._lock:
+            dispatcher = self._dispatcher
+        if dispatcher is not None:
+            dispatcher.shutdown(cancel_futures=cancel_futures)
+            if wait:
+                dispatcher.join()
+
+    def terminate(self) -> None:
+        """Stop now: cancel what has not started, kill the workers (their
+        running tasks fail with ``WorkerDiedError``) and wait for them to exit.
+
+        Used when the ``with`` block is left by Ctrl-C; threads of the parent's
+        subtask pool cannot be stopped and finish what they run.
+        """
+        with self._lock:
+            self._closed = True
+            subtasks = self._subtasks
+            dispatcher = self._dispatcher
+        _routing.unregister(self)
+        _open_pools.discard(self)
+        if subtasks is not None:
+            subtasks.shutdown(wait=False, cancel_futures=True)
+        if dispatcher is not None:
+            dispatcher.terminate()
+            dispatcher.join(10)
+
+    def __enter__(self) -> Pool:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        if exc_type is not None and not issubclass(exc_type, Exception):
+            # Ctrl-C (or SystemExit): leave promptly, leave no worker behind.
+            self.terminate()
+            return
+        try:
+            self.shutdown(wait=True, cancel_futures=exc_type is not None)
+        except BaseException:
+            # Ctrl-C while waiting for the work to finish.
+            self.terminate()
+            raise
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return (
+            f"<nestpool.Pool {self._name} {state} processes={self._processes} "
+            f"threads={self._threads} tasks_per_process={self._tasks_per_process} "
+            f"start_method={self._start_method!r}>"
+        )
+
+
+def _submit_picklable_items(
+    dispatcher: Dispatcher,
+    name: str,
+    payload: bytes,
+    pairs: list[tuple[Item, dict[str, Any]]],
+    task_timeout: float | None,
+) -> tuple[Future[Any], bool]:
+    """A chunk did not pickle: fail the bad items alone, send the others."""
+    outcomes: list[tuple[bool, Any] | None] = [None] * len(pairs)
+    good: list[int] = []
+    for index, pair in enumerate(pairs):
+        try:
+            dumps(pair)
+        except Exception as exc:
+            outcomes[index] = (False, pickling_error(name, "argument", exc))
+        else:
+            good.append(index)
+    future: Future[Any] = Future()
+    if not good:
+        future.set_result(outcomes)
+        return future, True
+    inner: Future[Any] = Future()
+    good_pairs = [pairs[i] for i in good]
+    task = Task(new_task_id(), name, payload, dumps(good_pairs), inner, task_timeout, good_pairs)
+
+    def merge(done: Future[Any]) -> None:
+        if done.cancelled():
+            future.cancel()
+            return
+        exc = done.exception()
+        for position, index in enumerate(good):
+            outcomes[index] = (False, exc) if exc is not None else done.result()[position]
+        future.set_running_or_notify_cancel()
+        future.set_result(outcomes)
+
+    inner.add_done_callback(merge)
+    dispatcher.submit(task)
+    return future, True
+
+
+def _timed_inline_map(fn: Callable[..., R], iterables: tuple[Iterable[Any], ...]) -> Iterator[R]:
+    return map_inline(fn, iterables)
+
+
+def _shutdown_open_pools() -> None:
+    # At interpreter exit, as the standard library's executors do: finish the
+    # work of pools the program left open, then release their workers.
+    for pool in list(_open_pools):
+        try:
+            pool.shutdown(wait=True)
+        except BaseException:  # pragma: no cover - best effort at exit
+            pool.terminate()
+
+
+_register_atexit = getattr(threading, "_register_atexit", None)
+if _register_atexit is not None:
+    _register_atexit(_shutdown_open_pools)
+else:  # pragma: no cover
+    import atexit
+
+    atexit.register(_shutdown_open_pools)

@@ -1,0 +1,164 @@
+"""Where am I? The routing table of SPEC.md as one function.
+
+| where the call happens         | a process task              | a thread subtask                 |
+|--------------------------------|-----------------------------|----------------------------------|
+| no pool open in this process   | inline, completed future    | inline, completed future         |
+| a Pool open in this process    | queued to a worker          | the pool's thread pool, here     |
+| inside a worker process        | inline in that worker       | that worker's persistent pool    |
+
+A ``Pool`` registers itself here when it is created and unregisters when it shuts
+down; a worker process (local or Dask) installs a ``WorkerRoute`` at start. The
+answer is one read of a module global, so the hot path pays nothing for it.
+
+This module never imports the pool or the dispatcher: routes are duck-typed
+(``Route``), so worker processes stay light.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from ._subtasks import SubtaskPool
+
+__all__ = [
+    "Route",
+    "TaskOptions",
+    "current",
+    "enter_worker",
+    "in_worker",
+    "register",
+    "unregister",
+]
+
+
+class TaskOptions:
+    """What a decorated function carries: its name and options, resolved once."""
+
+    __slots__ = ("factory", "fn", "kind", "name", "payload", "timeout")
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        name: str,
+        timeout: float | None,
+        kind: str,
+        factory: Callable[[], bytes] | None = None,
+    ) -> None:
+        self.fn = fn
+        self.name = name
+        self.timeout = timeout
+        #: "process" or "subtask"
+        self.kind = kind
+        #: builds the payload; called on first dispatch, not at decoration,
+        #: because the function's module has not finished importing then.
+        self.factory = factory
+        self.payload: bytes | None = None
+
+    def get_payload(self) -> bytes:
+        """The pickled function a worker runs (cached after the first call)."""
+        payload = self.payload
+        if payload is None:
+            assert self.factory is not None
+            payload = self.payload = self.factory()
+        return payload
+
+
+class Route(Protocol):
+    """What a place that runs decorated calls offers (a pool, a worker)."""
+
+    def submit_task(
+        self, options: TaskOptions, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Future[Any]:
+        """Run one process task; return its future."""
+        ...
+
+    def map_task(
+        self,
+        options: TaskOptions,
+        iterables: tuple[Iterable[Any], ...],
+        ordered: bool,
+        chunksize: int | None,
+        buffersize: int | None,
+    ) -> Iterator[Any]:
+        """Run a process task over the zipped iterables; iterate the values."""
+        ...
+
+    def subtask_pool(self) -> SubtaskPool | None:
+        """The thread pool subtasks go to here, or None to run them inline."""
+        ...
+
+
+_lock = threading.Lock()
+_pools: list[Route] = []
+_worker_route: Route | None = None
+# The one value the hot path reads: the route decorated calls take now.
+_current: Route | None = None
+
+
+def current() -> Route | None:
+    """Return the route for a call made now in this process, None for inline."""
+    return _current
+
+
+def in_worker() -> bool:
+    """True inside a nestpool worker process (or a Dask worker running nestpool)."""
+    return _worker_route is not None
+
+
+def _recompute() -> None:
+    global _current
+    if _worker_route is not None:
+        # Inside a worker the worker's rule wins: no nested process fan-out.
+        _current = _worker_route
+    else:
+        _current = _pools[-1] if _pools else None
+
+
+def register(route: Route) -> None:
+    """A pool opened in this process: calls route to it until it unregisters.
+
+    When several pools are open at once, the most recently opened one wins,
+    until it shuts down (see docs/routing.md).
+    """
+    with _lock:
+        _pools.append(route)
+        _recompute()
+
+
+def unregister(route: Route) -> None:
+    """A pool shut down: calls route to the previous open pool, or run inline."""
+    with _lock:
+        for index in range(len(_pools) - 1, -1, -1):
+            if _pools[index] is route:
+                del _pools[index]
+                break
+        _recompute()
+
+
+def open_routes() -> list[Route]:
+    """The pools open in this process, oldest first."""
+    with _lock:
+        return list(_pools)
+
+
+def enter_worker(route: Route) -> None:
+    """Mark this process as a worker: process tasks run inline, subtasks go to
+    ``route``'s persistent thread pool. Also drops pools inherited through fork,
+    which belong to the parent."""
+    global _worker_route
+    with _lock:
+        _pools.clear()
+        _worker_route = route
+        _recompute()
+
+
+def leave_worker() -> None:
+    """Undo ``enter_worker`` (for a Dask worker thread that hosts nestpool)."""
+    global _worker_route
+    with _lock:
+        _worker_route = None
+        _recompute()

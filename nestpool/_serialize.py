@@ -1,0 +1,223 @@
+"""How things cross the process boundary: by reference when the worker can import
+them, by value (cloudpickle) when it cannot, and exceptions with their traceback.
+
+This module owns the wire encoding of callables, arguments, results and
+exceptions. It must never import parent-side modules (it is loaded by workers)
+and never swallow an error: every failure is turned into an exported
+``TaskPicklingError`` or ``RemoteTaskError`` that names the task.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import traceback
+import types
+from collections.abc import Callable
+from typing import Any
+
+import cloudpickle
+
+from ._errors import RemoteTaskError, TaskPicklingError
+
+__all__ = [
+    "ExceptionWithTraceback",
+    "ReducedByNestpool",
+    "RemoteTraceback",
+    "dumps",
+    "dumps_by_value",
+    "dumps_callable",
+    "exception_payload",
+    "loads",
+    "needs_by_value",
+]
+
+PROTOCOL = pickle.HIGHEST_PROTOCOL
+loads = pickle.loads
+
+
+class ReducedByNestpool:
+    """Marker base: instances pickle through their own ``__reduce_ex__``.
+
+    nestpool's decorated functions are wrapt proxies that claim to be
+    functions (``__class__``), which keeps ``help()`` and ``inspect`` working
+    but would make cloudpickle copy them as bare functions and lose the
+    decorator; ``_Pickler`` looks at the real type first.
+    """
+
+    __slots__ = ()
+
+
+class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(type(obj), type) and issubclass(type(obj), ReducedByNestpool):
+            return obj.__reduce_ex__(self.proto)
+        return super().reducer_override(obj)
+
+
+def dumps_by_value(obj: object) -> bytes:
+    """cloudpickle ``obj`` (functions from ``__main__``, lambdas, closures by value)."""
+    buffer = io.BytesIO()
+    _Pickler(buffer, protocol=PROTOCOL).dump(obj)
+    return buffer.getvalue()
+
+
+def dumps(obj: object) -> bytes:
+    """Pickle ``obj``, falling back to cloudpickle for lambdas, closures and the like.
+
+    Raises:
+        Exception: whatever the standard pickler raised, if cloudpickle fails too.
+    """
+    try:
+        return pickle.dumps(obj, PROTOCOL)
+    except Exception as first:
+        try:
+            return dumps_by_value(obj)
+        except Exception:
+            raise first from None
+
+
+def needs_by_value(fn: object) -> bool:
+    """True when a worker could not import ``fn`` by its module and qualified name.
+
+    Functions from ``__main__`` (a script, a notebook, ``python -c``), lambdas and
+    functions defined inside other functions are sent by value with cloudpickle,
+    whatever the start method; everything else travels as a reference.
+    """
+    module = getattr(fn, "__module__", None)
+    qualname = getattr(fn, "__qualname__", "")
+    if module is None or module == "__main__" or module == "__mp_main__":
+        return True
+    return "<locals>" in qualname or "<lambda>" in qualname
+
+
+_callable_cache: dict[int, tuple[object, bytes]] = {}
+
+
+def dumps_callable(fn: Callable[..., Any]) -> bytes:
+    """Pickle a callable once and cache the bytes (the hot path sends them per task).
+
+    Raises:
+        Exception: the pickler's error when ``fn`` cannot be sent at all.
+    """
+    cached = _callable_cache.get(id(fn))
+    if cached is not None and cached[0] is fn:
+        return cached[1]
+    if needs_by_value(fn) and not isinstance(fn, (types.BuiltinFunctionType, type)):
+        data = dumps_by_value(fn)
+    else:
+        data = dumps(fn)
+    if len(_callable_cache) > 4096:
+        _callable_cache.clear()
+    # Keep a strong reference to fn beside its id so the id cannot be reused.
+    _callable_cache[id(fn)] = (fn, data)
+    return data
+
+
+class RemoteTraceback(Exception):
+    """The worker-side traceback text, chained as ``__cause__`` of a remote exception."""
+
+    def __init__(self, tb: str) -> None:
+        super().__init__(tb)
+        self.tb = tb
+
+    def __str__(self) -> str:
+        return self.tb
+
+
+def _rebuild_exception(exc: BaseException, tb: str) -> BaseException:
+    exc.__cause__ = RemoteTraceback(tb)
+    return exc
+
+
+class ExceptionWithTraceback:
+    """Carries an exception to the parent, where it is rebuilt as itself with the
+    worker-side traceback text as ``__cause__`` (the standard library's method)."""
+
+    __slots__ = ("exc", "tb")
+
+    def __init__(self, exc: BaseException, tb: str) -> None:
+        self.exc = exc
+        self.tb = tb
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _rebuild_exception, (self.exc, self.tb)
+
+
+def format_remote_traceback(exc: BaseException) -> str:
+    """Format an exception with its traceback and chain, fenced for display."""
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return f'\n"""\n{text}"""'
+
+
+def exception_payload(exc: BaseException, task_name: str) -> object:
+    """Return an object that pickles into ``exc`` (with its traceback) in the parent.
+
+    An exception that cannot make the round trip (it fails to pickle or to
+    unpickle) is replaced by a ``RemoteTaskError`` carrying its type name,
+    message and traceback text, so that the failure is never lost.
+    """
+    tb = format_remote_traceback(exc)
+    exc.__traceback__ = None  # frames hold locals that may not pickle, or be huge
+    try:
+        # Round trip here, in the worker, so a failure to unpickle is caught on
+        # this side, where it can still be reported with the original's details.
+        loads(dumps(ExceptionWithTraceback(exc, tb)))
+    except Exception as problem:
+        type_name = f"{type(exc).__module__}.{type(exc).__qualname__}"
+        try:
+            message = str(exc)
+        except Exception:
+            message = "<unprintable exception>"
+        error = RemoteTaskError(
+            f"task {task_name!r} raised {type_name}: {message} "
+            f"(the exception could not be sent to the caller: {problem!r}; "
+            "its traceback text is attached)",
+            type_name=type_name,
+            original_message=message,
+            traceback_text=tb,
+        )
+        return ExceptionWithTraceback(error, tb)
+    return ExceptionWithTraceback(exc, tb)
+
+
+_DIRECTIONS = {
+    "argument": (
+        "an argument could not be pickled",
+        "pass plain data, or give the type a __reduce__",
+    ),
+    "argument (unpickling in the worker)": (
+        "an argument could not be unpickled in the worker",
+        "make sure its type can be imported in the worker and rebuilt from its pickle",
+    ),
+    "result": (
+        "the result could not be pickled",
+        "return plain data, or give the type a __reduce__",
+    ),
+    "result (unpickling in the parent)": (
+        "the result could not be unpickled in the parent",
+        "make sure its type can be imported in the parent and rebuilt from its pickle",
+    ),
+    "exception": (
+        "the exception it raised could not be pickled",
+        "give the exception type a __reduce__, or raise a plainer one",
+    ),
+    "function": ("the function could not be pickled", "define it at module level"),
+    "function (unpickling in the worker)": (
+        "the function could not be loaded in the worker",
+        "make sure its module can be imported in the worker",
+    ),
+    "initializer": ("the initializer could not be pickled", "define it at module level"),
+}
+
+
+def pickling_error(task_name: str, direction: str, cause: BaseException) -> TaskPicklingError:
+    """Build the error for data that failed to cross the boundary, cause chained."""
+    what, hint = _DIRECTIONS[direction]
+    error = TaskPicklingError(
+        f"task {task_name!r}: {what}: {type(cause).__name__}: {cause}; {hint}",
+        task_name=task_name,
+        direction=direction,
+    )
+    error.__cause__ = cause
+    return error

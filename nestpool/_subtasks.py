@@ -1,0 +1,252 @@
+"""The per-process thread pool that runs ``@thread_subtask`` calls.
+
+What it owns: a ``ThreadPoolExecutor``-like pool whose futures can be *claimed*:
+whichever comes first, a pool thread or a thread that waits on the future, runs
+the subtask. So a thread that waits on a subtask that has not started runs it
+itself, and waiting inside the pool can never deadlock, even with one thread
+and deep nesting (SPEC "Collated values"). It covers ``result()``,
+``exception()``, ``nestpool.gather`` and the standard library's ``wait()`` and
+``as_completed()``, which wait through the future's waiter list (see
+``_HelpingWaiters``). A waiter that passes ``timeout=0`` (a poll) never runs
+anything itself.
+
+It also owns the one persistent pool of a worker process (``process_pool``),
+created on first use and kept for the worker's life, which the local engine and
+the Dask backend share. It must never import parent-side modules.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import queue
+import threading
+import weakref
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+from ._errors import PoolClosedError
+from ._typing import R
+
+__all__ = ["SubtaskFuture", "SubtaskPool", "default_threads", "process_pool"]
+
+
+def default_threads() -> int:
+    """``ThreadPoolExecutor``'s default size: min(32, cpu_count + 4)."""
+    return min(32, (os.cpu_count() or 1) + 4)
+
+
+_Work = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]
+
+
+class _HelpingEvent(threading.Event):
+    """The event a ``concurrent.futures`` waiter blocks on, taught to help first.
+
+    ``wait()``/``as_completed()`` install a waiter on every future and then block
+    on ``waiter.event.wait()``. Before blocking, this event runs, in the waiting
+    thread, every subtask of the set that no thread has started yet.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.futures: list[SubtaskFuture[Any]] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if timeout is None or timeout > 0:
+            while self.futures and not self.is_set():
+                self.futures.pop(0).run_here(helping=True)
+        return super().wait(timeout)
+
+
+class _HelpingWaiters(list[Any]):
+    """A future's waiter list that swaps in a ``_HelpingEvent`` for new waiters."""
+
+    __slots__ = ("future_ref",)
+
+    def __init__(self, future: SubtaskFuture[Any]) -> None:
+        super().__init__()
+        self.future_ref = weakref.ref(future)
+
+    def append(self, waiter: Any) -> None:
+        future = self.future_ref()
+        if future is not None and future.pending_work():
+            event = getattr(waiter, "event", None)
+            if type(event) is threading.Event and not event.is_set():
+                event = waiter.event = _HelpingEvent()
+            if isinstance(event, _HelpingEvent):
+                event.futures.append(future)
+        super().append(waiter)
+
+
+class SubtaskFuture(Future[R]):
+    """A ``concurrent.futures.Future`` whose waiter runs it if nobody started it."""
+
+    def __init__(self, work: _Work) -> None:
+        super().__init__()
+        # A one-slot list: list.pop() is atomic, so exactly one thread claims it.
+        self._work: list[_Work] = [work]
+        self._waiters: list[Any] = _HelpingWaiters(self)
+
+    def pending_work(self) -> bool:
+        """True while no thread has claimed this subtask."""
+        return bool(self._work)
+
+    def run_here(self, *, helping: bool) -> None:
+        """Run the subtask in this thread unless another thread claimed it first.
+
+        Args:
+            helping: True when a waiting thread (not a pool thread) runs it; then
+                a KeyboardInterrupt or SystemExit is recorded and re-raised.
+        """
+        try:
+            fn, args, kwargs = self._work.pop()
+        except IndexError:
+            return
+        if not self.set_running_or_notify_cancel():
+            return
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            self.set_exception(exc)
+            if helping and not isinstance(exc, Exception):
+                raise
+            del exc
+        else:
+            self.set_result(result)
+        del fn, args, kwargs
+
+    def result(self, timeout: float | None = None) -> R:
+        if self._work and (timeout is None or timeout > 0):
+            self.run_here(helping=True)
+        return super().result(timeout)
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        if self._work and (timeout is None or timeout > 0):
+            self.run_here(helping=True)
+        return super().exception(timeout)
+
+
+_pool_counter = itertools.count(1)
+
+
+class SubtaskPool:
+    """A persistent thread pool of claimable futures (see the module docstring).
+
+    Threads are started on demand, up to ``max_workers``, as in
+    ``ThreadPoolExecutor``; they are named ``nestpool-subtask-N_M``.
+    """
+
+    def __init__(self, max_workers: int | None = None, name: str = "") -> None:
+        if max_workers is None:
+            max_workers = default_threads()
+        if max_workers <= 0:
+            raise ValueError("threads must be greater than 0 for a SubtaskPool")
+        self.max_workers = max_workers
+        self.name = name or f"nestpool-subtask-{next(_pool_counter)}"
+        self._queue: queue.SimpleQueue[SubtaskFuture[Any] | None] = queue.SimpleQueue()
+        # Threads blocked waiting for work; written under _lock by the threads,
+        # read without it by submit() (a stale read costs one extra thread at most).
+        self.idle = 0
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._shutdown = False
+
+    def submit(
+        self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> SubtaskFuture[R]:
+        """Queue ``fn(*args, **kwargs)``; return its claimable future.
+
+        Raises:
+            PoolClosedError: the pool was shut down.
+        """
+        future: SubtaskFuture[R] = SubtaskFuture((fn, args, kwargs))
+        if self._shutdown:
+            raise PoolClosedError("cannot schedule new futures after shutdown")
+        self._queue.put(future)
+        if self.idle <= 0 and len(self._threads) < self.max_workers:
+            self._start_thread()
+        return future
+
+    def _start_thread(self) -> None:
+        with self._lock:
+            if self._shutdown or len(self._threads) >= self.max_workers:
+                return
+            thread = threading.Thread(
+                target=_thread_main,
+                args=(self,),
+                name=f"{self.name}_{len(self._threads)}",
+                daemon=True,
+            )
+            thread.start()
+            self._threads.append(thread)
+
+    def thread_idents(self) -> set[int]:
+        """The idents of the pool's live threads (for tests and diagnostics)."""
+        return {t.ident for t in self._threads if t.ident is not None and t.is_alive()}
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop taking work; optionally cancel what has not started; join threads."""
+        with self._lock:
+            self._shutdown = True
+            threads = list(self._threads)
+        if cancel_futures:
+            while True:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None:
+                    item.cancel()
+        for _ in threads:
+            self._queue.put(None)
+        if wait:
+            current = threading.current_thread()
+            for thread in threads:
+                if thread is not current:
+                    thread.join()
+
+
+def _thread_main(pool: SubtaskPool) -> None:
+    work_queue = pool._queue
+    lock = pool._lock
+    while True:
+        with lock:
+            pool.idle += 1
+        item = work_queue.get()
+        with lock:
+            pool.idle -= 1
+        if item is None:
+            return
+        item.run_here(helping=False)
+        del item
+
+
+_process_pool: SubtaskPool | None = None
+_process_pool_lock = threading.Lock()
+
+
+def process_pool(threads: int | None) -> SubtaskPool:
+    """This process's persistent subtask pool, created on first use.
+
+    A worker process (local engine or Dask) keeps one for its whole life; every
+    process task that runs there shares it.
+    """
+    global _process_pool
+    pool = _process_pool
+    if pool is None:
+        with _process_pool_lock:
+            pool = _process_pool
+            if pool is None:
+                pool = _process_pool = SubtaskPool(threads, name=f"nestpool-subtask-{os.getpid()}")
+    return pool
+
+
+def _forget_process_pool_in_child() -> None:
+    # A forked child has none of the parent's threads; start afresh on demand.
+    global _process_pool, _process_pool_lock
+    _process_pool = None
+    _process_pool_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_process_pool_in_child)

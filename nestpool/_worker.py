@@ -1,0 +1,318 @@
+"""The worker process: its main loop, its task runners and its wire protocol.
+
+What it owns, in the worker process::
+
+    parent ==(own duplex pipe)==> main thread: recv loop ---> local queue
+                                      |  EOF: the parent is gone -> os._exit
+                                      v
+                  runner threads (tasks_per_process of them): ACK, run, RESULT
+                                      |
+                  subtasks -> this process's persistent SubtaskPool
+
+- The main thread only reads the channel, so the end of the channel (a dead
+  parent) is noticed whatever the tasks are doing (SPEC: PR_SET_PDEATHSIG alone
+  is not enough).
+- SIGINT is ignored: Ctrl-C is the parent's decision.
+- Each runner writes the index of the item it is running into a shared array
+  slot before running it, so that when the worker dies the parent knows exactly
+  which item of a chunk killed it (the rest are run again elsewhere).
+- Results of a chunk are flushed at least every ``FLUSH_SECONDS``, so a death
+  costs at most that much finished-but-unreported work.
+
+It must never import parent-side modules (``_dispatcher``, ``_pool``, ``_api``).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import queue
+import signal
+import sys
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
+
+from . import _routing
+from ._errors import InitializerError
+from ._serialize import (
+    ExceptionWithTraceback,
+    dumps,
+    exception_payload,
+    format_remote_traceback,
+    loads,
+    pickling_error,
+)
+from ._subtasks import SubtaskPool, process_pool
+
+__all__ = ["WorkerConfig", "worker_main"]
+
+# Parent -> worker messages.
+MSG_CALL = 1  # (MSG_CALL, task_id, name, fn_payload, args_payload, chunk)
+MSG_EXIT = 2  # (MSG_EXIT,)
+# Worker -> parent messages.
+MSG_READY = 10  # (MSG_READY, pid)
+MSG_INIT_FAILED = 11  # (MSG_INIT_FAILED, error_payload)
+MSG_ACK = 12  # (MSG_ACK, task_id, slot)
+MSG_RESULT = 13  # (MSG_RESULT, task_id, first, count, final, busy_seconds, outcomes_blob)
+MSG_ARGS_FAILED = 14  # (MSG_ARGS_FAILED, task_id, error_payload)
+
+FLUSH_SECONDS = 0.005
+_FN_CACHE_SIZE = 256
+
+
+class WorkerConfig:
+    """What a worker needs to start; pickled (cloudpickle for the initializer)."""
+
+    __slots__ = ("index", "initializer", "tasks_per_process", "threads")
+
+    def __init__(
+        self,
+        index: int,
+        threads: int | None,
+        tasks_per_process: int,
+        initializer: bytes | None,
+    ) -> None:
+        self.index = index
+        self.threads = threads
+        self.tasks_per_process = tasks_per_process
+        #: pickled (initializer, initargs), or None
+        self.initializer = initializer
+
+    def __getstate__(self) -> tuple[Any, ...]:
+        return (self.index, self.threads, self.tasks_per_process, self.initializer)
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        self.index, self.threads, self.tasks_per_process, self.initializer = state
+
+
+class WorkerRoute:
+    """The route inside a worker: process tasks inline, subtasks to the
+    process's persistent thread pool (or inline with ``threads=0``)."""
+
+    def __init__(self, threads: int | None) -> None:
+        self.threads = threads
+
+    def submit_task(
+        self, options: _routing.TaskOptions, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        from ._inline import run_inline
+
+        return run_inline(options.fn, args, kwargs)
+
+    def map_task(
+        self,
+        options: _routing.TaskOptions,
+        iterables: Any,
+        ordered: bool,
+        chunksize: int | None,
+        buffersize: int | None,
+    ) -> Any:
+        from ._inline import map_inline
+
+        return map_inline(options.fn, iterables)
+
+    def subtask_pool(self) -> SubtaskPool | None:
+        if self.threads == 0:
+            return None
+        return process_pool(self.threads)
+
+
+class _Channel:
+    """The worker's end of its pipe; sends are serialised between runners."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.lock = threading.Lock()
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        data = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
+        self.send_bytes(data)
+
+    def send_bytes(self, data: bytes) -> None:
+        try:
+            with self.lock:
+                self.conn.send_bytes(data)
+        except OSError:
+            # The parent is gone; the main thread sees EOF and exits.
+            pass
+
+
+def worker_main(conn: Connection, slots: Any, config_blob: bytes) -> None:
+    """Entry point of a worker process (the target of ``multiprocessing.Process``)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    config: WorkerConfig = loads(config_blob)
+    channel = _Channel(conn)
+    _routing.enter_worker(WorkerRoute(config.threads))
+
+    if config.initializer is not None:
+        try:
+            initializer, initargs = loads(config.initializer)
+            initializer(*initargs)
+        except BaseException as exc:
+            text = format_remote_traceback(exc)
+            error = InitializerError(
+                f"the pool's initializer raised {type(exc).__name__}: {exc} "
+                "(the pool stops starting workers; fix the initializer)",
+                traceback_text=text,
+            )
+            channel.send((MSG_INIT_FAILED, ExceptionWithTraceback(error, text)))
+            _flush_std_streams()
+            os._exit(1)
+
+    calls: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
+    runners = [
+        threading.Thread(
+            target=_runner,
+            args=(slot, calls, channel, slots),
+            name=f"nestpool-worker-{config.index}-runner-{slot}",
+            daemon=True,
+        )
+        for slot in range(config.tasks_per_process)
+    ]
+    for runner in runners:
+        runner.start()
+    channel.send((MSG_READY, os.getpid()))
+
+    while True:
+        try:
+            data = conn.recv_bytes()
+        except (EOFError, OSError):
+            # The end of the channel: the parent died (or closed us abruptly).
+            # Nobody is left to take results; leave at once, whatever runs.
+            _flush_std_streams()
+            os._exit(0)
+        message = loads(data)
+        if message[0] == MSG_CALL:
+            calls.put(message)
+        elif message[0] == MSG_EXIT:
+            break
+
+    for _ in runners:
+        calls.put(None)
+    for runner in runners:
+        runner.join()
+    pool = process_pool(None) if config.threads != 0 else None
+    if pool is not None:
+        pool.shutdown(wait=True)
+    _flush_std_streams()
+
+
+def _flush_std_streams() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except Exception:
+            pass
+
+
+_fn_cache: OrderedDict[bytes, Callable[..., Any]] = OrderedDict()
+_fn_cache_lock = threading.Lock()
+
+
+def _load_function(payload: bytes) -> Callable[..., Any]:
+    with _fn_cache_lock:
+        cached = _fn_cache.get(payload)
+        if cached is not None:
+            _fn_cache.move_to_end(payload)
+            return cached
+    fn: Callable[..., Any] = loads(payload)
+    with _fn_cache_lock:
+        _fn_cache[payload] = fn
+        if len(_fn_cache) > _FN_CACHE_SIZE:
+            _fn_cache.popitem(last=False)
+    return fn
+
+
+def _runner(
+    slot: int,
+    calls: queue.SimpleQueue[tuple[Any, ...] | None],
+    channel: _Channel,
+    slots: Any,
+) -> None:
+    while True:
+        message = calls.get()
+        if message is None:
+            return
+        _, task_id, name, fn_payload, args_payload, _chunk = message
+        del message
+        slots[slot] = 0
+        channel.send((MSG_ACK, task_id, slot))
+        _run_call(slot, task_id, name, fn_payload, args_payload, channel, slots)
+
+
+def _run_call(
+    slot: int,
+    task_id: int,
+    name: str,
+    fn_payload: bytes,
+    args_payload: bytes,
+    channel: _Channel,
+    slots: Any,
+) -> None:
+    try:
+        fn = _load_function(fn_payload)
+    except BaseException as exc:
+        error = pickling_error(name, "function (unpickling in the worker)", exc)
+        channel.send((MSG_ARGS_FAILED, task_id, exception_payload(error, name)))
+        return
+    try:
+        items: list[tuple[tuple[Any, ...], dict[str, Any]]] = loads(args_payload)
+    except BaseException as exc:
+        error = pickling_error(name, "argument (unpickling in the worker)", exc)
+        channel.send((MSG_ARGS_FAILED, task_id, exception_payload(error, name)))
+        return
+    del args_payload
+
+    outcomes: list[tuple[bool, Any]] = []
+    first = 0
+    last = len(items) - 1
+    clock = time.perf_counter
+    flushed_at = started = clock()
+    for index, (args, kwargs) in enumerate(items):
+        slots[slot] = index
+        try:
+            outcomes.append((True, fn(*args, **kwargs)))
+        except BaseException as exc:
+            outcomes.append((False, exception_payload(exc, name)))
+            del exc
+        now = clock()
+        if index == last or now - flushed_at >= FLUSH_SECONDS:
+            _send_outcomes(channel, task_id, name, first, outcomes, index == last, now - started)
+            first = index + 1
+            outcomes = []
+            flushed_at = started = now
+    if not items:
+        _send_outcomes(channel, task_id, name, 0, [], True, 0.0)
+
+
+def _send_outcomes(
+    channel: _Channel,
+    task_id: int,
+    name: str,
+    first: int,
+    outcomes: list[tuple[bool, Any]],
+    final: bool,
+    busy: float,
+) -> None:
+    # The outcomes travel as bytes inside the message, so that if the parent
+    # cannot unpickle them it still knows which task and items they were for.
+    try:
+        blob = dumps(outcomes)
+    except Exception:
+        # Find the item(s) that cannot be pickled; the others keep their values.
+        checked: list[tuple[bool, Any]] = []
+        for ok, value in outcomes:
+            try:
+                dumps(value)
+            except Exception as exc:
+                error = pickling_error(name, "result" if ok else "exception", exc)
+                checked.append((False, exception_payload(error, name)))
+            else:
+                checked.append((ok, value))
+        blob = dumps(checked)
+    channel.send((MSG_RESULT, task_id, first, len(outcomes), final, busy, blob))
