@@ -25,7 +25,7 @@ from concurrent.futures import CancelledError, Future
 from concurrent.futures import TimeoutError as FuturesTimeoutError
 from typing import Any, Generic
 
-from ._subtasks import SubtaskFuture
+from ._subtasks import SubtaskFuture, is_helper
 from ._typing import R, T
 
 __all__ = ["ChunkSizer", "MapIterator", "gather", "run_chunk"]
@@ -256,7 +256,7 @@ class MapIterator(Iterator[R], Generic[R]):
                 pass
             # Nothing finished yet: run one unstarted subtask here rather than
             # block (a pool thread waiting here must never deadlock its pool).
-            for unit in self._window:
+            for unit in self._window if is_helper() else ():
                 future = unit.future
                 if isinstance(future, SubtaskFuture) and future.pending_work():
                     future.run_here(helping=True)

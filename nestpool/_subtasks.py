@@ -29,7 +29,38 @@ from typing import Any
 from ._errors import PoolClosedError
 from ._typing import R
 
-__all__ = ["SubtaskFuture", "SubtaskPool", "default_threads", "process_pool"]
+__all__ = [
+    "SubtaskFuture",
+    "SubtaskPool",
+    "become_helper",
+    "default_threads",
+    "is_helper",
+    "process_pool",
+    "stop_helping",
+]
+
+
+#: Threads that run a waited-on subtask themselves when nobody has started it:
+#: subtask pool threads (so waiting inside a pool never deadlocks it) and the
+#: threads that run process tasks in a worker (so a call-and-wait costs no
+#: thread hop). Other threads (the parent's main thread, say) simply wait, and
+#: the subtask runs on the pool, as the routing table says.
+_helper_idents: set[int] = set()
+
+
+def become_helper() -> None:
+    """Mark the calling thread as one that runs unstarted subtasks it waits on."""
+    _helper_idents.add(threading.get_ident())
+
+
+def stop_helping() -> None:
+    """Undo ``become_helper`` (the thread is about to end)."""
+    _helper_idents.discard(threading.get_ident())
+
+
+def is_helper() -> bool:
+    """True when the calling thread runs the unstarted subtasks it waits on."""
+    return threading.get_ident() in _helper_idents
 
 
 def default_threads() -> int:
@@ -53,7 +84,7 @@ class _HelpingEvent(threading.Event):
         self.futures: list[SubtaskFuture[Any]] = []
 
     def wait(self, timeout: float | None = None) -> bool:
-        if timeout is None or timeout > 0:
+        if (timeout is None or timeout > 0) and threading.get_ident() in _helper_idents:
             while self.futures and not self.is_set():
                 self.futures.pop(0).run_here(helping=True)
         return super().wait(timeout)
@@ -117,12 +148,20 @@ class SubtaskFuture(Future[R]):
         del fn, args, kwargs
 
     def result(self, timeout: float | None = None) -> R:
-        if self._work and (timeout is None or timeout > 0):
+        if (
+            self._work
+            and (timeout is None or timeout > 0)
+            and threading.get_ident() in _helper_idents
+        ):
             self.run_here(helping=True)
         return super().result(timeout)
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
-        if self._work and (timeout is None or timeout > 0):
+        if (
+            self._work
+            and (timeout is None or timeout > 0)
+            and threading.get_ident() in _helper_idents
+        ):
             self.run_here(helping=True)
         return super().exception(timeout)
 
@@ -210,16 +249,20 @@ class SubtaskPool:
 def _thread_main(pool: SubtaskPool) -> None:
     work_queue = pool._queue
     lock = pool._lock
-    while True:
-        with lock:
-            pool.idle += 1
-        item = work_queue.get()
-        with lock:
-            pool.idle -= 1
-        if item is None:
-            return
-        item.run_here(helping=False)
-        del item
+    become_helper()
+    try:
+        while True:
+            with lock:
+                pool.idle += 1
+            item = work_queue.get()
+            with lock:
+                pool.idle -= 1
+            if item is None:
+                return
+            item.run_here(helping=False)
+            del item
+    finally:
+        stop_helping()
 
 
 _process_pool: SubtaskPool | None = None
@@ -245,6 +288,7 @@ def process_pool(threads: int | None) -> SubtaskPool:
 def _forget_process_pool_in_child() -> None:
     # A forked child has none of the parent's threads; start afresh on demand.
     global _process_pool, _process_pool_lock
+    _helper_idents.clear()
     _process_pool = None
     _process_pool_lock = threading.Lock()
 

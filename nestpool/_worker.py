@@ -46,7 +46,7 @@ from ._serialize import (
     loads,
     pickling_error,
 )
-from ._subtasks import SubtaskPool, process_pool
+from ._subtasks import SubtaskPool, become_helper, process_pool
 
 __all__ = ["WorkerConfig", "worker_main"]
 
@@ -234,6 +234,7 @@ def _runner(
     channel: _Channel,
     slots: Any,
 ) -> None:
+    become_helper()
     while True:
         message = calls.get()
         if message is None:

@@ -1,0 +1,80 @@
+"""Shared fixtures: start methods, and the after-each-test leak checks.
+
+Every test that starts processes or threads runs under pytest-timeout (a global
+default in pyproject.toml, tighter marks where useful); faulthandler dumps all
+stacks before it fires, so a hang shows where it hung.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import psutil
+import pytest
+
+START_METHODS = ["fork", "forkserver", "spawn"]
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+    """Poll ``predicate`` until it is true or ``timeout`` passes; return it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+
+
+@pytest.fixture(params=START_METHODS)
+def start_method(request: pytest.FixtureRequest) -> str:
+    """Run the test under fork, forkserver and spawn."""
+    return str(request.param)
+
+
+def _is_helper(process: psutil.Process) -> bool:
+    # multiprocessing's own long-lived helpers (the forkserver, the resource
+    # tracker) outlive pools by design; they are not nestpool's workers.
+    try:
+        cmdline = " ".join(process.cmdline())
+    except psutil.Error:
+        return True
+    return "forkserver" in cmdline or "resource_tracker" in cmdline
+
+
+def _stray_children() -> list[psutil.Process]:
+    me = psutil.Process()
+    strays = []
+    for child in me.children(recursive=True):
+        try:
+            if child.status() == psutil.STATUS_ZOMBIE:
+                child.wait(0)
+                continue
+        except psutil.Error:
+            continue
+        if not _is_helper(child):
+            strays.append(child)
+    return strays
+
+
+def _stray_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("nestpool") and t.is_alive()]
+
+
+@pytest.fixture(autouse=True)
+def no_leftovers(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After each test: no worker process, no nestpool thread left behind."""
+    yield
+    if request.node.get_closest_marker("allow_leftovers"):
+        return
+    gc.collect()
+    assert wait_until(lambda: not _stray_children(), 10), (
+        f"child processes left behind: {_stray_children()}"
+    )
+    # Subtask threads of a pool shut down with wait=False may still be ending.
+    assert wait_until(lambda: not _stray_threads(), 10), (
+        f"threads left behind: {_stray_threads()}"
+    )
