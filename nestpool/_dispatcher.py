@@ -45,6 +45,7 @@ import os
 import queue
 import threading
 import time
+import weakref
 from collections import deque
 from concurrent.futures import CancelledError, Future
 from typing import Any
@@ -169,6 +170,7 @@ class WorkerHandle:
         "conn",
         "index",
         "kill_reason",
+        "pid",
         "process",
         "sent_count",
         "slots",
@@ -186,9 +188,7 @@ class WorkerHandle:
         self.sent_count = 0
         self.kill_reason: str | None = None
 
-    @property
-    def pid(self) -> int:
-        return int(self.process.pid or 0)
+        self.pid: int = process.pid or 0
 
 
 class _Wakeup:
@@ -230,6 +230,15 @@ def _close_in_fork_child(obj: Any) -> None:
 
 
 _task_ids = itertools.count(1)
+#: every dispatcher whose thread may still run, joined at interpreter exit
+_live: weakref.WeakSet[Dispatcher] = weakref.WeakSet()
+
+
+def join_all_dispatchers() -> None:
+    """Wait for every dispatcher's work to end (at interpreter exit, as the
+    standard library does for executors shut down with ``wait=False``)."""
+    for dispatcher in list(_live):
+        dispatcher.join()
 
 
 def new_task_id() -> int:
@@ -279,6 +288,7 @@ class Dispatcher:
         self._terminating = False
         self._thread = threading.Thread(target=self._run, name=f"{name}-dispatcher", daemon=True)
         self._thread.start()
+        _live.add(self)
 
     # ------------------------------------------------------------------ API
     # Called from any thread: they only enqueue and wake the dispatcher.
@@ -440,22 +450,27 @@ class Dispatcher:
             return
         capacity = self.tasks_per_process
         limit = self.max_tasks_per_child
-        for worker in self._workers:
-            if worker.state is not WorkerState.READY:
+        open_workers = [
+            w
+            for w in self._workers
+            if w.state is WorkerState.READY
+            and len(w.tasks) < capacity
+            and (limit is None or w.sent_count < limit)
+        ]
+        while self._pending and open_workers:
+            # The least busy worker first, so that tasks_per_process > 1 still
+            # spreads work over every process before doubling up on one.
+            worker = min(open_workers, key=lambda w: len(w.tasks))
+            task = self._pending.popleft()
+            # The future leaves PENDING here, so a queued call can no longer
+            # be cancelled (as in the standard library).
+            if not _ensure_running(task.future):
+                task.move(TaskState.DONE)
+                del self._tasks[task.id]
                 continue
-            while self._pending and len(worker.tasks) < capacity:
-                if limit is not None and worker.sent_count >= limit:
-                    break
-                task = self._pending.popleft()
-                # The future leaves PENDING here, so a queued call can no
-                # longer be cancelled (as in the standard library).
-                if not _ensure_running(task.future):
-                    task.move(TaskState.DONE)
-                    del self._tasks[task.id]
-                    continue
-                self._send_task(worker, task)
-            if not self._pending:
-                return
+            self._send_task(worker, task)
+            if len(worker.tasks) >= capacity or (limit is not None and worker.sent_count >= limit):
+                open_workers.remove(worker)
 
     def _send_task(self, worker: WorkerHandle, task: Task) -> None:
         task.move(TaskState.SENT)
@@ -690,6 +705,8 @@ class Dispatcher:
         self._by_sentinel.pop(worker.process.sentinel, None)
         worker.process.join(1.0)
         exitcode = worker.process.exitcode
+        if exitcode is not None:
+            worker.process.close()  # release its sentinel fd now
         was_ready = worker.state is not WorkerState.STARTING
         expected = worker.state is WorkerState.RETIRING and not worker.tasks
         worker.state = WorkerState.DEAD

@@ -23,7 +23,7 @@ from typing import Any
 
 from . import _routing
 from ._collate import CHUNKS_PER_SLOT, ChunkSizer, Item, MapIterator
-from ._dispatcher import Dispatcher, Task, new_task_id
+from ._dispatcher import Dispatcher, Task, join_all_dispatchers, new_task_id
 from ._errors import PoolClosedError
 from ._inline import map_inline, run_inline
 from ._routing import TaskOptions
@@ -534,6 +534,7 @@ def _shutdown_open_pools() -> None:
             pool.shutdown(wait=True)
         except BaseException:  # pragma: no cover - best effort at exit
             pool.terminate()
+    join_all_dispatchers()
 
 
 _register_atexit = getattr(threading, "_register_atexit", None)
