@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar,
 
 from . import _routing
 from ._collate import ChunkSizer, Item, MapIterator, run_chunk
+from ._errors import PoolClosedError
 from ._inline import map_inline, run_inline
 from ._routing import TaskOptions
 from ._serialize import PROTOCOL, ReducedByNestpool, dumps, dumps_by_value, needs_by_value
@@ -186,9 +187,12 @@ def _make_subtask_call(options: TaskOptions) -> Callable[..., Any]:
     ) -> Future[Any]:
         route = _routing._current
         pool = None if route is None else route.subtask_pool()
-        if pool is None:
-            return run_inline(wrapped, args, kwargs)
-        return pool.submit(wrapped, args, kwargs)
+        if pool is not None:
+            try:
+                return pool.submit(wrapped, args, kwargs)
+            except PoolClosedError:
+                pass  # the pool is closing: the call runs here, as with no pool
+        return run_inline(wrapped, args, kwargs)
 
     return call
 

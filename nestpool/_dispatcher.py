@@ -53,6 +53,7 @@ from typing import Any
 from ._errors import (
     InitializerError,
     NestpoolError,
+    PoolClosedError,
     TaskTimeoutError,
     WorkerDiedError,
     describe_exit,
@@ -286,6 +287,8 @@ class Dispatcher:
         self._startup_deaths = 0
         self._shutting_down = False
         self._terminating = False
+        self._closing_lock = threading.Lock()
+        self._closed = False
         self._thread = threading.Thread(target=self._run, name=f"{name}-dispatcher", daemon=True)
         self._thread.start()
         _live.add(self)
@@ -300,8 +303,14 @@ class Dispatcher:
             task.future.set_running_or_notify_cancel()
             task.future.set_exception(_copy_initializer_error(broken))
             return
-        self._inbox.put(("task", task))
-        self._wakeup.wake()
+        with self._closing_lock:
+            if not self._closed:
+                self._inbox.put(("task", task))
+                self._wakeup.wake()
+                return
+        # A caller that read the route just before the pool shut down.
+        if task.future.set_running_or_notify_cancel():
+            task.future.set_exception(PoolClosedError("cannot schedule new futures after shutdown"))
 
     def shutdown(self, *, cancel_futures: bool) -> None:
         """Finish the work in hand (cancelling what has not started if asked),
@@ -348,7 +357,19 @@ class Dispatcher:
             self._fail_everything(error)
             self._kill_all()
         finally:
+            with self._closing_lock:
+                self._closed = True
             self._close_all()
+            # Tasks that slipped in while the loop was ending: fail, never hang.
+            while True:
+                try:
+                    kind, value = self._inbox.get_nowait()
+                except queue.Empty:
+                    break
+                if kind == "task" and _ensure_running(value.future):
+                    value.future.set_exception(
+                        PoolClosedError("cannot schedule new futures after shutdown")
+                    )
 
     def _take_inbox(self) -> None:
         self._wakeup.clear()

@@ -200,9 +200,11 @@ class SubtaskPool:
             PoolClosedError: the pool was shut down.
         """
         future: SubtaskFuture[R] = SubtaskFuture((fn, args, kwargs))
-        if self._shutdown:
-            raise PoolClosedError("cannot schedule new futures after shutdown")
-        self._queue.put(future)
+        with self._lock:
+            # Under the lock, so no item can land behind shutdown's sentinels.
+            if self._shutdown:
+                raise PoolClosedError("cannot schedule new futures after shutdown")
+            self._queue.put(future)
         if self.idle <= 0 and len(self._threads) < self.max_workers:
             self._start_thread()
         return future
