@@ -184,8 +184,8 @@ class SubtaskPool:
         self.max_workers = max_workers
         self.name = name or f"nestpool-subtask-{next(_pool_counter)}"
         self._queue: queue.SimpleQueue[SubtaskFuture[Any] | None] = queue.SimpleQueue()
-        # Threads blocked waiting for work; written under _lock by the threads,
-        # read without it by submit() (a stale read costs one extra thread at most).
+        # Tokens of threads about to wait for work that no submitted item has
+        # claimed yet; changed only under _lock.
         self.idle = 0
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
@@ -201,26 +201,29 @@ class SubtaskPool:
         """
         future: SubtaskFuture[R] = SubtaskFuture((fn, args, kwargs))
         with self._lock:
-            # Under the lock, so no item can land behind shutdown's sentinels.
+            # Under the lock, so no item can land behind shutdown's sentinels,
+            # and each item is matched with a thread that will take it: an idle
+            # thread's next get() (a token), or a new thread's first one.
             if self._shutdown:
                 raise PoolClosedError("cannot schedule new futures after shutdown")
             self._queue.put(future)
-        if self.idle <= 0 and len(self._threads) < self.max_workers:
-            self._start_thread()
+            if self.idle > 0:
+                self.idle -= 1
+            elif len(self._threads) < self.max_workers:
+                self._start_thread()
         return future
 
     def _start_thread(self) -> None:
-        with self._lock:
-            if self._shutdown or len(self._threads) >= self.max_workers:
-                return
-            thread = threading.Thread(
-                target=_thread_main,
-                args=(self,),
-                name=f"{self.name}_{len(self._threads)}",
-                daemon=True,
-            )
-            thread.start()
-            self._threads.append(thread)
+        # Called with self._lock held; the new thread does not take the lock
+        # before its first get(), so start() cannot deadlock on it.
+        thread = threading.Thread(
+            target=_thread_main,
+            args=(self,),
+            name=f"{self.name}_{len(self._threads)}",
+            daemon=True,
+        )
+        thread.start()
+        self._threads.append(thread)
 
     def thread_idents(self) -> set[int]:
         """The idents of the pool's live threads (for tests and diagnostics)."""
@@ -252,13 +255,14 @@ def _thread_main(pool: SubtaskPool) -> None:
     work_queue = pool._queue
     lock = pool._lock
     become_helper()
+    first = True  # the submit that started this thread counted on its first get()
     try:
         while True:
-            with lock:
-                pool.idle += 1
+            if not first:
+                with lock:
+                    pool.idle += 1
+            first = False
             item = work_queue.get()
-            with lock:
-                pool.idle -= 1
             if item is None:
                 return
             item.run_here(helping=False)
