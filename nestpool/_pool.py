@@ -335,7 +335,8 @@ class Pool(Executor):
         if self._closed:
             raise PoolClosedError("cannot schedule new futures after shutdown")
         options: TaskOptions | None = getattr(fn, "_self_options", None)
-        if options is not None and options.kind == "process":
+        if options is not None:
+            # A decorated function: its plain function runs in the worker.
             if self._processes == 0:
                 return run_inline(options.fn, args, kwargs)
             return self._submit_call(
@@ -383,12 +384,10 @@ class Pool(Executor):
         if self._closed:
             raise PoolClosedError("cannot schedule new futures after shutdown")
         options: TaskOptions | None = getattr(fn, "_self_options", None)
-        plain: Callable[..., Any] = fn
-        if options is not None and options.kind == "process":
-            plain = options.fn
+        plain: Callable[..., Any] = fn if options is None else options.fn
         if self._processes == 0:
-            return _timed_inline_map(plain, iterables)
-        if options is not None and options.kind == "process":
+            return map_inline(plain, iterables)
+        if options is not None:
             name, payload = options.name, options.get_payload
         else:
             name = getattr(fn, "__qualname__", None) or repr(fn)
@@ -404,7 +403,7 @@ class Pool(Executor):
             chunksize=chunksize,
             buffersize=buffersize,
             timeout=timeout,
-            task_timeout=None,
+            task_timeout=None if options is None else options.timeout,
         )
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
@@ -520,10 +519,6 @@ def _submit_picklable_items(
     inner.add_done_callback(merge)
     dispatcher.submit(task)
     return future, True
-
-
-def _timed_inline_map(fn: Callable[..., R], iterables: tuple[Iterable[Any], ...]) -> Iterator[R]:
-    return map_inline(fn, iterables)
 
 
 def _shutdown_open_pools() -> None:
