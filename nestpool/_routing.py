@@ -16,6 +16,7 @@ This module never imports the pool or the dispatcher: routes are duck-typed
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
@@ -162,3 +163,16 @@ def leave_worker() -> None:
     with _lock:
         _worker_route = None
         _recompute()
+
+
+def _forget_pools_in_fork_child() -> None:
+    # A forked child has none of the parent's pool threads: a pool open in the
+    # parent is not open here, so calls in the child run inline (or take the
+    # worker route that a nestpool worker installs right after).
+    global _lock
+    _lock = threading.Lock()
+    _pools.clear()
+    _recompute()
+
+
+os.register_at_fork(after_in_child=_forget_pools_in_fork_child)
