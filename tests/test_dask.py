@@ -326,5 +326,5 @@ def test_examples_run_on_dask(client: Any, example: str) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
+    # The tasks' own prints appear on the workers' consoles, not here.
     assert "Main Done" in result.stdout
-    assert result.stdout.count("Done") == 6
