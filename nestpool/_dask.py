@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
@@ -82,6 +83,9 @@ class DaskBackend:
         self._lock = threading.Lock()
         # cf.Future -> its Dask future, for as long as the Dask task is in flight.
         self._pending: dict[Future[Any], Any] = {}
+        #: seconds one item of each task name takes on a worker (moving average),
+        #: for the automatic chunk size of ``map``
+        self.item_seconds: dict[str, float] = {}
 
     # ------------------------------------------------------------ submitting
 
@@ -121,20 +125,27 @@ class DaskBackend:
         timeout: float | None,
         task_timeout: float | None,
     ) -> MapIterator[Any]:
-        """Map a process task over the cluster: lazy, bounded, one Dask task
-        per item (``chunksize=None``) or per ``chunksize`` items."""
+        """Map a process task over the cluster: lazy and bounded. One Dask task
+        per ``chunksize`` items; ``chunksize=None`` starts with one and, once
+        the workers have reported how long an item takes, batches tiny items
+        (as the local engine does; a Dask task costs a millisecond or two)."""
         slots = self.slots()
-        chunked = chunksize is not None and chunksize > 1
+        cap = buffersize if buffersize is not None else 1 << 30
+        if chunksize is None and buffersize is not None:
+            cap = max(1, buffersize // (2 * slots))
+
+        def measure() -> float | None:
+            return self.item_seconds.get(name)
 
         def submit(items: list[Item]) -> tuple[Future[Any], bool]:
-            if not chunked:
+            if len(items) == 1 and not chunksize:
                 return self.submit(name, fn_payload, items[0], {}, task_timeout), False
             return self._submit_chunk(name, fn_payload, items, task_timeout), True
 
         return MapIterator(
             iterables,
             submit,
-            ChunkSizer(chunksize or 1, None, buffersize or (1 << 30)),
+            ChunkSizer(chunksize, measure, cap),
             ordered=ordered,
             buffersize=buffersize,
             max_units=CHUNKS_PER_SLOT * slots,
@@ -237,7 +248,10 @@ class DaskBackend:
         if not future.set_running_or_notify_cancel():
             return
         if status == "finished":
-            _resolve(future, name, result, chunk)
+            busy, blob = result
+            previous = self.item_seconds.get(name)
+            self.item_seconds[name] = busy if previous is None else 0.7 * previous + 0.3 * busy
+            _resolve(future, name, blob, chunk)
             return
         _typ, exc, tb = result
         # A chunk's future failing as a whole fails each of its items.
@@ -345,10 +359,11 @@ def run_task(
     items: list[bytes],
     timeout: float | None,
     threads: int | None,
-) -> bytes:
+) -> tuple[float, bytes]:
     """Run a process task (one call, or a chunk's calls) in a Dask worker.
 
-    Returns the pickled list of outcomes ``(ok, value or exception)``; nothing
+    Returns the seconds an item took (on average) and the pickled list of
+    outcomes ``(ok, value or exception)``; nothing
     the call raises escapes, so the Dask task itself only fails when its worker
     dies (or it cannot be loaded).
     """
@@ -358,8 +373,10 @@ def run_task(
         # This Dask thread runs the unstarted subtasks it waits on. Dask
         # reuses its threads for other tasks: the mark goes when the call ends.
         become_helper()
+    started = time.perf_counter()
     try:
-        return _run_items(name, fn_payload, items, timeout)
+        blob = _run_items(name, fn_payload, items, timeout)
+        return (time.perf_counter() - started) / max(1, len(items)), blob
     finally:
         if not helper:
             stop_helping()

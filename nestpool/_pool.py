@@ -32,6 +32,8 @@ from ._subtasks import SubtaskPool
 from ._typing import P, R
 
 if TYPE_CHECKING:
+    from distributed import Client
+
     from ._dask import DaskBackend
 
 __all__ = ["Pool"]
@@ -123,7 +125,7 @@ class Pool(Executor):
         initializer: Callable[..., object] | None = None,
         initargs: tuple[Any, ...] = (),
         max_tasks_per_child: int | None = None,
-        client: Any = None,
+        client: Client | None = None,
     ) -> None:
         if client is not None:
             _check_no_local_options(

@@ -125,3 +125,11 @@ def block_until(path: str, started: str) -> str:
     while not os.path.exists(path):
         time.sleep(0.01)
     return "released"
+
+
+@process_task
+def current_key(x: int) -> str:
+    """The Dask key of the task running this call (a chunk shares one)."""
+    import distributed
+
+    return str(distributed.get_worker().get_current_task())

@@ -196,6 +196,14 @@ def test_map_unordered_and_chunked(client: Any) -> None:
         assert list(tasks.add.map(range(30), range(30), chunksize=7)) == list(range(0, 60, 2))
 
 
+def test_map_batches_tiny_tasks_into_chunks_by_itself(client: Any) -> None:
+    with Pool(client=client):
+        keys = list(tasks.current_key.map(range(2000)))
+        explicit = list(tasks.current_key.map(range(40), chunksize=10))
+    assert len(set(keys)) < 1000  # measured item time: tiny items are batched
+    assert len(set(explicit)) == 4
+
+
 def test_chunk_with_an_unpicklable_item_fails_that_item_alone(client: Any) -> None:
     with Pool(client=client):
         values = tasks.add.map([1, threading.Lock(), 3], chunksize=3)
