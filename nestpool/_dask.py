@@ -39,6 +39,7 @@ Dask workers, when they run a nestpool task); the core never imports Dask.
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
 import uuid
@@ -86,6 +87,13 @@ class DaskBackend:
         #: seconds one item of each task name takes on a worker (moving average),
         #: for the automatic chunk size of ``map``
         self.item_seconds: dict[str, float] = {}
+        # Every worker process, present and future, becomes a nestpool worker
+        # when it starts, so that any Dask task there (not only ours) sends its
+        # subtasks to that process's persistent pool.
+        self._origin = _process_identity()
+        client.register_plugin(
+            WorkerRoutePlugin(threads, self._origin), name="nestpool-worker-route"
+        )
 
     # ------------------------------------------------------------ submitting
 
@@ -215,7 +223,15 @@ class DaskBackend:
         # The key's prefix groups the tasks by name on Dask's dashboard.
         key = f"{name}-{uuid.uuid4().hex}"
         dask_future = client.submit(
-            run_task, name, payload, items, timeout, self._threads, key=key, pure=False
+            run_task,
+            name,
+            payload,
+            items,
+            timeout,
+            self._threads,
+            self._origin,
+            key=key,
+            pure=False,
         )
         with self._lock:
             self._pending[future] = dask_future
@@ -330,11 +346,27 @@ def _dask_error(name: str, exc: BaseException) -> BaseException:
 
 # ------------------------------------------------------------------ worker side
 
+
+class WorkerRoutePlugin(distributed.WorkerPlugin):  # type: ignore[misc, unused-ignore]
+    """Installs nestpool's worker route in each Dask worker process at start."""
+
+    def __init__(self, threads: int | None, origin: tuple[str, int]) -> None:
+        self.threads = threads
+        self.origin = origin
+
+    def setup(self, worker: Any) -> None:
+        _enter_worker(self.threads, self.origin)
+
+
+def _process_identity() -> tuple[str, int]:
+    return socket.gethostname(), os.getpid()
+
+
 _entered = False
 _enter_lock = threading.Lock()
 
 
-def _enter_worker(threads: int | None) -> None:
+def _enter_worker(threads: int | None, origin: tuple[str, int]) -> None:
     """Make this Dask worker process a nestpool worker, once (the route is
     process-global and shared by every Dask thread here)."""
     global _entered
@@ -344,9 +376,10 @@ def _enter_worker(threads: int | None) -> None:
         if _entered:
             return
         # A Dask worker inside the client's own process (LocalCluster with
-        # processes=False) shares the open Pool's route: taking it over would
-        # break that pool. Calls there follow the pool (see docs/dask.md).
-        if not _routing.open_routes():
+        # processes=False; ``origin`` is the client's host and pid) shares the
+        # open Pool's route: taking it over would break that pool. Calls there
+        # follow the pool (see docs/dask.md).
+        if _process_identity() != origin and not _routing.open_routes():
             from ._worker import WorkerRoute
 
             _routing.enter_worker(WorkerRoute(threads))
@@ -359,6 +392,7 @@ def run_task(
     items: list[bytes],
     timeout: float | None,
     threads: int | None,
+    origin: tuple[str, int],
 ) -> tuple[float, bytes]:
     """Run a process task (one call, or a chunk's calls) in a Dask worker.
 
@@ -367,7 +401,7 @@ def run_task(
     the call raises escapes, so the Dask task itself only fails when its worker
     dies (or it cannot be loaded).
     """
-    _enter_worker(threads)
+    _enter_worker(threads, origin)
     helper = is_helper()
     if not helper:
         # This Dask thread runs the unstarted subtasks it waits on. Dask

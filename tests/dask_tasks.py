@@ -133,3 +133,8 @@ def current_key(x: int) -> str:
     import distributed
 
     return str(distributed.get_worker().get_current_task())
+
+
+def plain_dask_task() -> dict[str, Any]:
+    """A plain function run with client.submit (not through nestpool)."""
+    return {"in_worker": _routing.in_worker(), "sub": where_subtask().result()}

@@ -134,6 +134,30 @@ def test_subtasks_use_one_persistent_pool_per_worker_process(client: Any) -> Non
     assert set(pools) <= _worker_pids(client)
 
 
+def test_any_dask_task_sends_subtasks_to_the_workers_pool(client: Any) -> None:
+    client.restart()  # fresh worker processes: no nestpool task ran there yet
+    with Pool(client=client):
+        result = client.submit(tasks.plain_dask_task, pure=False).result()
+    assert result["in_worker"]
+    assert result["sub"]["thread"].startswith("nestpool-subtask")
+
+
+def test_in_process_workers_leave_the_clients_routing_alone() -> None:
+    from nestpool import _routing
+
+    with (
+        distributed.LocalCluster(
+            n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0"
+        ) as cluster,
+        distributed.Client(cluster) as in_process,
+        Pool(client=in_process, threads=2) as pool,
+    ):
+        assert tasks.add(1, 2).result() == 3
+        assert tasks.double(4).result() == 8
+        assert _routing.current() is pool
+    assert not _routing.in_worker()
+
+
 def test_subtask_in_the_client_runs_on_the_pools_threads(client: Any) -> None:
     with Pool(client=client, threads=4):
         assert list(tasks.double.map(range(5))) == [0, 2, 4, 6, 8]
