@@ -52,7 +52,7 @@ import distributed
 
 from . import _routing
 from ._collate import CHUNKS_PER_SLOT, ChunkSizer, Item, MapIterator, Outcome
-from ._errors import TaskTimeoutError, WorkerDiedError
+from ._errors import PoolClosedError, TaskTimeoutError, WorkerDiedError
 from ._serialize import dumps, exception_payload, loads, pickling_error
 from ._subtasks import become_helper, is_helper, stop_helping
 
@@ -84,6 +84,7 @@ class DaskBackend:
         self._lock = threading.Lock()
         # cf.Future -> its Dask future, for as long as the Dask task is in flight.
         self._pending: dict[Future[Any], Any] = {}
+        self._closed = False
         #: seconds one item of each task name takes on a worker (moving average),
         #: for the automatic chunk size of ``map``
         self.item_seconds: dict[str, float] = {}
@@ -220,6 +221,9 @@ class DaskBackend:
         chunk: bool,
     ) -> None:
         client: Any = self._client
+        if self._closed:
+            future.set_exception(PoolClosedError("cannot schedule new futures after shutdown"))
+            return
         # The key's prefix groups the tasks by name on Dask's dashboard.
         key = f"{name}-{uuid.uuid4().hex}"
         dask_future = client.submit(
@@ -235,15 +239,21 @@ class DaskBackend:
         )
         with self._lock:
             self._pending[future] = dask_future
+        future.add_done_callback(self._forward_cancel)
+        client.loop.add_callback(self._cascade, dask_future, future, name, chunk)
 
-        def forward_cancel(done: Future[Any]) -> None:
+    def _forward_cancel(self, future: Future[Any]) -> None:
+        # The Dask future is looked up, not captured: a caller that keeps its
+        # futures must not pin every result in the workers' memory.
+        if not future.cancelled():
+            return
+        with self._lock:
+            dask_future = self._pending.get(future)
+        if dask_future is not None:
             # Posted to the client's loop: never blocks the cancelling thread,
             # which may be the loop itself.
-            if done.cancelled():
-                client.loop.add_callback(client.cancel, [dask_future], asynchronous=True)
-
-        future.add_done_callback(forward_cancel)
-        client.loop.add_callback(self._cascade, dask_future, future, name, chunk)
+            client = self._client
+            client.loop.add_callback(client.cancel, [dask_future], asynchronous=True)
 
     async def _cascade(self, dask_future: Any, future: Future[Any], name: str, chunk: bool) -> None:
         """On the client's loop: wait for the Dask task, resolve ``future``."""
@@ -293,6 +303,7 @@ class DaskBackend:
         """Cancel what is asked; wait for the rest. The client stays open: it
         is the caller's."""
         with self._lock:
+            self._closed = True
             pending = list(self._pending)
         if cancel_futures:
             for future in pending:
@@ -304,6 +315,7 @@ class DaskBackend:
         """Cancel everything in flight (running calls finish on their workers,
         their results dropped: Dask cannot stop a running task)."""
         with self._lock:
+            self._closed = True
             pending = list(self._pending)
         for future in pending:
             future.cancel()

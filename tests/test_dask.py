@@ -256,6 +256,35 @@ def test_cancel_is_forwarded_to_dask(client: Any, tmp_path: Path) -> None:
         release.touch()
 
 
+def test_leaving_by_an_exception_cancels_the_unfinished_work(client: Any) -> None:
+    futures: list[Future[int]] = []
+
+    def submit_then_fail() -> None:
+        with Pool(client=client):
+            futures.extend(tasks.sleeper(0.2, i) for i in range(40))
+            raise KeyError("leave")
+
+    with pytest.raises(KeyError):
+        submit_then_fail()
+    assert all(f.done() for f in futures)
+    assert any(f.cancelled() for f in futures)
+    for f in futures:
+        assert f.cancelled() or f.result() == futures.index(f)
+
+
+def test_results_are_released_on_the_workers_once_fetched(client: Any) -> None:
+    with Pool(client=client):
+        futures = [tasks.add(i) for i in range(10)]
+        assert gather(futures) == list(range(10))
+
+    def held(dask_scheduler: Any) -> list[str]:
+        return [str(k) for k in dask_scheduler.tasks if str(k).startswith("add-")]
+
+    # The caller still holds its futures; Dask need not keep their results.
+    assert wait_until(lambda: not client.run_on_scheduler(held), 30)
+    assert len(futures) == 10
+
+
 # ------------------------------------------------------------------ faults
 
 
