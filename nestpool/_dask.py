@@ -52,7 +52,7 @@ import distributed
 
 from . import _routing
 from ._collate import CHUNKS_PER_SLOT, ChunkSizer, Item, MapIterator, Outcome
-from ._errors import PoolClosedError, TaskTimeoutError, WorkerDiedError
+from ._errors import NestpoolError, PoolClosedError, TaskTimeoutError, WorkerDiedError
 from ._serialize import dumps, exception_payload, loads, pickling_error
 from ._subtasks import become_helper, is_helper, stop_helping
 
@@ -258,15 +258,22 @@ class DaskBackend:
     async def _cascade(self, dask_future: Any, future: Future[Any], name: str, chunk: bool) -> None:
         """On the client's loop: wait for the Dask task, resolve ``future``."""
         try:
-            result = await dask_future._result(raiseit=False)
-            status = dask_future.status
-        except BaseException as problem:
-            # The client was closed, or the result could not be fetched: fail
-            # the future rather than leave its caller waiting for ever.
-            result, status = (type(problem), problem, problem.__traceback__), "error"
+            try:
+                result = await dask_future._result(raiseit=False)
+                status = dask_future.status
+            except BaseException as problem:
+                # The client was closed, or the result could not be fetched:
+                # fail the future rather than leave its caller waiting for ever.
+                result, status = (type(problem), problem, problem.__traceback__), "error"
+            self._settle(future, name, chunk, status, result)
         finally:
+            # Only now: shutdown(wait=True) waits for the futures listed here.
             with self._lock:
                 self._pending.pop(future, None)
+
+    def _settle(
+        self, future: Future[Any], name: str, chunk: bool, status: str, result: Any
+    ) -> None:
         # Exactly one set_running_or_notify_cancel() per future: here. If the
         # caller cancelled it meanwhile, this wakes its waiters and stops.
         if status == "cancelled":
@@ -279,9 +286,13 @@ class DaskBackend:
             self.item_seconds[name] = busy if previous is None else 0.7 * previous + 0.3 * busy
             _resolve(future, name, blob, chunk)
             return
-        _typ, exc, tb = result
+        try:
+            _typ, exc, tb = result
+            error = _dask_error(name, exc.with_traceback(tb))
+        except Exception:
+            error = NestpoolError(f"task {name!r}: Dask ended it with status {status!r}")
         # A chunk's future failing as a whole fails each of its items.
-        future.set_exception(_dask_error(name, exc.with_traceback(tb)))
+        future.set_exception(error)
 
     # ------------------------------------------------------------ lifecycle
 
