@@ -372,6 +372,64 @@ def test_local_options_are_refused_with_a_client(client: Any) -> None:
         Pool(client=object())
 
 
+CTRL_C_SCRIPT = """
+import sys, time
+from pathlib import Path
+sys.path.insert(0, sys.argv[2])
+from distributed import Client
+from nestpool import Pool
+from tests import dask_tasks as tasks
+
+release, started = sys.argv[3], sys.argv[4]
+client = Client(sys.argv[1])
+try:
+    with Pool(client=client):
+        futures = [tasks.block_until(release, started) for _ in range(2)]
+        while not Path(started).exists():
+            time.sleep(0.01)
+        print("ready", flush=True)
+        futures[0].result()
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+finally:
+    client.close()
+"""
+
+
+def test_ctrl_c_leaves_the_with_block_and_cancels_the_dask_tasks(
+    client: Any, tmp_path: Path
+) -> None:
+    import signal
+
+    release, started = tmp_path / "release", tmp_path / "started"
+    script = tmp_path / "ctrl_c.py"
+    script.write_text(CTRL_C_SCRIPT)
+    address = client.scheduler.address
+    process = subprocess.Popen(
+        [sys.executable, str(script), address, str(ROOT), str(release), str(started)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == "ready"
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+        assert process.returncode == 0, err
+        assert "interrupted" in out
+
+        def scheduler_keys(dask_scheduler: Any) -> list[str]:
+            return [str(k) for k in dask_scheduler.tasks if "block_until" in str(k)]
+
+        assert wait_until(lambda: not client.run_on_scheduler(scheduler_keys), 30)
+    finally:
+        release.touch()  # the abandoned calls end on the workers
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 # ------------------------------------------------------------------ examples
 
 
