@@ -16,14 +16,17 @@ What it owns, on both sides of a Dask cluster::
   from the Dask future on the client's event loop (as ``distributed``'s own
   ``ClientExecutor`` does), so ``wait``, ``as_completed``, ``gather`` and
   ``asyncio.wrap_future`` work. ``.map`` reuses the lazy, bounded
-  ``MapIterator``, one Dask task per item unless ``chunksize`` asks for more.
-- The worker side (``run_task``) makes the Dask worker process a nestpool
-  worker (``_routing.enter_worker``, once per process, shared by every Dask
-  thread there), marks the Dask thread running the call as a helper (so it runs
-  the unstarted subtasks it waits on: no deadlock, whatever the thread counts),
-  and catches everything the call raises: the outcome travels as nestpool's own
-  pickled bytes, so exceptions keep their type and worker-side traceback, and
-  an unpicklable result fails that task alone with ``TaskPicklingError``.
+  ``MapIterator``: one Dask task per ``chunksize`` items, or, by default, per
+  item until the workers' reported item time says to batch tiny ones.
+- The worker side makes each Dask worker process a nestpool worker
+  (``_routing.enter_worker``, once per process, shared by every Dask thread
+  there): a worker plugin does it when the process starts, ``run_task`` again
+  in case the plugin has not run yet. ``run_task`` marks the Dask thread
+  running the call as a helper (so it runs the unstarted subtasks it waits on:
+  no deadlock, whatever the thread counts), and catches everything the call
+  raises: the outcome travels as nestpool's own pickled bytes, so exceptions
+  keep their type and worker-side traceback, and an unpicklable result fails
+  that task alone with ``TaskPicklingError``.
 - A worker that dies is Dask's to handle: its scheduler reruns the tasks that
   were running there up to ``distributed.scheduler.allowed-failures`` times,
   then fails them with ``KilledWorker``, which arrives as ``WorkerDiedError``.
