@@ -33,6 +33,8 @@ def process_work(identifier: int) -> float:
 
 
 if __name__ == "__main__":
-    with Pool():
+    from _backend import pool_options  # --dask / --scheduler ADDRESS: run on Dask
+
+    with Pool(**pool_options()):
         total = sum(process_work.map(range(5)))
     print(f"Main Done, total={total}", flush=True)

@@ -29,7 +29,9 @@ def process_work(identifier: int) -> None:
 
 
 if __name__ == "__main__":
-    with Pool():
+    from _backend import pool_options  # --dask / --scheduler ADDRESS: run on Dask
+
+    with Pool(**pool_options()):
         futures = [process_work(i) for i in range(5)]
         wait(futures)
     print("Main Done", flush=True)

@@ -19,7 +19,7 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _routing
 from ._collate import CHUNKS_PER_SLOT, ChunkSizer, Item, MapIterator
@@ -30,6 +30,11 @@ from ._routing import TaskOptions
 from ._serialize import dumps, dumps_callable, pickling_error
 from ._subtasks import SubtaskPool
 from ._typing import P, R
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+    from ._dask import DaskBackend
 
 __all__ = ["Pool"]
 
@@ -88,9 +93,17 @@ class Pool(Executor):
         initializer: called with ``initargs`` at the start of each worker.
         initargs: arguments for ``initializer``.
         max_tasks_per_child: replace each worker after this many process tasks.
+        client: a ``distributed.Client``: process tasks run on that Dask
+            cluster instead of local worker processes (needs
+            ``nestpool[dask]``; see docs/dask.md). The cluster decides the
+            workers, so ``processes``, ``tasks_per_process``,
+            ``start_method``, ``initializer``, ``initargs`` and
+            ``max_tasks_per_child`` must be left out; ``threads`` sizes the
+            subtask pool here and in each Dask worker process.
 
     Raises:
-        ValueError: a negative count, or an unknown start method.
+        ValueError: a negative count, an unknown start method, or an option
+            the Dask cluster decides given with ``client``.
         TypeError: a count that is not an int.
 
     Example:
@@ -112,7 +125,17 @@ class Pool(Executor):
         initializer: Callable[..., object] | None = None,
         initargs: tuple[Any, ...] = (),
         max_tasks_per_child: int | None = None,
+        client: Client | None = None,
     ) -> None:
+        if client is not None:
+            _check_no_local_options(
+                processes=processes,
+                tasks_per_process=tasks_per_process,
+                start_method=start_method,
+                initializer=initializer,
+                initargs=initargs,
+                max_tasks_per_child=max_tasks_per_child,
+            )
         _check_count("processes", processes, minimum=0)
         _check_count("threads", threads, minimum=0)
         _check_count("tasks_per_process", tasks_per_process, minimum=1, allow_none=False)
@@ -147,6 +170,11 @@ class Pool(Executor):
         self._dispatcher: Dispatcher | None = None
         self._subtasks: SubtaskPool | None = None
         self._closed = False
+        self._dask: DaskBackend | None = None
+        if client is not None:
+            from ._dask import DaskBackend
+
+            self._dask = DaskBackend(client, threads)
         _open_pools.add(self)
         _routing.register(self)
 
@@ -154,7 +182,10 @@ class Pool(Executor):
 
     @property
     def processes(self) -> int:
-        """The number of worker processes (0: process tasks run inline)."""
+        """The number of worker processes (0: process tasks run inline); with a
+        client, the number of Dask workers now."""
+        if self._dask is not None:
+            return self._dask.workers()
         return self._processes
 
     @property
@@ -174,6 +205,8 @@ class Pool(Executor):
 
     def worker_pids(self) -> list[int]:
         """The pids of the live worker processes (a snapshot; for diagnostics)."""
+        if self._dask is not None:
+            return self._dask.worker_pids()
         dispatcher = self._dispatcher
         return [] if dispatcher is None else dispatcher.worker_pids()
 
@@ -204,6 +237,8 @@ class Pool(Executor):
         kwargs: dict[str, Any],
         timeout: float | None,
     ) -> Future[Any]:
+        if self._dask is not None:
+            return self._dask.submit(name, fn_payload, args, kwargs, timeout)
         future: Future[Any] = Future()
         try:
             payload = fn_payload()
@@ -275,6 +310,17 @@ class Pool(Executor):
         timeout: float | None,
         task_timeout: float | None,
     ) -> MapIterator[Any]:
+        if self._dask is not None:
+            return self._dask.map(
+                name,
+                fn_payload,
+                iterables,
+                ordered=ordered,
+                chunksize=chunksize,
+                buffersize=buffersize,
+                timeout=timeout,
+                task_timeout=task_timeout,
+            )
         dispatcher = self._get_dispatcher()
         slots = self._processes * self._tasks_per_process
         cap = buffersize if buffersize is not None else 1 << 30
@@ -426,6 +472,8 @@ class Pool(Executor):
             subtasks.shutdown(wait=wait, cancel_futures=cancel_futures)
         _routing.unregister(self)
         _open_pools.discard(self)
+        if self._dask is not None:
+            self._dask.shutdown(wait=wait, cancel_futures=cancel_futures)
         with self._lock:
             dispatcher = self._dispatcher
         if dispatcher is not None:
@@ -448,6 +496,8 @@ class Pool(Executor):
         _open_pools.discard(self)
         if subtasks is not None:
             subtasks.shutdown(wait=False, cancel_futures=True)
+        if self._dask is not None:
+            self._dask.terminate()
         if dispatcher is not None:
             dispatcher.terminate()
             dispatcher.join(10)
@@ -474,10 +524,24 @@ class Pool(Executor):
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
+        if self._dask is not None:
+            return f"<nestpool.Pool {self._name} {state} on Dask threads={self._threads}>"
         return (
             f"<nestpool.Pool {self._name} {state} processes={self._processes} "
             f"threads={self._threads} tasks_per_process={self._tasks_per_process} "
             f"start_method={self._start_method!r}>"
+        )
+
+
+def _check_no_local_options(**options: Any) -> None:
+    defaults = {"tasks_per_process": 1, "initargs": ()}
+    given = [name for name, value in options.items() if value != defaults.get(name)]
+    if given:
+        raise ValueError(
+            f"Pool(client=...) runs process tasks on the Dask cluster, which decides "
+            f"its worker processes; drop {', '.join(given)} (size the cluster instead: "
+            "n_workers and threads_per_worker, or `dask worker --nworkers --nthreads`; "
+            "per-worker setup goes in a Dask WorkerPlugin)"
         )
 
 
