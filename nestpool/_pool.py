@@ -19,7 +19,7 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any, overload
 
 from . import _routing
 from ._collate import CHUNKS_PER_SLOT, ChunkSizer, Item, MapIterator
@@ -30,6 +30,9 @@ from ._routing import TaskOptions
 from ._serialize import dumps, dumps_callable, pickling_error
 from ._subtasks import SubtaskPool
 from ._typing import P, R
+
+if TYPE_CHECKING:
+    from ._api import ProcessTask, ThreadSubtask
 
 __all__ = ["Pool"]
 
@@ -312,7 +315,20 @@ class Pool(Executor):
 
     # ------------------------------------------------------------ Executor
 
-    def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
+    # A decorated task is itself callable (returning a Future), so the generic
+    # overload alone would type pool.submit(crunch, x) as Future[Future[R]];
+    # the first overload says what runs: the plain function, giving Future[R].
+    @overload
+    def submit(
+        self,
+        fn: ProcessTask[P, R] | ThreadSubtask[P, R],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> Future[R]: ...
+    @overload
+    def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]: ...
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         """Run ``fn(*args, **kwargs)`` as a process task; return its future.
 
         ``fn`` is any picklable callable: functions the workers cannot import
@@ -346,6 +362,24 @@ class Pool(Executor):
         name = getattr(fn, "__qualname__", None) or repr(fn)
         return self._submit_call(name, lambda: dumps_callable(fn), args, kwargs, None)
 
+    @overload
+    def map(
+        self,
+        fn: ProcessTask[..., R] | ThreadSubtask[..., R],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
+        buffersize: int | None = None,
+    ) -> Iterator[R]: ...
+    @overload
+    def map(
+        self,
+        fn: Callable[..., R],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
+        buffersize: int | None = None,
+    ) -> Iterator[R]: ...
     def map(
         self,
         fn: Callable[..., R],
