@@ -351,7 +351,8 @@ class Pool(Executor):
         if self._closed:
             raise PoolClosedError("cannot schedule new futures after shutdown")
         options: TaskOptions | None = getattr(fn, "_self_options", None)
-        if options is not None and options.kind == "process":
+        if options is not None:
+            args = (*_bound_instance(fn), *args)
             if self._processes == 0:
                 return run_inline(options.fn, args, kwargs)
             return self._submit_call(
@@ -418,11 +419,12 @@ class Pool(Executor):
             raise PoolClosedError("cannot schedule new futures after shutdown")
         options: TaskOptions | None = getattr(fn, "_self_options", None)
         plain: Callable[..., Any] = fn
-        if options is not None and options.kind == "process":
+        if options is not None:
             plain = options.fn
+            iterables = (*map(itertools.repeat, _bound_instance(fn)), *iterables)
         if self._processes == 0:
             return _timed_inline_map(plain, iterables)
-        if options is not None and options.kind == "process":
+        if options is not None:
             name, payload = options.name, options.get_payload
         else:
             name = getattr(fn, "__qualname__", None) or repr(fn)
@@ -514,6 +516,19 @@ class Pool(Executor):
             f"threads={self._threads} tasks_per_process={self._tasks_per_process} "
             f"start_method={self._start_method!r}>"
         )
+
+
+def _bound_instance(task: object) -> tuple[Any, ...]:
+    """``(instance,)`` for a decorated method bound to one (``obj.method``), else ``()``.
+
+    The pool runs a decorated task's plain function, which wants the instance
+    first; wrapt keeps it on the bound proxy (``_api._args_with_instance``).
+    """
+    instance = getattr(task, "_self_instance", None)
+    binding = getattr(task, "_self_binding", None)
+    if instance is not None and binding in ("function", "instancemethod", "classmethod"):
+        return (instance,)
+    return ()
 
 
 def _submit_picklable_items(
