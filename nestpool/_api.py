@@ -446,7 +446,8 @@ def _options(
 ) -> tuple[TaskOptions, Callable[..., Any]]:
     plain = _plain_function(fn)
     if name is None:
-        name = getattr(plain, "__qualname__", None) or repr(plain)
+        qualname: str | None = getattr(plain, "__qualname__", None)
+        name = qualname or repr(plain)
     return TaskOptions(plain, name, timeout, kind), plain
 
 

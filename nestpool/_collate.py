@@ -58,9 +58,9 @@ class ChunkSizer:
         measure: Callable[[], float | None] | None,
         cap: int,
     ) -> None:
-        self.fixed = chunksize
-        self.measure = measure
-        self.cap = max(1, cap)
+        self.fixed: int | None = chunksize
+        self.measure: Callable[[], float | None] | None = measure
+        self.cap: int = max(1, cap)
 
     def __call__(self) -> int:
         if self.fixed is not None:

@@ -383,12 +383,12 @@ class Pool(Executor):
     ) -> Iterator[R]: ...
     def map(
         self,
-        fn: Callable[..., R],
+        fn: Callable[..., Any],
         *iterables: Iterable[Any],
         timeout: float | None = None,
         chunksize: int = 1,
         buffersize: int | None = None,
-    ) -> Iterator[R]:
+    ) -> Iterator[Any]:
         """Like ``concurrent.futures.Executor.map``, lazy and bounded.
 
         Returns an iterator of ``fn``'s values in input order. Work starts at

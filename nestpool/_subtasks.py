@@ -182,7 +182,7 @@ class SubtaskPool:
         if max_workers <= 0:
             raise ValueError("threads must be greater than 0 for a SubtaskPool")
         self.max_workers = max_workers
-        self.name = name or f"nestpool-subtask-{next(_pool_counter)}"
+        self.name: str = name or f"nestpool-subtask-{next(_pool_counter)}"
         self._queue: queue.SimpleQueue[SubtaskFuture[Any] | None] = queue.SimpleQueue()
         # Threads blocked waiting for work; written under _lock by the threads,
         # read without it by submit() (a stale read costs one extra thread at most).
