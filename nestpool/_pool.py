@@ -585,6 +585,11 @@ def _shutdown_open_pools() -> None:
             pool.terminate()
 
 
+# A forked worker inherits the parent's registry but owns none of its pools: on
+# its way out it must not shut them down (their locks may have been held by
+# parent threads at the fork, and it would hang forever in that shutdown).
+os.register_at_fork(after_in_child=_open_pools.clear)
+
 _register_atexit = getattr(threading, "_register_atexit", None)
 if _register_atexit is not None:
     _register_atexit(_shutdown_open_pools)
