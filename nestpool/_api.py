@@ -38,6 +38,8 @@ if TYPE_CHECKING:
         """What the type checker needs to know of wrapt's proxies."""
 
         __wrapped__: Any
+        __name__: str
+        __qualname__: str
         _self_parent: Any
         _self_instance: Any
         _self_binding: str
@@ -264,6 +266,11 @@ class ProcessTask(_TaskMixin, _FunctionWrapper, Generic[P, R]):
         self._self_options = options
 
     if TYPE_CHECKING:
+        # The checker's view of wrapt's binding (docs/typing.md): through the
+        # class, unchanged; through an instance, the first parameter is bound.
+        # The last overload serves static methods (`@staticmethod` above or
+        # below): checkers look them up through __get__ too, and wrapt binds
+        # nothing for them.
         __wrapped__: Callable[P, R]
 
         def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Future[R]: ...
@@ -276,6 +283,10 @@ class ProcessTask(_TaskMixin, _FunctionWrapper, Generic[P, R]):
             instance: S,
             owner: type[Any] | None = None,
         ) -> ProcessTask[P2, R]: ...
+        @overload
+        def __get__(
+            self, instance: object, owner: type[Any] | None = None
+        ) -> ProcessTask[P, R]: ...
         def __get__(self, instance: Any, owner: Any = None) -> Any: ...
 
     def map(
@@ -377,6 +388,10 @@ class ThreadSubtask(_TaskMixin, _FunctionWrapper, Generic[P, R]):
             instance: S,
             owner: type[Any] | None = None,
         ) -> ThreadSubtask[P2, R]: ...
+        @overload
+        def __get__(
+            self, instance: object, owner: type[Any] | None = None
+        ) -> ThreadSubtask[P, R]: ...
         def __get__(self, instance: Any, owner: Any = None) -> Any: ...
 
     def map(
@@ -435,7 +450,8 @@ def _options(
 ) -> tuple[TaskOptions, Callable[..., Any]]:
     plain = _plain_function(fn)
     if name is None:
-        name = getattr(plain, "__qualname__", None) or repr(plain)
+        qualname: str | None = getattr(plain, "__qualname__", None)
+        name = qualname or repr(plain)
     return TaskOptions(plain, name, timeout, kind), plain
 
 

@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import CancelledError, Future
 from concurrent.futures import TimeoutError as FuturesTimeoutError
-from typing import Any, Generic
+from typing import Any, Generic, Literal, overload
 
 from ._subtasks import SubtaskFuture, is_helper
 from ._typing import R, T
@@ -58,9 +58,9 @@ class ChunkSizer:
         measure: Callable[[], float | None] | None,
         cap: int,
     ) -> None:
-        self.fixed = chunksize
-        self.measure = measure
-        self.cap = max(1, cap)
+        self.fixed: int | None = chunksize
+        self.measure: Callable[[], float | None] | None = measure
+        self.cap: int = max(1, cap)
 
     def __call__(self) -> int:
         if self.fixed is not None:
@@ -280,7 +280,15 @@ def run_chunk(fn: Callable[..., Any], items: list[Item]) -> list[Outcome]:
     return outcomes
 
 
-def gather(futures: Iterable[Future[T]], *, return_exceptions: bool = False) -> list[T]:
+@overload
+def gather(
+    futures: Iterable[Future[T]], *, return_exceptions: Literal[False] = False
+) -> list[T]: ...
+@overload
+def gather(futures: Iterable[Future[T]], *, return_exceptions: bool) -> list[T | BaseException]: ...
+def gather(
+    futures: Iterable[Future[T]], *, return_exceptions: bool = False
+) -> list[T] | list[T | BaseException]:
     """Wait for futures and return their values, in the order given.
 
     Works on any ``concurrent.futures.Future`` (nestpool's, inline ones, the
@@ -295,7 +303,8 @@ def gather(futures: Iterable[Future[T]], *, return_exceptions: bool = False) -> 
             future) in the list at its position.
 
     Returns:
-        The values, one per future, in the order given.
+        The values, one per future, in the order given: a ``list[T]``, or
+        with ``return_exceptions=True`` a ``list[T | BaseException]``.
 
     Raises:
         Exception: without ``return_exceptions``, the first exception raised by

@@ -235,6 +235,11 @@ _task_ids = itertools.count(1)
 _live: weakref.WeakSet[Dispatcher] = weakref.WeakSet()
 
 
+# A forked child owns none of the parent's dispatchers (their threads do not
+# exist there): it must not wait for them at exit.
+os.register_at_fork(after_in_child=_live.clear)
+
+
 def join_all_dispatchers() -> None:
     """Wait for every dispatcher's work to end (at interpreter exit, as the
     standard library does for executors shut down with ``wait=False``)."""

@@ -19,7 +19,7 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from . import _routing
 from ._collate import CHUNKS_PER_SLOT, ChunkSizer, Item, MapIterator
@@ -34,6 +34,7 @@ from ._typing import P, R
 if TYPE_CHECKING:
     from distributed import Client
 
+    from ._api import ProcessTask, ThreadSubtask
     from ._dask import DaskBackend
 
 __all__ = ["Pool"]
@@ -358,7 +359,20 @@ class Pool(Executor):
 
     # ------------------------------------------------------------ Executor
 
-    def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
+    # A decorated task is itself callable (returning a Future), so the generic
+    # overload alone would type pool.submit(crunch, x) as Future[Future[R]];
+    # the first overload says what runs: the plain function, giving Future[R].
+    @overload
+    def submit(
+        self,
+        fn: ProcessTask[P, R] | ThreadSubtask[P, R],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> Future[R]: ...
+    @overload
+    def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]: ...
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         """Run ``fn(*args, **kwargs)`` as a process task; return its future.
 
         ``fn`` is any picklable callable: functions the workers cannot import
@@ -383,6 +397,7 @@ class Pool(Executor):
         options: TaskOptions | None = getattr(fn, "_self_options", None)
         if options is not None:
             # A decorated function: its plain function runs in the worker.
+            args = (*_bound_instance(fn), *args)
             if self._processes == 0:
                 return run_inline(options.fn, args, kwargs)
             return self._submit_call(
@@ -393,6 +408,16 @@ class Pool(Executor):
         name = getattr(fn, "__qualname__", None) or repr(fn)
         return self._submit_call(name, lambda: dumps_callable(fn), args, kwargs, None)
 
+    @overload
+    def map(
+        self,
+        fn: ProcessTask[..., R] | ThreadSubtask[..., R],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
+        buffersize: int | None = None,
+    ) -> Iterator[R]: ...
+    @overload
     def map(
         self,
         fn: Callable[..., R],
@@ -400,7 +425,15 @@ class Pool(Executor):
         timeout: float | None = None,
         chunksize: int = 1,
         buffersize: int | None = None,
-    ) -> Iterator[R]:
+    ) -> Iterator[R]: ...
+    def map(
+        self,
+        fn: Callable[..., Any],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
+        buffersize: int | None = None,
+    ) -> Iterator[Any]:
         """Like ``concurrent.futures.Executor.map``, lazy and bounded.
 
         Returns an iterator of ``fn``'s values in input order. Work starts at
@@ -430,7 +463,10 @@ class Pool(Executor):
         if self._closed:
             raise PoolClosedError("cannot schedule new futures after shutdown")
         options: TaskOptions | None = getattr(fn, "_self_options", None)
-        plain: Callable[..., Any] = fn if options is None else options.fn
+        plain: Callable[..., Any] = fn
+        if options is not None:
+            plain = options.fn
+            iterables = (*map(itertools.repeat, _bound_instance(fn)), *iterables)
         if self._processes == 0:
             return map_inline(plain, iterables)
         if options is not None:
@@ -545,6 +581,19 @@ def _check_no_local_options(**options: Any) -> None:
         )
 
 
+def _bound_instance(task: object) -> tuple[Any, ...]:
+    """``(instance,)`` for a decorated method bound to one (``obj.method``), else ``()``.
+
+    The pool runs a decorated task's plain function, which wants the instance
+    first; wrapt keeps it on the bound proxy (``_api._args_with_instance``).
+    """
+    instance = getattr(task, "_self_instance", None)
+    binding = getattr(task, "_self_binding", None)
+    if instance is not None and binding in ("function", "instancemethod", "classmethod"):
+        return (instance,)
+    return ()
+
+
 def _submit_picklable_items(
     dispatcher: Dispatcher,
     name: str,
@@ -595,6 +644,11 @@ def _shutdown_open_pools() -> None:
             pool.terminate()
     join_all_dispatchers()
 
+
+# A forked worker inherits the parent's registry but owns none of its pools: on
+# its way out it must not shut them down (their locks may have been held by
+# parent threads at the fork, and it would hang forever in that shutdown).
+os.register_at_fork(after_in_child=_open_pools.clear)
 
 _register_atexit = getattr(threading, "_register_atexit", None)
 if _register_atexit is not None:

@@ -49,14 +49,14 @@ class TaskOptions:
         kind: str,
         factory: Callable[[], bytes] | None = None,
     ) -> None:
-        self.fn = fn
-        self.name = name
-        self.timeout = timeout
+        self.fn: Callable[..., Any] = fn
+        self.name: str = name
+        self.timeout: float | None = timeout
         #: "process" or "subtask"
-        self.kind = kind
+        self.kind: str = kind
         #: builds the payload; called on first dispatch, not at decoration,
         #: because the function's module has not finished importing then.
-        self.factory = factory
+        self.factory: Callable[[], bytes] | None = factory
         self.payload: bytes | None = None
 
     def get_payload(self) -> bytes:

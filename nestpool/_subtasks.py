@@ -182,11 +182,11 @@ class SubtaskPool:
         if max_workers <= 0:
             raise ValueError("threads must be greater than 0 for a SubtaskPool")
         self.max_workers = max_workers
-        self.name = name or f"nestpool-subtask-{next(_pool_counter)}"
+        self.name: str = name or f"nestpool-subtask-{next(_pool_counter)}"
         self._queue: queue.SimpleQueue[SubtaskFuture[Any] | None] = queue.SimpleQueue()
         # Tokens of threads about to wait for work that no submitted item has
         # claimed yet; changed only under _lock.
-        self.idle = 0
+        self.idle: int = 0
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._shutdown = False

@@ -1,0 +1,250 @@
+"""Correct uses of nestpool's public API: every result is checked with assert_type.
+
+mypy --strict and pyright (strict) must accept this file as it is
+(tests/test_typing.py). Its check_* functions also run, without a pool and
+under a Pool, so that each type written here is the value the call really
+gives (tests/test_typing.py::test_good_uses_run).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from typing import TypeVar
+
+from typing_extensions import assert_type
+
+from nestpool import Pool, ProcessTask, ThreadSubtask, gather, process_task, thread_subtask
+
+T = TypeVar("T")
+
+
+@process_task
+def crunch(words: list[str], scale: int = 1) -> int:
+    """A bare process task with a default argument."""
+    return sum(len(word) for word in words) * scale
+
+
+@process_task(timeout=30.0, name="halve")
+def halve(x: int) -> float:
+    """A process task with options."""
+    return x / 2
+
+
+@thread_subtask
+def fetch(url: str) -> bytes:
+    """A bare thread subtask."""
+    return url.encode()
+
+
+@thread_subtask(name="lookup")
+def lookup(key: str, *, default: int = 0) -> int:
+    """A thread subtask with options and a keyword-only argument."""
+    return len(key) + default
+
+
+@process_task
+def first(items: list[T]) -> T:
+    """A generic process task: the type variable is solved at each call."""
+    return items[0]
+
+
+@process_task
+def joined(*parts: int, sep: str = ",") -> str:
+    """Star-arguments and a keyword-only option."""
+    return sep.join(str(part) for part in parts)
+
+
+@process_task
+def nested(urls: list[str]) -> int:
+    """A process task that fans out to subtasks (inline without a pool)."""
+    pages = fetch.map(urls)
+    assert_type(pages, Iterator[bytes])
+    futures = [lookup(url, default=1) for url in urls]
+    assert_type(futures, list[Future[int]])
+    return sum(len(page) for page in pages) + sum(gather(futures))
+
+
+def plain_pow(base: int, exponent: int) -> int:
+    """An undecorated function for Pool.submit and Pool.map."""
+    return int(base**exponent)
+
+
+class Scorer:
+    """Decorated methods: through an instance, `self` is bound."""
+
+    def __init__(self, bonus: int) -> None:
+        self.bonus = bonus
+
+    @process_task
+    def score(self, word: str) -> int:
+        return len(word) + self.bonus
+
+    @thread_subtask(name="Scorer.tag")
+    def tag(self, word: str) -> str:
+        return f"{word}:{self.bonus}"
+
+    @staticmethod
+    @process_task
+    def static_above(x: int) -> int:
+        return x + 1
+
+    @process_task
+    @staticmethod
+    def static_below(x: int) -> int:
+        return x + 2
+
+
+def check_decorated_objects() -> None:
+    """The decorators keep the signature in the type's parameters.
+
+    assert_type compares parameter names too, which a type expression such as
+    ProcessTask[[int], float] cannot spell; assignment checks the rest (and
+    docs/typing.md shows each revealed type in full).
+    """
+    task: ProcessTask[[list[str], int], int] = crunch
+    with_options: ProcessTask[[int], float] = halve
+    subtask: ThreadSubtask[[str], bytes] = fetch
+    with_name: ThreadSubtask[..., int] = lookup
+    assert task is crunch and with_options is halve
+    assert subtask is fetch and with_name is lookup
+    assert_type(crunch.task_name, str)
+    assert_type(halve.timeout, float | None)
+    assert_type(fetch.task_name, str)
+    assert_type(crunch.__name__, str)
+    assert_type(crunch.__qualname__, str)
+    wrapped: Callable[[list[str], int], int] = crunch.__wrapped__
+    wrapped_subtask: Callable[[str], bytes] = fetch.__wrapped__
+    assert wrapped_subtask("u") == b"u"
+    assert_type(crunch.__wrapped__(["ab"]), int)
+    assert (halve.task_name, halve.timeout, lookup.task_name) == ("halve", 30.0, "lookup")
+    assert crunch.__name__ == "crunch" and wrapped(["ab"], 2) == 4
+    # A decorated function is a callable returning a future.
+    as_callable: Callable[[int], Future[float]] = halve
+    assert as_callable is halve
+
+
+def check_calls() -> None:
+    """Calling gives Future[R]; .sync gives R; .map gives Iterator[R]."""
+    assert_type(crunch(["ab", "c"]), Future[int])
+    assert_type(crunch(["ab"], scale=2), Future[int])
+    assert_type(crunch(words=["ab"]), Future[int])
+    assert_type(halve(3), Future[float])
+    assert_type(fetch("u"), Future[bytes])
+    assert_type(lookup("k", default=2), Future[int])
+    assert_type(first([1, 2]), Future[int])
+    assert_type(first(["a"]), Future[str])
+    assert_type(joined(1, 2, 3, sep="-"), Future[str])
+    assert_type(nested(["a", "bb"]), Future[int])
+    assert crunch(["ab", "c"]).result() == 3
+    assert crunch(["ab"], scale=2).result() == 4
+    assert halve(3).result() == 1.5
+    assert fetch("u").result() == b"u"
+    assert lookup("k", default=2).result() == 3
+    assert first(["a"]).result() == "a"
+    assert joined(1, 2, 3, sep="-").result() == "1-2-3"
+    assert nested(["a", "bb"]).result() == 3 + 5
+
+    assert_type(crunch.sync(["ab"]), int)
+    assert_type(halve.sync(1), float)
+    assert_type(fetch.sync("u"), bytes)
+    assert_type(lookup.sync("k", default=1), int)
+    assert crunch.sync(["ab"]) == 2 and fetch.sync("u") == b"u"
+
+    assert_type(crunch.map([["a"], ["bb"]]), Iterator[int])
+    assert_type(crunch.map([["a"]], [3], ordered=False, chunksize=2), Iterator[int])
+    assert_type(halve.map(range(3), buffersize=2), Iterator[float])
+    assert_type(fetch.map(["a", "b"]), Iterator[bytes])
+    assert_type(list(halve.map(range(3))), list[float])
+    assert list(crunch.map([["a"], ["bb"]])) == [1, 2]
+    assert list(halve.map(range(3), buffersize=2)) == [0.0, 0.5, 1.0]
+    assert sorted(fetch.map(["a", "b"], ordered=False)) == [b"a", b"b"]
+
+
+def check_results() -> None:
+    """What the futures give: gather, result, the standard library's helpers."""
+    futures = [crunch([word]) for word in ("a", "bb")]
+    assert_type(gather(futures), list[int])
+    assert_type(gather(halve(x) for x in range(2)), list[float])
+    assert_type(gather(futures, return_exceptions=True), list[int | BaseException])
+    assert_type(gather(futures, return_exceptions=False), list[int])
+    assert gather(futures) == [1, 2]
+    assert gather(futures, return_exceptions=True) == [1, 2]
+    assert_type(futures[0].result(), int)
+    assert_type(futures[0].result(timeout=1.0), int)
+    done, _pending = concurrent.futures.wait(futures)
+    assert_type(done, set[Future[int]])
+    for future in concurrent.futures.as_completed(futures):
+        assert_type(future, Future[int])
+    total: int = sum(future.result() for future in futures)
+    assert total == 3
+
+    async def awaited() -> float:
+        value = await asyncio.wrap_future(halve(5))
+        assert_type(value, float)
+        return value
+
+    assert asyncio.run(awaited()) == 2.5
+
+
+def check_methods() -> None:
+    """Through an instance `self` is bound; through the class it is not."""
+    scorer = Scorer(10)
+    bound: ProcessTask[[str], int] = scorer.score
+    assert bound("ab").result() == 12
+    assert_type(scorer.score("ab"), Future[int])
+    assert_type(scorer.score.sync("ab"), int)
+    assert_type(scorer.score.map(["a", "bb"]), Iterator[int])
+    assert_type(scorer.tag("x"), Future[str])
+    assert_type(scorer.tag.map(["x"]), Iterator[str])
+    assert_type(Scorer.score(scorer, "ab"), Future[int])
+    unbound: ProcessTask[[Scorer, str], int] = Scorer.score
+    assert unbound(scorer, "ab").result() == 12
+    assert_type(Scorer.static_above(1), Future[int])
+    assert_type(Scorer.static_below(1), Future[int])
+    assert scorer.score("ab").result() == 12
+    assert scorer.score.sync("ab") == 12
+    assert list(scorer.score.map(["a", "bb"])) == [11, 12]
+    assert scorer.tag("x").result() == "x:10"
+    assert list(scorer.tag.map(["x"])) == ["x:10"]
+    assert Scorer.score(scorer, "ab").result() == 12
+    assert Scorer.static_above(1).result() == 2
+    assert Scorer.static_below(1).result() == 3
+
+
+def check_pool(pool: Pool) -> None:
+    """Pool.submit is typed through ParamSpec; a decorated task runs its plain function."""
+    assert_type(pool.submit(plain_pow, 2, 10), Future[int])
+    assert_type(pool.submit(plain_pow, base=2, exponent=3), Future[int])
+    assert_type(pool.submit(crunch, ["ab"], scale=3), Future[int])
+    assert_type(pool.submit(halve, 3), Future[float])
+    assert_type(pool.submit(fetch, "u"), Future[bytes])
+    assert_type(pool.submit(Scorer(1).score, "ab"), Future[int])
+    assert_type(pool.map(plain_pow, [2, 3], [2, 2]), Iterator[int])
+    assert_type(pool.map(halve, [1, 2], timeout=60.0, chunksize=2), Iterator[float])
+    assert_type(pool.map(fetch, ["a"]), Iterator[bytes])
+    assert pool.submit(plain_pow, 2, 10).result() == 1024
+    assert pool.submit(crunch, ["ab"], scale=3).result() == 6
+    assert pool.submit(halve, 3).result() == 1.5
+    assert pool.submit(fetch, "u").result() == b"u"
+    assert pool.submit(Scorer(1).score, "ab").result() == 3
+    assert list(pool.map(plain_pow, [2, 3], [2, 2])) == [4, 9]
+    assert list(pool.map(halve, [1, 2], timeout=60.0, chunksize=2)) == [0.5, 1.0]
+    assert list(pool.map(fetch, ["a"])) == [b"a"]
+
+
+def check_pool_object() -> None:
+    """The pool itself: a context manager, an Executor, typed properties."""
+    with Pool(processes=0, threads=0) as pool:
+        assert_type(pool, Pool)
+        executor: concurrent.futures.Executor = pool
+        assert executor is pool
+        assert_type(pool.processes, int)
+        assert_type(pool.threads, int | None)
+        assert_type(pool.tasks_per_process, int)
+        assert_type(pool.start_method, str)
+        assert_type(pool.worker_pids(), list[int])
+        check_pool(pool)
+    assert_type(pool.shutdown(wait=True, cancel_futures=False), None)

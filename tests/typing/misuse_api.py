@@ -1,0 +1,114 @@
+"""Misuses of nestpool's public API: each must be a type error.
+
+Every misuse sits on one line that ends with ``# type: ignore[code]``, the
+error code mypy must report there. tests/test_typing.py checks it twice: with
+the comments, ``mypy --strict --warn-unused-ignores`` must be clean (a misuse
+that is not flagged leaves an unused ignore); without them, mypy must report
+exactly those codes on exactly those lines. pyright (strict, with unnecessary
+ignores reported) must flag each of these lines too. This file is never run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import Future
+
+from nestpool import Pool, gather, process_task, thread_subtask
+
+
+@process_task
+def crunch(words: list[str], scale: int = 1) -> int:
+    return len(words) * scale
+
+
+@process_task(timeout=1.0, name="halve")
+def halve(x: int) -> float:
+    return x / 2
+
+
+@thread_subtask
+def fetch(url: str) -> bytes:
+    return url.encode()
+
+
+@thread_subtask(name="lookup")
+def lookup(key: str, *, default: int = 0) -> int:
+    return len(key) + default
+
+
+class Scorer:
+    @process_task
+    def score(self, word: str) -> int:
+        return len(word)
+
+
+def plain_pow(base: int, exponent: int) -> int:
+    return int(base**exponent)
+
+
+def wrong_arguments() -> None:
+    crunch(3)  # type: ignore[arg-type]
+    crunch([1, 2])  # type: ignore[list-item]
+    crunch()  # type: ignore[call-arg]
+    crunch(["a"], 2, 3)  # type: ignore[call-arg]
+    crunch(["a"], scal=2)  # type: ignore[call-arg]
+    crunch(["a"], scale="2")  # type: ignore[arg-type]
+    halve("3")  # type: ignore[arg-type]
+    halve(x=1, y=2)  # type: ignore[call-arg]
+    fetch(b"url")  # type: ignore[arg-type]
+    fetch()  # type: ignore[call-arg]
+    lookup("k", 1)  # type: ignore[call-arg]
+    lookup("k", default="1")  # type: ignore[arg-type]
+    crunch.sync(3)  # type: ignore[arg-type]
+    fetch.sync("u", "v")  # type: ignore[call-arg]
+    crunch.__wrapped__(3)  # type: ignore[arg-type]
+
+
+def wrong_methods() -> None:
+    scorer = Scorer()
+    scorer.score(1)  # type: ignore[arg-type]
+    scorer.score("a", "b")  # type: ignore[call-arg]
+    scorer.score.sync(1)  # type: ignore[arg-type]
+    Scorer.score("a")  # type: ignore[arg-type, call-arg]
+
+
+def wrong_results() -> None:
+    as_text: str = crunch(["a"])  # type: ignore[assignment]
+    crunch(["a"]).upper()  # type: ignore[attr-defined]
+    crunch(["a"]).result().upper()  # type: ignore[attr-defined]
+    value: str = crunch(["a"]).result()  # type: ignore[assignment]
+    plain: int = halve.sync(1)  # type: ignore[assignment]
+    future: Future[str] = fetch("u")  # type: ignore[assignment]
+    texts: list[str] = list(crunch.map([["a"]]))  # type: ignore[arg-type]
+    crunch.map([["a"]])[0]  # type: ignore[index]
+    len(halve.map([1]))  # type: ignore[arg-type]
+    floats: Iterator[str] = halve.map([1])  # type: ignore[assignment]
+    crunch.map([["a"]], ordered="yes")  # type: ignore[arg-type]
+    gathered: list[str] = gather([crunch(["a"])])  # type: ignore[list-item]
+    gather([crunch(["a"])], return_exceptions=True)[0] + 1  # type: ignore[operator]
+    gather([1, 2])  # type: ignore[arg-type]
+    del as_text, value, plain, future, texts, floats, gathered
+
+
+def wrong_decoration() -> None:
+    process_task(3)  # type: ignore[call-overload]
+    thread_subtask("fetch")  # type: ignore[call-overload]
+    process_task(timeout="1")  # type: ignore[call-overload]
+    process_task(timeot=1.0)  # type: ignore[call-overload]
+    thread_subtask(timeout=1.0)  # type: ignore[call-overload]
+    thread_subtask(name=3)  # type: ignore[call-overload]
+    process_task(name="x")(None)  # type: ignore[arg-type]
+
+
+def wrong_pool(pool: Pool) -> None:
+    pool.submit(plain_pow, 2)  # type: ignore[call-overload]
+    pool.submit(plain_pow, 2, "3")  # type: ignore[call-overload]
+    pool.submit(crunch, 3)  # type: ignore[call-overload]
+    pool.submit(halve, x="1")  # type: ignore[call-overload]
+    as_bytes: Future[bytes] = pool.submit(halve, 1)  # type: ignore[call-overload]
+    texts: Iterator[str] = pool.map(plain_pow, [1], [2])  # type: ignore[arg-type]
+    pool.map(halve, [1], chunksize="2")  # type: ignore[call-overload]
+    Pool(processes="4")  # type: ignore[arg-type]
+    Pool(4, 8, 2)  # type: ignore[call-arg]
+    pool.shutdown(cancel=True)  # type: ignore[call-arg]
+    del as_bytes, texts
