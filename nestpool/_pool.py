@@ -22,7 +22,15 @@ from types import TracebackType
 from typing import Any
 
 from . import _routing
-from ._collate import CHUNKS_PER_SLOT, ChunkSizer, Item, MapIterator
+from ._collate import (
+    CHUNKS_PER_SLOT,
+    ChunkSizer,
+    Item,
+    MapIterator,
+    Progress,
+    make_reporter,
+    with_progress,
+)
 from ._dispatcher import Dispatcher, Task, new_task_id
 from ._errors import PoolClosedError
 from ._inline import map_inline, run_inline
@@ -353,6 +361,7 @@ class Pool(Executor):
         timeout: float | None = None,
         chunksize: int = 1,
         buffersize: int | None = None,
+        progress: Progress = None,
     ) -> Iterator[R]:
         """Like ``concurrent.futures.Executor.map``, lazy and bounded.
 
@@ -367,14 +376,19 @@ class Pool(Executor):
                 ``TimeoutError`` (``concurrent.futures.TimeoutError``).
             chunksize: items sent to a worker at once.
             buffersize: the most items in flight at once (as Python 3.14).
+            progress: True shows a tqdm progress bar (the ``nestpool[progress]``
+                extra); a callable is called as ``progress(done)`` after each
+                value is handed out, in the consuming thread.
 
         Raises:
             ValueError: ``chunksize`` < 1 or ``buffersize`` < 1.
             PoolClosedError: the pool was shut down.
+            ImportError: ``progress=True`` and tqdm is not installed.
 
         Example:
             >>> list(pool.map(pow, [2, 3], [5, 2]))
             [32, 9]
+            >>> sizes = list(pool.map(len, pages, progress=True))   # a tqdm bar
         """
         if chunksize < 1:
             raise ValueError("chunksize must be >= 1.")
@@ -386,8 +400,6 @@ class Pool(Executor):
         plain: Callable[..., Any] = fn
         if options is not None and options.kind == "process":
             plain = options.fn
-        if self._processes == 0:
-            return _timed_inline_map(plain, iterables)
         if options is not None and options.kind == "process":
             name, payload = options.name, options.get_payload
         else:
@@ -396,7 +408,10 @@ class Pool(Executor):
             def payload() -> bytes:
                 return dumps_callable(fn)
 
-        return self._map_chunks(
+        reporter = make_reporter(progress, iterables, name)
+        if self._processes == 0:
+            return with_progress(_timed_inline_map(plain, iterables), reporter)
+        iterator = self._map_chunks(
             name,
             payload,
             iterables,
@@ -406,6 +421,7 @@ class Pool(Executor):
             timeout=timeout,
             task_timeout=None,
         )
+        return with_progress(iterator, reporter)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stop taking work and release the workers when the work is done.
