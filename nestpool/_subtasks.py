@@ -203,7 +203,9 @@ class SubtaskPool:
         if self._shutdown:
             raise PoolClosedError("cannot schedule new futures after shutdown")
         self._queue.put(future)
-        if self.idle <= 0 and len(self._threads) < self.max_workers:
+        # Start a thread when more work waits than threads are idle: a burst of
+        # submits must grow the pool, not queue behind the one idle thread.
+        if len(self._threads) < self.max_workers and self._queue.qsize() > self.idle:
             self._start_thread()
         return future
 
