@@ -294,7 +294,17 @@ class ProcessTask(_TaskMixin, _FunctionWrapper, Generic[P, R]):
     Calling it returns a ``concurrent.futures.Future[R]``; where the call runs
     follows the routing table (no pool: now, inline; a pool open: a worker
     process; inside a worker: inline there). ``.map`` collates values;
-    ``.sync`` calls the plain function here and returns ``R``.
+    ``.amap`` does it for asyncio; ``.sync`` calls the plain function here and
+    returns ``R``.
+
+    Example:
+        >>> @process_task
+        ... def crunch(batch: list[str]) -> int:
+        ...     return sum(len(page) for page in fetch.map(batch))
+        >>> with Pool():
+        ...     future = crunch(batch)           # Future[int], run in a worker
+        ...     totals = list(crunch.map(batches))
+        >>> crunch.sync(batch)                   # int, run here
     """
 
     _self_kind = "process"
@@ -441,6 +451,14 @@ class ThreadSubtask(_TaskMixin, _FunctionWrapper, Generic[P, R]):
     runs on the pool's thread pool here; inside a worker, on that worker's own
     persistent thread pool; with no pool, now, inline. A thread that waits on
     a subtask nobody has started runs it itself, so waiting never deadlocks.
+
+    Example:
+        >>> @thread_subtask
+        ... def fetch(url: str) -> bytes:
+        ...     with urllib.request.urlopen(url) as response:
+        ...         return response.read()
+        >>> future = fetch(url)              # Future[bytes]
+        >>> pages = list(fetch.map(urls))    # in input order, fetched concurrently
     """
 
     _self_kind = "subtask"
@@ -529,7 +547,11 @@ class ThreadSubtask(_TaskMixin, _FunctionWrapper, Generic[P, R]):
         )
 
     def sync(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Call the plain function here and now; return its value (or raise)."""
+        """Call the plain function here and now; return its value (or raise).
+
+        Example:
+            >>> page = fetch.sync(url)   # bytes, fetched in this thread
+        """
         return self.__wrapped__(*args, **kwargs)
 
     @property

@@ -108,6 +108,11 @@ class MapIterator(Iterator[R], Generic[R]):
     Work starts when ``map`` is called (the first units are submitted then);
     more input is pulled only as results are taken. ``close()``, leaving a
     ``with`` block, or dropping the iterator cancels what has not started.
+
+    Example:
+        >>> totals = crunch.map(batches, ordered=False)
+        >>> first = next(totals)
+        >>> totals.close()               # what has not started is cancelled
     """
 
     def __init__(
@@ -150,7 +155,13 @@ class MapIterator(Iterator[R], Generic[R]):
         self.close()
 
     def close(self) -> None:
-        """Stop: cancel every unit that has not started; drop the input."""
+        """Stop: cancel every unit that has not started; drop the input.
+
+        Example:
+            >>> totals = pool.map(crunch, batches)
+            >>> first = next(totals)
+            >>> totals.close()           # no more batches are sent to workers
+        """
         self._gen.close()
         self._cancel()
 

@@ -181,7 +181,14 @@ class Pool(Executor):
         return self._start_method
 
     def worker_pids(self) -> list[int]:
-        """The pids of the live worker processes (a snapshot; for diagnostics)."""
+        """The pids of the live worker processes (a snapshot; for diagnostics).
+
+        Example:
+            >>> with Pool(processes=2) as pool:
+            ...     crunch(batch).result()
+            ...     pool.worker_pids()
+            [4242, 4243]
+        """
         dispatcher = self._dispatcher
         return [] if dispatcher is None else dispatcher.worker_pids()
 
@@ -433,6 +440,11 @@ class Pool(Executor):
 
         After it, ``submit`` raises ``RuntimeError`` and decorated calls in this
         process no longer route here. Calling it again is harmless.
+
+        Example:
+            >>> pool = Pool()
+            >>> futures = [crunch(b) for b in batches]
+            >>> pool.shutdown(cancel_futures=True)   # what has not started is cancelled
         """
         with self._lock:
             self._closed = True
@@ -456,6 +468,9 @@ class Pool(Executor):
 
         Used when the ``with`` block is left by Ctrl-C; threads of the parent's
         subtask pool cannot be stopped and finish what they run.
+
+        Example:
+            >>> pool.terminate()   # now: running tasks fail with WorkerDiedError
         """
         with self._lock:
             self._closed = True
