@@ -15,6 +15,7 @@ if [ ! -x "$venv/bin/python" ]; then
     "$python" -m venv "$venv"
 fi
 "$venv/bin/python" -m pip install -q --disable-pip-version-check -e '.[docs]'
+export NO_MKDOCS_2_WARNING=1  # Material's end-of-life banner
 if [ "${1:-build}" = "serve" ]; then
     exec "$venv/bin/mkdocs" serve --dev-addr 127.0.0.1:8000
 fi
