@@ -75,6 +75,4 @@ def no_leftovers(request: pytest.FixtureRequest) -> Iterator[None]:
         f"child processes left behind: {_stray_children()}"
     )
     # Subtask threads of a pool shut down with wait=False may still be ending.
-    assert wait_until(lambda: not _stray_threads(), 10), (
-        f"threads left behind: {_stray_threads()}"
-    )
+    assert wait_until(lambda: not _stray_threads(), 10), f"threads left behind: {_stray_threads()}"
