@@ -3,7 +3,9 @@
 find_python() {
     local want="$1" candidate root
     for candidate in "python$want" ; do
-        if command -v "$candidate" >/dev/null 2>&1; then
+        # A pyenv shim exists for every installed version but fails unless
+        # that version is selected: accept only an interpreter that runs.
+        if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c '' >/dev/null 2>&1; then
             command -v "$candidate"; return 0
         fi
     done
