@@ -184,8 +184,9 @@ class SubtaskPool:
         self.max_workers = max_workers
         self.name = name or f"nestpool-subtask-{next(_pool_counter)}"
         self._queue: queue.SimpleQueue[SubtaskFuture[Any] | None] = queue.SimpleQueue()
-        # Threads blocked waiting for work; written under _lock by the threads,
-        # read without it by submit() (a stale read costs one extra thread at most).
+        # Threads waiting for work minus work queued for them, under _lock: a
+        # thread adds one each time it goes to the queue, submit() takes one
+        # per item. Below zero, an item has no thread waiting for it.
         self.idle = 0
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
@@ -203,9 +204,12 @@ class SubtaskPool:
         if self._shutdown:
             raise PoolClosedError("cannot schedule new futures after shutdown")
         self._queue.put(future)
-        # Start a thread when more work waits than threads are idle: a burst of
-        # submits must grow the pool, not queue behind the one idle thread.
-        if len(self._threads) < self.max_workers and self._queue.qsize() > self.idle:
+        # Count exactly, so that a burst of submits grows the pool instead of
+        # queueing behind the one idle thread (issue 8's crawl example).
+        with self._lock:
+            self.idle -= 1
+            grow = self.idle < 0 and len(self._threads) < self.max_workers
+        if grow:
             self._start_thread()
         return future
 
@@ -256,9 +260,7 @@ def _thread_main(pool: SubtaskPool) -> None:
         while True:
             with lock:
                 pool.idle += 1
-            item = work_queue.get()
-            with lock:
-                pool.idle -= 1
+            item = work_queue.get()  # submit() already counted this item
             if item is None:
                 return
             item.run_here(helping=False)
