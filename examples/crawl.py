@@ -23,6 +23,7 @@ words found (identical in the three runs) and each run's throughput.
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 import re
 import sys
@@ -34,7 +35,7 @@ from collections.abc import Iterator
 from html.parser import HTMLParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from nestpool import Pool, process_task, thread_subtask
+from nestpool import Pool, gather, process_task, thread_subtask
 
 PAGES = 200
 LATENCY = 0.015  # seconds the server waits before answering each page
@@ -166,10 +167,17 @@ def crawl(base: str) -> tuple[int, int, int, str]:
     return pages, links, words, summary[:16]
 
 
+@process_task
+def worker_pid() -> int:
+    """Used to start the workers before timing."""
+    return os.getpid()
+
+
 def timed_crawl(label: str, base: str, pool: Pool) -> tuple[tuple[int, int, int, str], float]:
     with pool:
-        if pool.processes:
-            crawl_batch(base, []).result()  # start the workers before timing
+        # Start the workers before timing (with another task: a map sizes its
+        # chunks from how long the task's earlier calls took).
+        gather([worker_pid() for _ in range(pool.processes)])
         start = time.perf_counter()
         result = crawl(base)
         seconds = time.perf_counter() - start

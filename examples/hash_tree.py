@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from nestpool import Pool, process_task, thread_subtask
+from nestpool import Pool, gather, process_task, thread_subtask
 
 MEGABYTES = 128
 BATCH = 16  # files per process task
@@ -49,6 +49,12 @@ def make_tree(root: Path, megabytes: int, seed: int = 3) -> list[Path]:
 def digest(data: bytes) -> str:
     """CPU: the manifest entry of ``data``: its SHA-256 and SHA3-256."""
     return f"{hashlib.sha256(data).hexdigest()} {hashlib.sha3_256(data).hexdigest()}"
+
+
+@process_task
+def worker_pid() -> int:
+    """Used to start the workers before timing."""
+    return os.getpid()
 
 
 @thread_subtask
@@ -94,7 +100,9 @@ def main() -> None:
         )
 
         with Pool(threads=8) as pool:
-            hash_batch([]).result()  # start the workers before timing
+            # Start the workers before timing (with another task: a map sizes its
+            # chunks from how long the task's earlier calls took).
+            gather([worker_pid() for _ in range(pool.processes)])
             start = time.perf_counter()
             found = dict(pair for batch in hash_batch.map(batches(paths)) for pair in batch)
             t_pool = time.perf_counter() - start
