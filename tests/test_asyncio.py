@@ -157,3 +157,34 @@ def test_amap_reports_progress_in_the_loop_thread() -> None:
 def test_amap_inside_a_worker_over_subtasks(start_method: str) -> None:
     with Pool(processes=1, threads=2, start_method=start_method):
         assert ux_helpers.async_sum_of_triples(4).result() == 3 * (0 + 1 + 2 + 3)
+
+
+def test_amap_on_bound_methods() -> None:
+    scaler = ux_helpers.Scaler(2)
+
+    async def main() -> tuple[list[int], list[int]]:
+        with Pool(processes=1, threads=2):
+            scaled = [v async for v in scaler.scale.amap([1, 2, 3])]
+            shifted = [v async for v in scaler.shift.amap([1, 2, 3])]
+        return scaled, shifted
+
+    assert asyncio.run(main()) == ([2, 4, 6], [3, 4, 5])
+
+
+def test_aclose_while_a_value_is_awaited_in_the_executor() -> None:
+    async def main() -> bool:
+        with Pool(processes=1, threads=2):
+            results = wait_for_gate.amap([1, 2, 3])
+            waiting = asyncio.get_running_loop().create_task(results.__anext__())
+            while not ux_helpers.STARTED.is_set():
+                await asyncio.sleep(0.005)
+            waiting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+            await results.aclose()  # type: ignore[attr-defined]
+            ux_helpers.GATE.set()  # the step in flight ends; then the map closes
+            with pytest.raises(StopAsyncIteration):
+                await results.__anext__()
+        return True
+
+    assert asyncio.run(main())

@@ -8,7 +8,7 @@ import pytest
 
 from nestpool import Pool
 
-from .ux_helpers import cube, triple
+from .ux_helpers import Scaler, cube, triple
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -101,3 +101,12 @@ def test_closing_the_iterator_closes_the_bar(capsys: pytest.CaptureFixture[str])
         with cube.map(range(100), progress=True) as values:  # type: ignore[attr-defined]
             assert next(values) == 0
         assert "1/100" in capsys.readouterr().err
+
+
+def test_bound_methods_report_progress_too() -> None:
+    seen: list[int] = []
+    scaler = Scaler(3)
+    with Pool(processes=1, threads=2):
+        assert list(scaler.scale.map([1, 2], progress=seen.append)) == [3, 6]
+        assert list(scaler.shift.map([1, 2], progress=seen.append)) == [4, 5]
+    assert seen == [1, 2, 1, 2]

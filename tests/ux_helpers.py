@@ -78,3 +78,20 @@ def async_sum_of_triples(n: int) -> int:
         return sum([v async for v in triple.amap(range(n))])
 
     return asyncio.run(main())
+
+
+class Scaler:
+    """A class with decorated methods (found by reference in workers)."""
+
+    def __init__(self, factor: int) -> None:
+        self.factor = factor
+
+    @process_task
+    def scale(self, x: int) -> int:
+        """A process-task method."""
+        return self.factor * x
+
+    @thread_subtask
+    def shift(self, x: int) -> int:
+        """A subtask method."""
+        return self.factor + x
