@@ -57,9 +57,12 @@ class ChunkSizer:
     The automatic size starts at 1 and, once the workers have reported how long
     an item takes, aims at ``TARGET_CHUNK_SECONDS`` of work per chunk, so tiny
     tasks are not dominated by dispatch cost and long ones still spread out.
+    It at most doubles from one chunk to the next: a measurement taken from an
+    earlier, quicker call of the task (a warm-up call with no work) must not put
+    a whole map into one chunk on one worker.
     """
 
-    __slots__ = ("cap", "fixed", "measure")
+    __slots__ = ("cap", "fixed", "last", "measure")
 
     def __init__(
         self,
@@ -70,14 +73,21 @@ class ChunkSizer:
         self.fixed = chunksize
         self.measure = measure
         self.cap = max(1, cap)
+        self.last = 0
 
     def __call__(self) -> int:
         if self.fixed is not None:
             return min(self.fixed, self.cap)
         seconds = self.measure() if self.measure is not None else None
-        if not seconds:
-            return 1 if seconds is None else min(MAX_AUTO_CHUNK, self.cap)
-        return max(1, min(int(TARGET_CHUNK_SECONDS / seconds), MAX_AUTO_CHUNK, self.cap))
+        if seconds is None:
+            size = 1
+        elif not seconds:
+            size = min(MAX_AUTO_CHUNK, self.cap)
+        else:
+            size = max(1, min(int(TARGET_CHUNK_SECONDS / seconds), MAX_AUTO_CHUNK, self.cap))
+        size = min(size, max(1, 2 * self.last))
+        self.last = size
+        return size
 
 
 class _Unit:
