@@ -9,10 +9,19 @@ is created once and reused (the tutorial made a new one per task).
 Run it: ``bash scripts/example.sh`` (or ``python examples/collate.py``).
 """
 
+import sys
 from random import random
 from time import sleep
 
 from nestpool import Pool, process_task, thread_subtask
+
+
+def say(line: str) -> None:
+    """Print a line in one write, so lines printed at once by several threads
+    and processes never run into each other (``print`` writes the text and the
+    newline separately)."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
 
 
 @thread_subtask
@@ -20,7 +29,7 @@ def thread_work(process_id: int, thread_id: int) -> float:
     """IO-bound work for a worker thread: wait a moment, return a value."""
     value = random()
     sleep(value)
-    print(f"Process {process_id}, thread worker {thread_id}, value={value}", flush=True)
+    say(f"Process {process_id}, thread worker {thread_id}, value={value}")
     return value
 
 
@@ -28,7 +37,7 @@ def thread_work(process_id: int, thread_id: int) -> float:
 def process_work(identifier: int) -> float:
     """Work for a worker process: sum the values of five thread subtasks."""
     total = sum(thread_work.map([identifier] * 5, range(5)))
-    print(f"Process {identifier} Done, total={total}", flush=True)
+    say(f"Process {identifier} Done, total={total}")
     return total
 
 

@@ -6,6 +6,7 @@ print a message; the main program waits for all of them. Run it with
 ``python examples/nested.py``.
 """
 
+import sys
 from concurrent.futures import wait
 from random import random
 from time import sleep
@@ -13,11 +14,19 @@ from time import sleep
 from nestpool import Pool, process_task, thread_subtask
 
 
+def say(line: str) -> None:
+    """Print a line in one write, so lines printed at once by several threads
+    and processes never run into each other (``print`` writes the text and the
+    newline separately)."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
 @thread_subtask
 def thread_work(process_id: int, thread_id: int) -> None:
     """IO-bound work for a worker thread: wait a moment, report."""
     sleep(random())
-    print(f"Process {process_id}, thread worker {thread_id}", flush=True)
+    say(f"Process {process_id}, thread worker {thread_id}")
 
 
 @process_task
@@ -25,7 +34,7 @@ def process_work(identifier: int) -> None:
     """Work for a worker process: five subtasks on the worker's thread pool."""
     futures = [thread_work(identifier, i) for i in range(5)]
     wait(futures)
-    print(f"Process {identifier} Done", flush=True)
+    say(f"Process {identifier} Done")
 
 
 if __name__ == "__main__":

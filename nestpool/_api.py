@@ -15,12 +15,21 @@ from __future__ import annotations
 import importlib
 import inspect
 import itertools
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 from . import _routing
-from ._collate import ChunkSizer, Item, MapIterator, run_chunk
+from ._collate import (
+    AsyncMapIterator,
+    ChunkSizer,
+    Item,
+    MapIterator,
+    Progress,
+    make_reporter,
+    run_chunk,
+    with_progress,
+)
 from ._errors import PoolClosedError
 from ._inline import map_inline, run_inline
 from ._routing import TaskOptions
@@ -205,12 +214,29 @@ def _process_map(
     ordered: bool,
     chunksize: int | None,
     buffersize: int | None,
+    progress: Progress = None,
 ) -> Iterator[Any]:
     _check_map_options(chunksize, buffersize)
+    reporter = make_reporter(progress, iterables, options.name)  # before any work starts
     route = _routing._current
     if route is None:
-        return map_inline(options.fn, iterables)
-    return route.map_task(options, iterables, ordered, chunksize, buffersize)
+        iterator = map_inline(options.fn, iterables)
+    else:
+        iterator = route.map_task(options, iterables, ordered, chunksize, buffersize)
+    return with_progress(iterator, reporter)
+
+
+def _process_amap(
+    options: TaskOptions,
+    iterables: tuple[Iterable[Any], ...],
+    ordered: bool,
+    chunksize: int | None,
+    buffersize: int | None,
+    progress: Progress,
+) -> AsyncMapIterator[Any]:
+    reporter = make_reporter(progress, iterables, options.name)
+    iterator = _process_map(options, iterables, ordered, chunksize, buffersize)
+    return AsyncMapIterator(iterator, reporter)
 
 
 def _with_instance(
@@ -227,12 +253,15 @@ def _subtask_map(
     ordered: bool,
     chunksize: int | None,
     buffersize: int | None,
+    progress: Progress = None,
+    name: str = "",
 ) -> Iterator[Any]:
     _check_map_options(chunksize, buffersize)
+    reporter = make_reporter(progress, iterables, name)  # before any work starts
     route = _routing._current
     pool = None if route is None else route.subtask_pool()
     if pool is None:
-        return map_inline(fn, iterables)
+        return with_progress(map_inline(fn, iterables), reporter)
     chunked = chunksize is not None and chunksize > 1
 
     def submit(items: list[Item]) -> tuple[Future[Any], bool]:
@@ -240,7 +269,7 @@ def _subtask_map(
             return pool.submit(run_chunk, (fn, items), {}), True
         return pool.submit(fn, items[0], {}), False
 
-    return MapIterator(
+    iterator: MapIterator[Any] = MapIterator(
         iterables,
         submit,
         ChunkSizer(chunksize or 1, None, buffersize or (1 << 30)),
@@ -248,6 +277,21 @@ def _subtask_map(
         buffersize=buffersize,
         max_units=_SUBTASK_UNITS_PER_THREAD * pool.max_workers,
     )
+    return with_progress(iterator, reporter)
+
+
+def _subtask_amap(
+    fn: Callable[..., Any],
+    iterables: tuple[Iterable[Any], ...],
+    ordered: bool,
+    chunksize: int | None,
+    buffersize: int | None,
+    progress: Progress,
+    name: str,
+) -> AsyncMapIterator[Any]:
+    reporter = make_reporter(progress, iterables, name)
+    iterator = _subtask_map(fn, iterables, ordered, chunksize, buffersize)
+    return AsyncMapIterator(iterator, reporter)
 
 
 class ProcessTask(_TaskMixin, _FunctionWrapper, Generic[P, R]):
@@ -256,7 +300,17 @@ class ProcessTask(_TaskMixin, _FunctionWrapper, Generic[P, R]):
     Calling it returns a ``concurrent.futures.Future[R]``; where the call runs
     follows the routing table (no pool: now, inline; a pool open: a worker
     process; inside a worker: inline there). ``.map`` collates values;
-    ``.sync`` calls the plain function here and returns ``R``.
+    ``.amap`` does it for asyncio; ``.sync`` calls the plain function here and
+    returns ``R``.
+
+    Example:
+        >>> @process_task
+        ... def crunch(batch: list[str]) -> int:
+        ...     return sum(len(page) for page in fetch.map(batch))
+        >>> with Pool():
+        ...     future = crunch(batch)           # Future[int], run in a worker
+        ...     totals = list(crunch.map(batches))
+        >>> crunch.sync(batch)                   # int, run here
     """
 
     _self_kind = "process"
@@ -295,6 +349,7 @@ class ProcessTask(_TaskMixin, _FunctionWrapper, Generic[P, R]):
         ordered: bool = True,
         chunksize: int | None = None,
         buffersize: int | None = None,
+        progress: Progress = None,
     ) -> Iterator[R]:
         """Call the task over the zipped iterables; iterate its values.
 
@@ -309,14 +364,45 @@ class ProcessTask(_TaskMixin, _FunctionWrapper, Generic[P, R]):
             chunksize: items sent to a worker at once; None chooses and adapts
                 it so that tiny tasks are not dominated by dispatch cost.
             buffersize: the most items in flight at once.
+            progress: True shows a tqdm progress bar (the ``nestpool[progress]``
+                extra); a callable is called as ``progress(done)`` after each
+                value is handed out, in the consuming thread.
 
         Returns:
             An iterator of values; an item's exception is raised at its place.
 
+        Raises:
+            ImportError: ``progress=True`` and tqdm is not installed.
+
         Example:
             >>> total = sum(crunch.map(batches))
+            >>> total = sum(crunch.map(batches, progress=True))   # a tqdm bar
         """
-        return _process_map(self._self_options, iterables, ordered, chunksize, buffersize)
+        return _process_map(self._self_options, iterables, ordered, chunksize, buffersize, progress)
+
+    def amap(
+        self,
+        *iterables: Iterable[Any],
+        ordered: bool = True,
+        chunksize: int | None = None,
+        buffersize: int | None = None,
+        progress: Progress = None,
+    ) -> AsyncIterator[R]:
+        """``map`` for asyncio: ``async for value in task.amap(...)``.
+
+        The same lazy, bounded map as ``.map`` (work starts at the call), whose
+        waits happen in the event loop's default executor, so the loop keeps
+        running while the values come. Options as for ``.map``.
+
+        Example:
+            >>> async def main() -> None:
+            ...     with Pool():
+            ...         async for total in crunch.amap(batches):
+            ...             print(total)
+        """
+        return _process_amap(
+            self._self_options, iterables, ordered, chunksize, buffersize, progress
+        )
 
     def sync(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Call the plain function here and now; return its value (or raise).
@@ -346,11 +432,26 @@ class BoundProcessTask(_BoundFunctionWrapper):
         ordered: bool = True,
         chunksize: int | None = None,
         buffersize: int | None = None,
+        progress: Progress = None,
     ) -> Iterator[Any]:
         """``ProcessTask.map`` for a bound method: the instance goes first."""
         iterables = _with_instance(self._self_instance, self._self_binding, iterables)
         return _process_map(
-            self._self_parent._self_options, iterables, ordered, chunksize, buffersize
+            self._self_parent._self_options, iterables, ordered, chunksize, buffersize, progress
+        )
+
+    def amap(
+        self,
+        *iterables: Iterable[Any],
+        ordered: bool = True,
+        chunksize: int | None = None,
+        buffersize: int | None = None,
+        progress: Progress = None,
+    ) -> AsyncIterator[Any]:
+        """``ProcessTask.amap`` for a bound method: the instance goes first."""
+        iterables = _with_instance(self._self_instance, self._self_binding, iterables)
+        return _process_amap(
+            self._self_parent._self_options, iterables, ordered, chunksize, buffersize, progress
         )
 
     def sync(self, *args: Any, **kwargs: Any) -> Any:
@@ -365,6 +466,14 @@ class ThreadSubtask(_TaskMixin, _FunctionWrapper, Generic[P, R]):
     runs on the pool's thread pool here; inside a worker, on that worker's own
     persistent thread pool; with no pool, now, inline. A thread that waits on
     a subtask nobody has started runs it itself, so waiting never deadlocks.
+
+    Example:
+        >>> @thread_subtask
+        ... def fetch(url: str) -> bytes:
+        ...     with urllib.request.urlopen(url) as response:
+        ...         return response.read()
+        >>> future = fetch(url)              # Future[bytes]
+        >>> pages = list(fetch.map(urls))    # in input order, fetched concurrently
     """
 
     _self_kind = "subtask"
@@ -400,6 +509,7 @@ class ThreadSubtask(_TaskMixin, _FunctionWrapper, Generic[P, R]):
         ordered: bool = True,
         chunksize: int | None = None,
         buffersize: int | None = None,
+        progress: Progress = None,
     ) -> Iterator[R]:
         """Call the subtask over the zipped iterables on the thread pool; iterate
         its values (input order, or completion order with ``ordered=False``).
@@ -407,13 +517,60 @@ class ThreadSubtask(_TaskMixin, _FunctionWrapper, Generic[P, R]):
         Lazy and bounded as ``ProcessTask.map``; ``chunksize`` > 1 runs that many
         items per thread hop.
 
+        Args:
+            *iterables: zipped into the arguments of each call.
+            ordered: True: values in input order; False: in completion order.
+            chunksize: items run per thread hop (default 1).
+            buffersize: the most items in flight at once.
+            progress: True shows a tqdm progress bar (the ``nestpool[progress]``
+                extra); a callable is called as ``progress(done)``.
+
         Example:
             >>> pages = list(fetch.map(urls))     # inside a process task
         """
-        return _subtask_map(self.__wrapped__, iterables, ordered, chunksize, buffersize)
+        return _subtask_map(
+            self.__wrapped__,
+            iterables,
+            ordered,
+            chunksize,
+            buffersize,
+            progress,
+            self._self_options.name,
+        )
+
+    def amap(
+        self,
+        *iterables: Iterable[Any],
+        ordered: bool = True,
+        chunksize: int | None = None,
+        buffersize: int | None = None,
+        progress: Progress = None,
+    ) -> AsyncIterator[R]:
+        """``map`` for asyncio: ``async for value in fetch.amap(...)``; the waits
+        happen in the event loop's default executor. Options as for ``.map``.
+
+        Example:
+            >>> async def main() -> None:
+            ...     with Pool():
+            ...         async for page in fetch.amap(urls):
+            ...             print(len(page))
+        """
+        return _subtask_amap(
+            self.__wrapped__,
+            iterables,
+            ordered,
+            chunksize,
+            buffersize,
+            progress,
+            self._self_options.name,
+        )
 
     def sync(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Call the plain function here and now; return its value (or raise)."""
+        """Call the plain function here and now; return its value (or raise).
+
+        Example:
+            >>> page = fetch.sync(url)   # bytes, fetched in this thread
+        """
         return self.__wrapped__(*args, **kwargs)
 
     @property
@@ -431,9 +588,27 @@ class BoundThreadSubtask(_BoundFunctionWrapper):
         ordered: bool = True,
         chunksize: int | None = None,
         buffersize: int | None = None,
+        progress: Progress = None,
     ) -> Iterator[Any]:
         """``ThreadSubtask.map`` for a bound method."""
-        return _subtask_map(self.__wrapped__, iterables, ordered, chunksize, buffersize)
+        name = self._self_parent._self_options.name
+        return _subtask_map(
+            self.__wrapped__, iterables, ordered, chunksize, buffersize, progress, name
+        )
+
+    def amap(
+        self,
+        *iterables: Iterable[Any],
+        ordered: bool = True,
+        chunksize: int | None = None,
+        buffersize: int | None = None,
+        progress: Progress = None,
+    ) -> AsyncIterator[Any]:
+        """``ThreadSubtask.amap`` for a bound method."""
+        name = self._self_parent._self_options.name
+        return _subtask_amap(
+            self.__wrapped__, iterables, ordered, chunksize, buffersize, progress, name
+        )
 
     def sync(self, *args: Any, **kwargs: Any) -> Any:
         """Call the plain method here and now; return its value."""

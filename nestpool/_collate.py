@@ -16,11 +16,12 @@ through a callback.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import queue
 import time
 from collections import deque
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
 from concurrent.futures import CancelledError, Future
 from concurrent.futures import TimeoutError as FuturesTimeoutError
 from typing import Any, Generic, Literal, overload
@@ -28,7 +29,15 @@ from typing import Any, Generic, Literal, overload
 from ._subtasks import SubtaskFuture, is_helper
 from ._typing import R, T
 
-__all__ = ["ChunkSizer", "MapIterator", "gather", "run_chunk"]
+__all__ = [
+    "AsyncMapIterator",
+    "ChunkSizer",
+    "MapIterator",
+    "Progress",
+    "gather",
+    "run_chunk",
+    "with_progress",
+]
 
 Item = tuple[Any, ...]
 Outcome = tuple[bool, Any]
@@ -48,9 +57,12 @@ class ChunkSizer:
     The automatic size starts at 1 and, once the workers have reported how long
     an item takes, aims at ``TARGET_CHUNK_SECONDS`` of work per chunk, so tiny
     tasks are not dominated by dispatch cost and long ones still spread out.
+    It at most doubles from one chunk to the next: a measurement taken from an
+    earlier, quicker call of the task (a warm-up call with no work) must not put
+    a whole map into one chunk on one worker.
     """
 
-    __slots__ = ("cap", "fixed", "measure")
+    __slots__ = ("cap", "fixed", "last", "measure")
 
     def __init__(
         self,
@@ -61,14 +73,21 @@ class ChunkSizer:
         self.fixed: int | None = chunksize
         self.measure: Callable[[], float | None] | None = measure
         self.cap: int = max(1, cap)
+        self.last: int = 0
 
     def __call__(self) -> int:
         if self.fixed is not None:
             return min(self.fixed, self.cap)
         seconds = self.measure() if self.measure is not None else None
-        if not seconds:
-            return 1 if seconds is None else min(MAX_AUTO_CHUNK, self.cap)
-        return max(1, min(int(TARGET_CHUNK_SECONDS / seconds), MAX_AUTO_CHUNK, self.cap))
+        if seconds is None:
+            size = 1
+        elif not seconds:
+            size = min(MAX_AUTO_CHUNK, self.cap)
+        else:
+            size = max(1, min(int(TARGET_CHUNK_SECONDS / seconds), MAX_AUTO_CHUNK, self.cap))
+        size = min(size, max(1, 2 * self.last))
+        self.last = size
+        return size
 
 
 class _Unit:
@@ -99,6 +118,11 @@ class MapIterator(Iterator[R], Generic[R]):
     Work starts when ``map`` is called (the first units are submitted then);
     more input is pulled only as results are taken. ``close()``, leaving a
     ``with`` block, or dropping the iterator cancels what has not started.
+
+    Example:
+        >>> totals = crunch.map(batches, ordered=False)
+        >>> first = next(totals)
+        >>> totals.close()               # what has not started is cancelled
     """
 
     def __init__(
@@ -141,7 +165,13 @@ class MapIterator(Iterator[R], Generic[R]):
         self.close()
 
     def close(self) -> None:
-        """Stop: cancel every unit that has not started; drop the input."""
+        """Stop: cancel every unit that has not started; drop the input.
+
+        Example:
+            >>> totals = pool.map(crunch, batches)
+            >>> first = next(totals)
+            >>> totals.close()           # no more batches are sent to workers
+        """
         self._gen.close()
         self._cancel()
 
@@ -336,3 +366,210 @@ def gather(
         if f.done() and (f.cancelled() or f.exception() is not None):
             f.result()
     return [f.result() for f in fs]
+
+
+# ---------------------------------------------------------------- progress
+
+#: What ``progress=`` accepts: None or False (no report), True (a tqdm bar, the
+#: ``nestpool[progress]`` extra), or a callable called as ``progress(done)``
+#: with the number of values handed out so far, in the consuming thread.
+Progress = bool | Callable[[int], object] | None
+
+_TQDM_MISSING = (
+    "progress=True shows a tqdm progress bar, but tqdm is not installed. "
+    "Install it with: pip install 'nestpool[progress]' (or pip install tqdm), "
+    "or pass a callable, progress=lambda done: ..., to report progress yourself."
+)
+
+
+def _total(iterables: tuple[Iterable[Any], ...]) -> int | None:
+    """The number of calls a map makes, when every input has a length."""
+    lengths: list[int] = []
+    for iterable in iterables:
+        try:
+            lengths.append(len(iterable))  # type: ignore[arg-type]
+        except TypeError:
+            return None
+    return min(lengths) if lengths else None
+
+
+class _Reporter:
+    """Counts the values handed to the consumer and reports each one."""
+
+    __slots__ = ("bar", "callback", "done")
+
+    def __init__(self, progress: Progress, total: int | None, desc: str) -> None:
+        self.done = 0
+        self.bar: Any = None
+        self.callback: Callable[[int], object] | None = None
+        if progress is True:
+            try:
+                from tqdm import tqdm
+            except ImportError:
+                raise ImportError(_TQDM_MISSING) from None
+            self.bar = tqdm(total=total, desc=desc, unit="item")
+        elif callable(progress):
+            self.callback = progress
+        else:
+            raise TypeError(
+                "progress must be True, False, None or a callable progress(done: int), "
+                f"got {type(progress).__name__}"
+            )
+
+    def advance(self) -> None:
+        self.done += 1
+        if self.bar is not None:
+            self.bar.update(1)
+        elif self.callback is not None:
+            self.callback(self.done)
+
+    def close(self) -> None:
+        bar, self.bar = self.bar, None
+        if bar is not None:
+            bar.close()
+        self.callback = None
+
+
+def make_reporter(
+    progress: Progress, iterables: tuple[Iterable[Any], ...], desc: str
+) -> _Reporter | None:
+    """A reporter for ``progress=``, or None when no progress is wanted.
+
+    Raises ``ImportError`` (saying how to install tqdm) for ``progress=True``
+    without tqdm, at the call, before any work starts.
+    """
+    if progress is None or progress is False:
+        return None
+    return _Reporter(progress, _total(iterables), desc)
+
+
+class _ProgressIterator(Iterator[R], Generic[R]):
+    """A map's iterator that reports each value it hands out."""
+
+    __slots__ = ("_iterator", "_reporter")
+
+    def __init__(self, iterator: Iterator[R], reporter: _Reporter) -> None:
+        self._iterator = iterator
+        self._reporter = reporter
+
+    def __iter__(self) -> _ProgressIterator[R]:
+        return self
+
+    def __next__(self) -> R:
+        try:
+            value = next(self._iterator)
+        except BaseException:
+            self._reporter.close()
+            raise
+        self._reporter.advance()
+        return value
+
+    def __enter__(self) -> _ProgressIterator[R]:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop: cancel what has not started, close the progress bar."""
+        self._reporter.close()
+        close = getattr(self._iterator, "close", None)
+        if close is not None:
+            close()
+
+
+def with_progress(iterator: Iterator[R], reporter: _Reporter | None) -> Iterator[R]:
+    """Wrap a map's iterator so that it reports progress (or return it as is)."""
+    if reporter is None:
+        return iterator
+    return _ProgressIterator(iterator, reporter)
+
+
+# ---------------------------------------------------------------- asyncio
+
+_END = object()
+
+
+def _step(iterator: Iterator[Any]) -> Any:
+    """In an executor thread: the iterator's next value, or ``_END``."""
+    return next(iterator, _END)
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    # An abandoned step's exception is consumed here, not logged at exit.
+    if not future.cancelled():
+        future.exception()
+
+
+class AsyncMapIterator(AsyncIterator[R], Generic[R]):
+    """The async iterator ``amap`` returns: ``async for value in task.amap(xs)``.
+
+    The work is the same lazy, bounded map as ``.map`` (it starts at the
+    call); each wait for the next value happens in a thread of the event
+    loop's default executor, so the loop keeps running while results come.
+    Cancelling the consuming task loses no value: the next ``__anext__`` takes
+    the value the cancelled one was waiting for. ``aclose()`` (or leaving
+    ``async with``) cancels what has not started.
+
+    Example:
+        >>> async def main() -> int:
+        ...     with Pool():
+        ...         return sum([n async for n in crunch.amap(batches)])
+    """
+
+    def __init__(self, iterator: Iterator[R], reporter: _Reporter | None = None) -> None:
+        self._iterator = iterator
+        self._reporter = reporter
+        self._step: asyncio.Future[Any] | None = None
+        self._finished = False
+
+    def __aiter__(self) -> AsyncMapIterator[R]:
+        return self
+
+    async def __anext__(self) -> R:
+        if self._finished:
+            raise StopAsyncIteration
+        step = self._step
+        if step is None:
+            loop = asyncio.get_running_loop()
+            step = self._step = loop.run_in_executor(None, _step, self._iterator)
+        try:
+            # shield: cancelling the consumer must not lose the value in flight.
+            value = await asyncio.shield(step)
+        except BaseException:
+            if step.done():
+                self._step = None
+                self._close_sync()
+            raise
+        self._step = None
+        if value is _END:
+            self._finished = True
+            self._close_sync()
+            raise StopAsyncIteration
+        if self._reporter is not None:
+            self._reporter.advance()
+        return value  # type: ignore[no-any-return]
+
+    async def __aenter__(self) -> AsyncMapIterator[R]:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop: cancel what has not started (after the value being waited for
+        arrives, if a wait is in progress in the executor thread)."""
+        self._finished = True
+        step = self._step
+        if step is not None and not step.done():
+            step.add_done_callback(_retrieve)
+            step.add_done_callback(lambda _done: self._close_sync())
+            return
+        self._close_sync()
+
+    def _close_sync(self) -> None:
+        if self._reporter is not None:
+            self._reporter.close()
+        close = getattr(self._iterator, "close", None)
+        if close is not None:
+            close()

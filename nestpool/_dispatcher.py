@@ -290,6 +290,9 @@ class Dispatcher:
         self._deadlines: list[tuple[float, int]] = []
         self._worker_counter = itertools.count()
         self._startup_deaths = 0
+        #: pids of workers that died unexpectedly and whose replacement is due
+        #: (only for the log line that says which worker replaces which).
+        self._replacing: deque[int] = deque()
         self._shutting_down = False
         self._terminating = False
         self._closing_lock = threading.Lock()
@@ -456,9 +459,18 @@ class Dispatcher:
         self._by_conn[parent_conn] = worker
         self._by_sentinel[process.sentinel] = worker
         self.started_pids.append(worker.pid)
-        logger.debug("started worker %s (pid %d)", process.name, worker.pid)
+        if self._replacing:
+            logger.info(
+                "started worker %s (pid %d) to replace worker pid %d",
+                process.name,
+                worker.pid,
+                self._replacing.popleft(),
+            )
+        else:
+            logger.debug("started worker %s (pid %d)", process.name, worker.pid)
 
     def _retire(self, worker: WorkerHandle) -> None:
+        logger.debug("retiring worker pid %d after %d tasks", worker.pid, worker.sent_count)
         worker.state = WorkerState.RETIRING
         self._send(worker, (MSG_EXIT,))
 
@@ -748,6 +760,10 @@ class Dispatcher:
                 describe_exit(exitcode),
                 f" ({worker.kill_reason})" if worker.kill_reason else "",
             )
+            if not self._terminating and self.broken is None:
+                self._replacing.append(worker.pid)
+        else:
+            logger.debug("worker pid %d exited (%s)", worker.pid, describe_exit(exitcode))
         for task in list(worker.tasks.values()):
             self._fail_or_requeue(task, worker, exitcode)
         worker.tasks.clear()

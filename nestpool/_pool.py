@@ -22,7 +22,15 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, overload
 
 from . import _routing
-from ._collate import CHUNKS_PER_SLOT, ChunkSizer, Item, MapIterator
+from ._collate import (
+    CHUNKS_PER_SLOT,
+    ChunkSizer,
+    Item,
+    MapIterator,
+    Progress,
+    make_reporter,
+    with_progress,
+)
 from ._dispatcher import Dispatcher, Task, join_all_dispatchers, new_task_id
 from ._errors import PoolClosedError
 from ._inline import map_inline, run_inline
@@ -205,7 +213,14 @@ class Pool(Executor):
         return self._start_method
 
     def worker_pids(self) -> list[int]:
-        """The pids of the live worker processes (a snapshot; for diagnostics)."""
+        """The pids of the live worker processes (a snapshot; for diagnostics).
+
+        Example:
+            >>> with Pool(processes=2) as pool:
+            ...     crunch(batch).result()
+            ...     pool.worker_pids()
+            [4242, 4243]
+        """
         if self._dask is not None:
             return self._dask.worker_pids()
         dispatcher = self._dispatcher
@@ -416,6 +431,7 @@ class Pool(Executor):
         timeout: float | None = None,
         chunksize: int = 1,
         buffersize: int | None = None,
+        progress: Progress = None,
     ) -> Iterator[R]: ...
     @overload
     def map(
@@ -425,6 +441,7 @@ class Pool(Executor):
         timeout: float | None = None,
         chunksize: int = 1,
         buffersize: int | None = None,
+        progress: Progress = None,
     ) -> Iterator[R]: ...
     def map(
         self,
@@ -433,6 +450,7 @@ class Pool(Executor):
         timeout: float | None = None,
         chunksize: int = 1,
         buffersize: int | None = None,
+        progress: Progress = None,
     ) -> Iterator[Any]:
         """Like ``concurrent.futures.Executor.map``, lazy and bounded.
 
@@ -447,14 +465,19 @@ class Pool(Executor):
                 ``TimeoutError`` (``concurrent.futures.TimeoutError``).
             chunksize: items sent to a worker at once.
             buffersize: the most items in flight at once (as Python 3.14).
+            progress: True shows a tqdm progress bar (the ``nestpool[progress]``
+                extra); a callable is called as ``progress(done)`` after each
+                value is handed out, in the consuming thread.
 
         Raises:
             ValueError: ``chunksize`` < 1 or ``buffersize`` < 1.
             PoolClosedError: the pool was shut down.
+            ImportError: ``progress=True`` and tqdm is not installed.
 
         Example:
             >>> list(pool.map(pow, [2, 3], [5, 2]))
             [32, 9]
+            >>> sizes = list(pool.map(len, pages, progress=True))   # a tqdm bar
         """
         if chunksize < 1:
             raise ValueError("chunksize must be >= 1.")
@@ -467,8 +490,6 @@ class Pool(Executor):
         if options is not None:
             plain = options.fn
             iterables = (*map(itertools.repeat, _bound_instance(fn)), *iterables)
-        if self._processes == 0:
-            return map_inline(plain, iterables)
         if options is not None:
             name, payload = options.name, options.get_payload
         else:
@@ -477,7 +498,10 @@ class Pool(Executor):
             def payload() -> bytes:
                 return dumps_callable(fn)
 
-        return self._map_chunks(
+        reporter = make_reporter(progress, iterables, name)
+        if self._processes == 0:
+            return with_progress(map_inline(plain, iterables), reporter)
+        iterator = self._map_chunks(
             name,
             payload,
             iterables,
@@ -487,6 +511,7 @@ class Pool(Executor):
             timeout=timeout,
             task_timeout=None if options is None else options.timeout,
         )
+        return with_progress(iterator, reporter)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stop taking work and release the workers when the work is done.
@@ -498,6 +523,11 @@ class Pool(Executor):
 
         After it, ``submit`` raises ``RuntimeError`` and decorated calls in this
         process no longer route here. Calling it again is harmless.
+
+        Example:
+            >>> pool = Pool()
+            >>> futures = [crunch(b) for b in batches]
+            >>> pool.shutdown(cancel_futures=True)   # what has not started is cancelled
         """
         with self._lock:
             self._closed = True
@@ -523,6 +553,9 @@ class Pool(Executor):
 
         Used when the ``with`` block is left by Ctrl-C; threads of the parent's
         subtask pool cannot be stopped and finish what they run.
+
+        Example:
+            >>> pool.terminate()   # now: running tasks fail with WorkerDiedError
         """
         with self._lock:
             self._closed = True
