@@ -358,10 +358,18 @@ class Dispatcher:
                 self._expire_timeouts()
         except BaseException as exc:  # pragma: no cover - a bug in nestpool
             logger.critical("nestpool dispatcher crashed", exc_info=True)
-            error = NestpoolError(
-                f"nestpool's dispatcher failed: {exc!r}. This should never happen; "
-                "please file a bug with the traceback logged on the 'nestpool' logger."
-            )
+            if isinstance(exc, RuntimeError) and "bootstrapping phase" in str(exc):
+                # A worker being started ran the main module's unguarded code.
+                error = NestpoolError(
+                    "nestpool could not start a worker process while the main module "
+                    "was being imported by another one: guard the program's entry point "
+                    "with `if __name__ == '__main__':`."
+                )
+            else:
+                error = NestpoolError(
+                    f"nestpool's dispatcher failed: {exc!r}. This should never happen; "
+                    "please file a bug with the traceback logged on the 'nestpool' logger."
+                )
             self._fail_everything(error)
             self._kill_all()
         finally:
