@@ -659,10 +659,16 @@ def _submit_picklable_items(
         exc = done.exception()
         for position, index in enumerate(good):
             outcomes[index] = (False, exc) if exc is not None else done.result()[position]
-        future.set_running_or_notify_cancel()
-        future.set_result(outcomes)
+        if future.set_running_or_notify_cancel():  # False: its map was closed
+            future.set_result(outcomes)
+
+    def forward_cancel(outer: Future[Any]) -> None:
+        # The map cancels the future it holds: the items sent must not run.
+        if outer.cancelled():
+            inner.cancel()
 
     inner.add_done_callback(merge)
+    future.add_done_callback(forward_cancel)
     dispatcher.submit(task)
     return future, True
 
