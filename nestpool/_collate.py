@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import queue
+import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
@@ -377,13 +378,13 @@ def gather(
         >>> totals = gather([crunch(batch) for batch in batches])
         >>> pages = gather(fetch(u) for u in urls)   # inside a process task
     """
-    from concurrent.futures import ALL_COMPLETED, FIRST_EXCEPTION, wait
-
     fs = list(futures)
     if not fs:
         return []
+    failed = _wait_all(fs, stop_on_failure=not return_exceptions)
+    if failed is not None:
+        failed.result()  # raises its exception (CancelledError if cancelled)
     if return_exceptions:
-        wait(fs, return_when=ALL_COMPLETED)
         values: list[Any] = []
         for f in fs:
             if f.cancelled():
@@ -392,13 +393,55 @@ def gather(
                 exc = f.exception()
                 values.append(f.result() if exc is None else exc)
         return values
-    wait(fs, return_when=FIRST_EXCEPTION)
-    # Either all are done, or one failed: result() raises the first failure in
-    # the order given among those done (a cancelled one raises CancelledError).
-    for f in fs:
-        if f.done() and (f.cancelled() or f.exception() is not None):
-            f.result()
     return [f.result() for f in fs]
+
+
+class _Gathering:
+    """The done-callback of one ``gather``: counts the futures that are done and
+    notes the first that failed.
+
+    Done-callbacks rather than ``concurrent.futures.wait``: ``wait`` only learns
+    of a cancellation when an executor calls ``set_running_or_notify_cancel``,
+    so it waited for a cancelled future until its executor reached it, and
+    forever for one no executor runs (issue 3). A callback runs at ``cancel()``.
+    """
+
+    __slots__ = ("event", "failed", "left", "lock", "stop_on_failure")
+
+    def __init__(self, count: int, stop_on_failure: bool) -> None:
+        self.left = count
+        self.stop_on_failure = stop_on_failure
+        self.failed: Future[Any] | None = None
+        self.lock = threading.Lock()
+        self.event = threading.Event()
+
+    def __call__(self, future: Future[Any]) -> None:
+        failure = self.stop_on_failure and (future.cancelled() or future.exception() is not None)
+        with self.lock:
+            self.left -= 1
+            if failure and self.failed is None:
+                self.failed = future
+            if self.left == 0 or self.failed is not None:
+                self.event.set()
+
+
+def _wait_all(fs: list[Future[Any]], *, stop_on_failure: bool) -> Future[Any] | None:
+    """Wait until every future is done, or (``stop_on_failure``) one fails;
+    return the first that failed, or None."""
+    unique = list(dict.fromkeys(fs))
+    gathering = _Gathering(len(unique), stop_on_failure)
+    for f in unique:
+        f.add_done_callback(gathering)  # runs at once for one already done
+    if is_helper():
+        # A pool thread that waits runs the subtasks nobody has started yet,
+        # in the given order, so that gathering inside the pool never deadlocks.
+        for f in unique:
+            if gathering.event.is_set():
+                break
+            if isinstance(f, SubtaskFuture) and f.pending_work():
+                f.run_here(helping=True)
+    gathering.event.wait()
+    return gathering.failed
 
 
 # ---------------------------------------------------------------- progress
