@@ -207,6 +207,24 @@ def test_unordered_subtask_map_yields_in_completion_order() -> None:
                 gate.set()
 
 
+def test_unordered_subtask_map_raises_an_item_error_when_it_completes() -> None:
+    control = Control(4)
+    fails = [i == 3 for i in range(4)]
+    with Pool(processes=1, threads=4):
+        values = ct.sub_gated.map([control] * 4, range(4), fails, ordered=False)
+        try:
+            assert control.all_started()
+            control.gates[1].set()
+            assert next(values) == 1
+            control.gates[3].set()  # fails while 0 and 2 still wait
+            with pytest.raises(ValueError, match=r"^item 3 failed$"):
+                next(values)
+            assert list(values) == []
+        finally:
+            for gate in control.gates:
+                gate.set()
+
+
 def test_unordered_subtask_map_inside_a_worker(start_method: str) -> None:
     with Pool(processes=1, threads=4, start_method=start_method):
         assert ct.unordered_in_worker([2, 0, 3, 1]).result() == [2, 0, 3, 1]
