@@ -63,9 +63,11 @@ def test_a_cancelled_future_is_a_failure_raised_at_once() -> None:
             assert not slow.done()
             # Cancelled while gather waits: queued behind the slow one.
             queued = executor.submit(int, 3)
-            threading.Thread(target=queued.cancel).start()
+            canceller = threading.Thread(target=queued.cancel)
+            canceller.start()
             with pytest.raises(CancelledError):
                 gather([slow, queued])
+            canceller.join()
             assert not slow.done()
         finally:
             release.set()
