@@ -480,3 +480,15 @@ def boxed(x: int) -> Box:
 def sub_boxed(x: int) -> Box:
     """A subtask whose value is a ``Box``."""
     return Box(x)
+
+
+@process_task
+def with_blocks_in_worker() -> list[list[int]]:
+    """In a worker: ``with`` on a process task's (inline) map and a subtask's."""
+    out: list[list[int]] = []
+    with twice.map(range(5)) as values:  # type: ignore[attr-defined]
+        out.append([next(values), next(values)])
+    out.append(list(values))
+    with sub_twice.map(range(3)) as values:  # type: ignore[attr-defined]
+        out.append(list(values))
+    return out

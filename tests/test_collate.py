@@ -161,6 +161,39 @@ def test_without_a_pool_map_is_lazy_too() -> None:
     values.close()  # type: ignore[attr-defined]
 
 
+def _with_and_close(task: Any) -> list[Any]:
+    """Leave a map by ``with``, by ``close()`` and by an exception (item 2 of
+    ``raise_for`` fails); what did each give?"""
+    with task.map(range(5)) as values:
+        first = [next(values), next(values)]
+    after_with = list(values)
+    values = task.map(range(5))
+    next(values)
+    values.close()
+    after_close = list(values)
+    got, error = drain(task.map([1, 2, 3]))
+    return [first, after_with, after_close, got, type(error).__name__]
+
+
+def test_every_route_has_close_and_with(start_method: str) -> None:
+    # The same code works whatever the route: the map of inline calls (no
+    # pool, processes=0, threads=0, inside a worker) has close() and with,
+    # and ends at an exception, as the pool's map does.
+    ok = [[0, 2], [], [], [2, 4, 6], "NoneType"]
+    failing = [[0, 1], [], [], [1], "KeyError"]
+    routes = [(ct.twice, ok), (ct.sub_twice, ok), (ct.raise_for, failing)]
+    routes.append((ct.sub_raise_for, failing))
+    for task, expected in routes:
+        assert _with_and_close(task) == expected  # no pool
+    with Pool(processes=0, threads=0):
+        for task, expected in routes:
+            assert _with_and_close(task) == expected
+    with Pool(processes=1, threads=2, start_method=start_method):
+        for task, expected in routes:
+            assert _with_and_close(task) == expected
+        assert ct.with_blocks_in_worker().result() == [[0, 2], [], [0, 2, 4]]
+
+
 # ---------------------------------------------------------------- 2. unordered
 
 
