@@ -207,6 +207,10 @@ class MapIterator(Iterator[R], Generic[R]):
     def _fill(self) -> None:
         buffersize = self._buffersize
         while not self._exhausted:
+            if buffersize is None and (
+                (len(self._window) if self._ordered else len(self._running)) >= self._max_units
+            ):
+                return
             size = self._size
             if size is None:
                 size = self._size = self._sizer()
@@ -219,8 +223,6 @@ class MapIterator(Iterator[R], Generic[R]):
                         # undo the batching (issue 3).
                         return
                     size = room
-            elif (len(self._window) if self._ordered else len(self._running)) >= self._max_units:
-                return
             batch: list[Item] = []
             try:
                 # extend() keeps what it took if the input raises midway.
