@@ -67,6 +67,8 @@ _SUBTASK_UNITS_PER_THREAD = 4
 def _check_map_options(chunksize: int | None, buffersize: int | None) -> None:
     if chunksize is not None and (isinstance(chunksize, bool) or chunksize < 1):
         raise ValueError(f"chunksize must be None or >= 1, got {chunksize!r}")
+    if buffersize is not None and not isinstance(buffersize, int):
+        raise TypeError(f"buffersize must be an integer or None, got {type(buffersize).__name__}")
     if buffersize is not None and (isinstance(buffersize, bool) or buffersize < 1):
         raise ValueError(f"buffersize must be None or >= 1, got {buffersize!r}")
 

@@ -19,9 +19,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import queue
+import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from concurrent.futures import CancelledError, Future
 from concurrent.futures import TimeoutError as FuturesTimeoutError
 from typing import Any, Generic, Literal, overload
@@ -99,31 +100,26 @@ class _Unit:
         self.is_chunk = is_chunk
 
 
-class _Notify:
-    """A done-callback that posts its unit to the completion queue."""
-
-    __slots__ = ("done", "unit")
-
-    def __init__(self, done: queue.SimpleQueue[_Unit], unit: _Unit) -> None:
-        self.done = done
-        self.unit = unit
-
-    def __call__(self, _future: Future[Any]) -> None:
-        self.done.put(self.unit)
-
-
 class MapIterator(Iterator[R], Generic[R]):
     """The iterator ``map`` returns: lazy, bounded, cancel-on-close.
 
     Work starts when ``map`` is called (the first units are submitted then);
     more input is pulled only as results are taken. ``close()``, leaving a
     ``with`` block, or dropping the iterator cancels what has not started.
+    An item's exception is raised in its turn and ends the iteration, as
+    ``concurrent.futures.Executor.map`` does: what has not started is
+    cancelled and the next ``next()`` raises ``StopIteration``.
 
     Example:
         >>> totals = crunch.map(batches, ordered=False)
         >>> first = next(totals)
         >>> totals.close()               # what has not started is cancelled
     """
+
+    # Not a generator: a generator made from a method holds ``self``, and that
+    # cycle kept a dropped or abandoned map (``break``) running until the
+    # cyclic GC ran (issue 3). Nothing here refers back to the iterator, so
+    # dropping it cancels at once; and no value handed out is kept alive here.
 
     def __init__(
         self,
@@ -141,22 +137,48 @@ class MapIterator(Iterator[R], Generic[R]):
         self._items: Iterator[Item] = zip(*iterables, strict=False)
         self._submit = submit
         self._sizer = sizer
+        #: the size of the next unit, chosen once: asking the sizer again on
+        #: every refill that finds no room would ramp the size up unused.
+        self._size: int | None = None
         self._buffersize = buffersize
         self._max_units = max(1, max_units)
         self._deadline = None if timeout is None else time.monotonic() + timeout
-        self._window: deque[_Unit] = deque()
-        self._in_flight = 0  # items taken from the input and not yet yielded
+        self._ordered = ordered
+        self._window: deque[_Unit] = deque()  # ordered: submitted, in input order
+        self._running: dict[Future[Any], _Unit] = {}  # unordered: submitted
+        self._done: queue.SimpleQueue[Future[Any]] = queue.SimpleQueue()  # unordered
+        self._ready: deque[Outcome] = deque()  # outcomes of a unit being handed out
+        self._in_flight = 0  # items taken from the input and not yet handed out
         self._input_error: BaseException | None = None
         self._exhausted = False
-        self._done: queue.SimpleQueue[_Unit] | None = None if ordered else queue.SimpleQueue()
+        self._finished = False
         self._fill()
-        self._gen: Generator[R, None, None] = self._ordered() if ordered else self._unordered()
 
     def __iter__(self) -> MapIterator[R]:
         return self
 
     def __next__(self) -> R:
-        return next(self._gen)
+        try:
+            ready = self._ready
+            while not ready:
+                if self._finished:
+                    raise StopIteration
+                self._take_unit()
+            ok, value = ready.popleft()
+            if not ok:
+                try:
+                    raise value
+                finally:
+                    del value
+            if self._buffersize is not None:
+                # Bounded by items: taken but not yet handed out <= buffersize.
+                self._in_flight -= 1
+                self._fill()
+            return value  # type: ignore[no-any-return]
+        except BaseException:
+            # An item's error, a timeout, Ctrl-C, the end: the map is over.
+            self._finish()
+            raise
 
     def __enter__(self) -> MapIterator[R]:
         return self
@@ -172,8 +194,7 @@ class MapIterator(Iterator[R], Generic[R]):
             >>> first = next(totals)
             >>> totals.close()           # no more batches are sent to workers
         """
-        self._gen.close()
-        self._cancel()
+        self._finish()
 
     def __del__(self) -> None:
         try:
@@ -184,23 +205,33 @@ class MapIterator(Iterator[R], Generic[R]):
     # -------------------------------------------------------------- input
 
     def _fill(self) -> None:
+        buffersize = self._buffersize
         while not self._exhausted:
-            size = self._sizer()
-            if self._buffersize is not None:
-                room = self._buffersize - self._in_flight
-                if room <= 0:
-                    return
-                size = min(size, room)
-            elif len(self._window) >= self._max_units:
+            if buffersize is None and (
+                (len(self._window) if self._ordered else len(self._running)) >= self._max_units
+            ):
                 return
+            size = self._size
+            if size is None:
+                size = self._size = self._sizer()
+            if buffersize is not None:
+                room = buffersize - self._in_flight
+                if room < size:
+                    if self._in_flight > 0:
+                        # Wait for room for a whole unit: topping up with
+                        # one-item units as each value is handed out would
+                        # undo the batching (issue 3).
+                        return
+                    size = room
+            batch: list[Item] = []
             try:
-                batch = list(itertools.islice(self._items, size))
+                # extend() keeps what it took if the input raises midway.
+                batch.extend(itertools.islice(self._items, size))
             except BaseException as exc:
-                # The input itself failed: yield what was taken, then raise it.
+                # The input itself failed: hand out what was taken, then raise it.
                 self._input_error = exc
                 self._exhausted = True
-                self._items = iter(())
-                return
+            self._size = None
             if len(batch) < size:
                 self._exhausted = True
                 self._items = iter(())
@@ -209,14 +240,26 @@ class MapIterator(Iterator[R], Generic[R]):
             future, is_chunk = self._submit(batch)
             unit = _Unit(future, len(batch), is_chunk)
             self._in_flight += unit.count
-            self._window.append(unit)
-            if self._done is not None:
-                future.add_done_callback(_Notify(self._done, unit))
+            if self._ordered:
+                self._window.append(unit)
+            else:
+                self._running[future] = unit
+                future.add_done_callback(self._done.put)
+
+    def _finish(self) -> None:
+        self._finished = self._exhausted = True
+        self._items = iter(())
+        self._input_error = None
+        self._ready.clear()
+        self._cancel()
 
     def _cancel(self) -> None:
         window = self._window
         while window:
             window.popleft().future.cancel()
+        running = self._running
+        while running:
+            running.popitem()[0].cancel()
 
     # -------------------------------------------------------------- output
 
@@ -224,6 +267,35 @@ class MapIterator(Iterator[R], Generic[R]):
         if self._deadline is None:
             return None
         return self._deadline - time.monotonic()
+
+    def _take_unit(self) -> None:
+        """Move the next unit's outcomes (ordered: the oldest; unordered: the
+        first completed) to ``_ready``, waiting for it; or end the map."""
+        if self._ordered:
+            window = self._window
+            if not window:
+                self._end()
+                return
+            outcomes = self._outcomes(window[0])  # a timeout leaves it to _finish
+            unit = window.popleft()
+        else:
+            if not self._running:
+                self._end()
+                return
+            unit = self._running.pop(self._next_completed())
+            outcomes = self._outcomes(unit)
+        if self._buffersize is None:
+            # Bounded by units: refill once per unit, not per item (hot path).
+            self._in_flight -= unit.count
+            self._fill()
+        self._ready.extend(outcomes)
+
+    def _end(self) -> None:
+        self._finished = True
+        error = self._input_error
+        if error is not None:
+            self._input_error = None
+            raise error
 
     def _outcomes(self, unit: _Unit) -> list[Outcome]:
         future = unit.future
@@ -238,47 +310,8 @@ class MapIterator(Iterator[R], Generic[R]):
             return value  # type: ignore[no-any-return]
         return [(True, value)]
 
-    def _yield_outcomes(self, outcomes: list[Outcome]) -> Iterator[R]:
-        exact = self._buffersize is not None
-        if not exact:
-            # Bounded by units: refill once per unit, not per item (hot path).
-            self._in_flight -= len(outcomes)
-            self._fill()
-        for ok, value in outcomes:
-            if not ok:
-                raise value
-            if exact:
-                # Bounded by items: taken but not yet yielded <= buffersize.
-                self._in_flight -= 1
-                self._fill()
-            yield value
-
-    def _ordered(self) -> Generator[R, None, None]:
-        try:
-            while self._window:
-                unit = self._window[0]
-                outcomes = self._outcomes(unit)
-                self._window.popleft()
-                yield from self._yield_outcomes(outcomes)
-            if self._input_error is not None:
-                raise self._input_error
-        finally:
-            self._cancel()
-
-    def _unordered(self) -> Generator[R, None, None]:
+    def _next_completed(self) -> Future[Any]:
         done = self._done
-        assert done is not None
-        try:
-            while self._window:
-                unit = self._next_completed(done)
-                self._window.remove(unit)
-                yield from self._yield_outcomes(self._outcomes(unit))
-            if self._input_error is not None:
-                raise self._input_error
-        finally:
-            self._cancel()
-
-    def _next_completed(self, done: queue.SimpleQueue[_Unit]) -> _Unit:
         while True:
             try:
                 return done.get_nowait()
@@ -286,17 +319,20 @@ class MapIterator(Iterator[R], Generic[R]):
                 pass
             # Nothing finished yet: run one unstarted subtask here rather than
             # block (a pool thread waiting here must never deadlock its pool).
-            for unit in self._window if is_helper() else ():
-                future = unit.future
-                if isinstance(future, SubtaskFuture) and future.pending_work():
-                    future.run_here(helping=True)
-                    break
-            else:
-                remaining = self._remaining()
-                try:
-                    return done.get(timeout=remaining)
-                except queue.Empty:
-                    raise FuturesTimeoutError() from None
+            if is_helper() and self._run_one_unstarted():
+                continue
+            remaining = self._remaining()
+            try:
+                return done.get(timeout=None if remaining is None else max(0.0, remaining))
+            except queue.Empty:
+                raise FuturesTimeoutError() from None
+
+    def _run_one_unstarted(self) -> bool:
+        for future in self._running:
+            if isinstance(future, SubtaskFuture) and future.pending_work():
+                future.run_here(helping=True)
+                return True
+        return False
 
 
 def run_chunk(fn: Callable[..., Any], items: list[Item]) -> list[Outcome]:
@@ -344,13 +380,13 @@ def gather(
         >>> totals = gather([crunch(batch) for batch in batches])
         >>> pages = gather(fetch(u) for u in urls)   # inside a process task
     """
-    from concurrent.futures import ALL_COMPLETED, FIRST_EXCEPTION, wait
-
     fs = list(futures)
     if not fs:
         return []
+    failed = _wait_all(fs, stop_on_failure=not return_exceptions)
+    if failed is not None:
+        failed.result()  # raises its exception (CancelledError if cancelled)
     if return_exceptions:
-        wait(fs, return_when=ALL_COMPLETED)
         values: list[Any] = []
         for f in fs:
             if f.cancelled():
@@ -359,13 +395,55 @@ def gather(
                 exc = f.exception()
                 values.append(f.result() if exc is None else exc)
         return values
-    wait(fs, return_when=FIRST_EXCEPTION)
-    # Either all are done, or one failed: result() raises the first failure in
-    # the order given among those done (a cancelled one raises CancelledError).
-    for f in fs:
-        if f.done() and (f.cancelled() or f.exception() is not None):
-            f.result()
     return [f.result() for f in fs]
+
+
+class _Gathering:
+    """The done-callback of one ``gather``: counts the futures that are done and
+    notes the first that failed.
+
+    Done-callbacks rather than ``concurrent.futures.wait``: ``wait`` only learns
+    of a cancellation when an executor calls ``set_running_or_notify_cancel``,
+    so it waited for a cancelled future until its executor reached it, and
+    forever for one no executor runs (issue 3). A callback runs at ``cancel()``.
+    """
+
+    __slots__ = ("event", "failed", "left", "lock", "stop_on_failure")
+
+    def __init__(self, count: int, stop_on_failure: bool) -> None:
+        self.left = count
+        self.stop_on_failure = stop_on_failure
+        self.failed: Future[Any] | None = None
+        self.lock = threading.Lock()
+        self.event = threading.Event()
+
+    def __call__(self, future: Future[Any]) -> None:
+        failure = self.stop_on_failure and (future.cancelled() or future.exception() is not None)
+        with self.lock:
+            self.left -= 1
+            if failure and self.failed is None:
+                self.failed = future
+            if self.left == 0 or self.failed is not None:
+                self.event.set()
+
+
+def _wait_all(fs: list[Future[Any]], *, stop_on_failure: bool) -> Future[Any] | None:
+    """Wait until every future is done, or (``stop_on_failure``) one fails;
+    return the first that failed, or None."""
+    unique = list(dict.fromkeys(fs))
+    gathering = _Gathering(len(unique), stop_on_failure)
+    for f in unique:
+        f.add_done_callback(gathering)  # runs at once for one already done
+    if is_helper():
+        # A pool thread that waits runs the subtasks nobody has started yet,
+        # in the given order, so that gathering inside the pool never deadlocks.
+        for f in unique:
+            if gathering.event.is_set():
+                break
+            if isinstance(f, SubtaskFuture) and f.pending_work():
+                f.run_here(helping=True)
+    gathering.event.wait()
+    return gathering.failed
 
 
 # ---------------------------------------------------------------- progress

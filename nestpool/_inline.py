@@ -14,7 +14,7 @@ from typing import Any
 
 from ._typing import R
 
-__all__ = ["map_inline", "run_inline"]
+__all__ = ["InlineMap", "map_inline", "run_inline"]
 
 
 def run_inline(fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Future[R]:
@@ -32,7 +32,42 @@ def run_inline(fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, An
     return future
 
 
+class InlineMap(Iterator[R]):
+    """What an inline ``map`` returns: ``fn`` called over the zipped iterables,
+    one item per ``next()``, here. Like the pool's ``MapIterator`` it has
+    ``close()`` and ``with``, so code does not change with the route, and an
+    exception ends it (the next ``next()`` raises ``StopIteration``)."""
+
+    __slots__ = ("_fn", "_items")
+
+    def __init__(self, fn: Callable[..., R], iterables: tuple[Iterable[Any], ...]) -> None:
+        self._fn: Callable[..., R] | None = fn
+        self._items: Iterator[tuple[Any, ...]] | None = zip(*iterables, strict=False)
+
+    def __iter__(self) -> InlineMap[R]:
+        return self
+
+    def __next__(self) -> R:
+        items, fn = self._items, self._fn
+        if items is None or fn is None:
+            raise StopIteration
+        try:
+            return fn(*next(items))
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Stop: no more calls; drop the input."""
+        self._items = self._fn = None
+
+    def __enter__(self) -> InlineMap[R]:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
 def map_inline(fn: Callable[..., R], iterables: tuple[Iterable[Any], ...]) -> Iterator[R]:
     """Lazily call ``fn`` over the zipped iterables, one item per ``next()``."""
-    for args in zip(*iterables, strict=False):
-        yield fn(*args)
+    return InlineMap(fn, iterables)

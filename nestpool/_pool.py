@@ -471,6 +471,7 @@ class Pool(Executor):
 
         Raises:
             ValueError: ``chunksize`` < 1 or ``buffersize`` < 1.
+            TypeError: ``buffersize`` is not an int or None.
             PoolClosedError: the pool was shut down.
             ImportError: ``progress=True`` and tqdm is not installed.
 
@@ -479,8 +480,11 @@ class Pool(Executor):
             [32, 9]
             >>> sizes = list(pool.map(len, pages, progress=True))   # a tqdm bar
         """
+        # The checks and messages of ProcessPoolExecutor.map (Python 3.14).
         if chunksize < 1:
             raise ValueError("chunksize must be >= 1.")
+        if buffersize is not None and not isinstance(buffersize, int):
+            raise TypeError("buffersize must be an integer or None")
         if buffersize is not None and buffersize < 1:
             raise ValueError("buffersize must be None or > 0")
         if self._closed:
@@ -659,10 +663,16 @@ def _submit_picklable_items(
         exc = done.exception()
         for position, index in enumerate(good):
             outcomes[index] = (False, exc) if exc is not None else done.result()[position]
-        future.set_running_or_notify_cancel()
-        future.set_result(outcomes)
+        if future.set_running_or_notify_cancel():  # False: its map was closed
+            future.set_result(outcomes)
+
+    def forward_cancel(outer: Future[Any]) -> None:
+        # The map cancels the future it holds: the items sent must not run.
+        if outer.cancelled():
+            inner.cancel()
 
     inner.add_done_callback(merge)
+    future.add_done_callback(forward_cancel)
     dispatcher.submit(task)
     return future, True
 
