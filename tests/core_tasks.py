@@ -1,0 +1,155 @@
+"""Task functions for the core tests (pool options, executor API, engine,
+identity): importable by the workers under every start method."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from concurrent.futures import wait
+from pathlib import Path
+from typing import Any
+
+from nestpool import ProcessTask, _routing, _subtasks, process_task, thread_subtask
+
+#: set in each worker by ``set_marker`` (the pool's initializer)
+MARKER: Any = None
+
+
+def set_marker(*values: Any) -> None:
+    """An initializer: store its arguments and the pid it ran in."""
+    global MARKER
+    MARKER = (values, os.getpid())
+
+
+@process_task
+def read_marker() -> tuple[Any, int]:
+    """What the initializer stored in this worker, and this worker's pid."""
+    return MARKER, os.getpid()
+
+
+def _wait_for(path: Path, limit: float = 30.0) -> None:
+    deadline = time.monotonic() + limit
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} never appeared")
+        time.sleep(0.01)
+
+
+@process_task
+def hold(ready: str, release: str, value: Any) -> Any:
+    """Write this worker's pid to ``ready``, wait until ``release`` exists,
+    then return ``value`` (a task that is surely in flight while it waits)."""
+    Path(ready).write_text(str(os.getpid()))
+    _wait_for(Path(release))
+    return value
+
+
+def plain_hold(ready: str, release: str, value: Any) -> Any:
+    """``hold`` as a plain function (for ``Pool.submit``)."""
+    return hold.sync(ready, release, value)
+
+
+@process_task
+def pid_after(seconds: float) -> int:
+    """Sleep a moment, then return the worker's pid."""
+    time.sleep(seconds)
+    return os.getpid()
+
+
+@process_task
+def meet_in_process(barrier: Any) -> tuple[int, int]:
+    """Wait at a multiprocessing barrier; return (pid, runner thread ident)."""
+    barrier.wait(timeout=20)
+    return os.getpid(), threading.get_ident()
+
+
+@thread_subtask
+def where_native() -> tuple[int, str]:
+    """The native thread id and name of the thread that ran this subtask."""
+    time.sleep(0.001)
+    thread = threading.current_thread()
+    return threading.get_native_id(), thread.name
+
+
+@process_task
+def subtask_threads(n: int) -> dict[str, Any]:
+    """Run ``n`` subtasks; report the worker's subtask pool and where they ran."""
+    futures = [where_native() for _ in range(n)]
+    wait(futures)
+    pool = _subtasks.process_pool(None)
+    return {
+        "pid": os.getpid(),
+        "pool_id": id(pool),
+        "pool_max": pool.max_workers,
+        "runner": threading.get_native_id(),
+        "ran_on": [f.result() for f in futures],
+    }
+
+
+@process_task
+def call_task(task: ProcessTask[[int], int], x: int) -> tuple[int, bool, int]:
+    """Call a decorated task received as an argument (it runs inline here)."""
+    future = task(x)
+    return future.result(), _routing.in_worker(), os.getpid()
+
+
+@process_task
+def double_it(x: int) -> int:
+    """A trivial process task."""
+    return 2 * x
+
+
+def plain_triple(x: int) -> int:
+    """A plain module-level function (importable: goes by reference)."""
+    return 3 * x
+
+
+def keywords(*args: Any, **kwargs: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """Return what it was called with."""
+    return args, kwargs
+
+
+class Scaler:
+    """Decorated methods of every kind, for the identity tests."""
+
+    def __init__(self, factor: int) -> None:
+        self.factor = factor
+
+    @process_task
+    def scale(self, x: int) -> tuple[int, int]:
+        """Multiply by the instance's factor."""
+        return self.factor * x, os.getpid()
+
+    @staticmethod
+    @process_task
+    def static_outer(x: int) -> tuple[int, int]:
+        """``@staticmethod`` above ``@process_task``."""
+        return 10 * x, os.getpid()
+
+    @process_task
+    @staticmethod
+    def static_inner(x: int) -> tuple[int, int]:
+        """``@process_task`` above ``@staticmethod``."""
+        return 100 * x, os.getpid()
+
+    @classmethod
+    @process_task
+    def class_outer(cls, x: int) -> tuple[str, int, int]:
+        """``@classmethod`` above ``@process_task``."""
+        return cls.__name__, x, os.getpid()
+
+    @process_task
+    @classmethod
+    def class_inner(cls, x: int) -> tuple[str, int, int]:
+        """``@process_task`` above ``@classmethod``."""
+        return cls.__name__, x, os.getpid()
+
+    @thread_subtask
+    def sub_scale(self, x: int) -> tuple[int, str]:
+        """A decorated subtask method."""
+        return self.factor * x, threading.current_thread().name
+
+
+class SubScaler(Scaler):
+    """A subclass, to see which class a classmethod task gets."""
