@@ -229,10 +229,19 @@ class Pool(Executor):
     # ------------------------------------------------------------ route
 
     def _get_dispatcher(self) -> Dispatcher:
+        """The dispatcher, started on the first process task.
+
+        Raises:
+            PoolClosedError: the pool was shut down before any process task
+                (a call that read the route just before ``shutdown``); no
+                worker is started for a closed pool, which nobody would stop.
+        """
         dispatcher = self._dispatcher
         if dispatcher is None:
             with self._lock:
                 dispatcher = self._dispatcher
+                if dispatcher is None and self._closed:
+                    raise PoolClosedError("cannot schedule new futures after shutdown")
                 if dispatcher is None:
                     dispatcher = self._dispatcher = Dispatcher(
                         processes=self._processes,
@@ -267,7 +276,13 @@ class Pool(Executor):
             future.set_exception(pickling_error(name, "argument", exc))
             return future
         task = Task(new_task_id(), name, payload, args_payload, future, timeout, None)
-        self._get_dispatcher().submit(task)
+        try:
+            dispatcher = self._get_dispatcher()
+        except PoolClosedError as exc:
+            future.set_running_or_notify_cancel()
+            future.set_exception(exc)
+            return future
+        dispatcher.submit(task)
         return future
 
     def submit_task(
@@ -291,16 +306,19 @@ class Pool(Executor):
             return map_inline(options.fn, iterables)
         if options.timeout is not None and chunksize is None:
             chunksize = 1  # a timeout is per call: never batch timed calls
-        return self._map_chunks(
-            options.name,
-            options.get_payload,
-            iterables,
-            ordered=ordered,
-            chunksize=chunksize,
-            buffersize=buffersize,
-            timeout=None,
-            task_timeout=options.timeout,
-        )
+        try:
+            return self._map_chunks(
+                options.name,
+                options.get_payload,
+                iterables,
+                ordered=ordered,
+                chunksize=chunksize,
+                buffersize=buffersize,
+                timeout=None,
+                task_timeout=options.timeout,
+            )
+        except PoolClosedError:
+            return _raise_closed()  # the route was read just before shutdown
 
     def subtask_pool(self) -> SubtaskPool | None:
         """The parent's thread pool for subtasks (None with ``threads=0``)."""
@@ -600,6 +618,11 @@ class Pool(Executor):
             f"threads={self._threads} tasks_per_process={self._tasks_per_process} "
             f"start_method={self._start_method!r}>"
         )
+
+
+def _raise_closed() -> Iterator[Any]:
+    raise PoolClosedError("cannot schedule new futures after shutdown")
+    yield  # a generator: the error comes at the first next(), as a task's would
 
 
 def _check_no_local_options(**options: Any) -> None:

@@ -428,3 +428,19 @@ def test_usable_cpu_count_is_affinity_aware() -> None:
     assert _pool.usable_cpu_count() == _usable_cpus()
     if sys.platform.startswith("linux"):
         assert _pool.usable_cpu_count() <= len(os.sched_getaffinity(0))
+
+
+def test_a_call_that_read_the_route_just_before_shutdown_fails_its_future() -> None:
+    # A decorated call in another thread may have read the route just before
+    # the pool shut down; it must neither start workers for a closed pool nor
+    # raise: its future fails with PoolClosedError.
+    pool = Pool(processes=1)
+    pool.shutdown()
+    future = pool.submit_task(core_tasks.double_it._self_options, (1,), {})
+    assert isinstance(future.exception(timeout=10), PoolClosedError)
+    assert pool._dispatcher is None
+    assert pool.worker_pids() == []
+    chunks = pool.map_task(core_tasks.double_it._self_options, ([1, 2],), True, None, None)
+    with pytest.raises(PoolClosedError):
+        list(chunks)
+    assert pool._dispatcher is None
