@@ -64,8 +64,10 @@ def is_helper() -> bool:
 
 
 def default_threads() -> int:
-    """``ThreadPoolExecutor``'s default size: min(32, cpu_count + 4)."""
-    return min(32, (os.cpu_count() or 1) + 4)
+    """``ThreadPoolExecutor``'s default size: min(32, cpu_count + 4), counting
+    the CPUs as it does (``os.process_cpu_count()`` from Python 3.13)."""
+    counter = getattr(os, "process_cpu_count", os.cpu_count)
+    return min(32, (counter() or 1) + 4)
 
 
 _Work = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]
