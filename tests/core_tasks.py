@@ -153,3 +153,17 @@ class Scaler:
 
 class SubScaler(Scaler):
     """A subclass, to see which class a classmethod task gets."""
+
+
+@process_task(timeout=float("inf"))
+def no_real_limit(seconds: float) -> int:
+    """A process task whose timeout never fires."""
+    time.sleep(seconds)
+    return os.getpid()
+
+
+@process_task(timeout=1e12)
+def limit_in_centuries(seconds: float) -> int:
+    """A process task with a timeout too large for poll()."""
+    time.sleep(seconds)
+    return os.getpid()

@@ -124,3 +124,14 @@ def test_the_worker_thread_pool_is_created_once_and_reused(start_method: str) ->
         native in pool_threads or native in runners for r in reports for native, _ in r["ran_on"]
     )
     assert len(runners) == 1  # tasks_per_process=1: one runner thread
+
+
+@pytest.mark.parametrize("task", [core_tasks.no_real_limit, core_tasks.limit_in_centuries])
+def test_a_huge_or_infinite_timeout_never_breaks_the_pool(task: Any) -> None:
+    assert task.timeout in (float("inf"), 1e12)
+    with Pool(processes=1, start_method="fork") as pool:
+        # the deadline is in the dispatcher's heap while it waits for more work
+        first = task(0.05).result(timeout=30)
+        assert first in pool.worker_pids()
+        assert core_tasks.double_it(4).result(timeout=30) == 8
+        assert task(0.05).result(timeout=30) == first
