@@ -129,8 +129,12 @@ class SubtaskFuture(Future[R]):
         """Run the subtask in this thread unless another thread claimed it first.
 
         Args:
-            helping: True when a waiting thread (not a pool thread) runs it; then
-                a KeyboardInterrupt or SystemExit is recorded and re-raised.
+            helping: True when a waiting thread (not a pool thread) runs it.
+                The outcome goes in the future either way, as a pool thread
+                would record it (``exception()`` returns a ``SystemExit``,
+                ``wait()`` returns); only a ``KeyboardInterrupt`` is also
+                re-raised in a waiting thread, as an inline call does
+                (``_inline.run_inline``).
         """
         try:
             fn, args, kwargs = self._work.pop()
@@ -142,7 +146,7 @@ class SubtaskFuture(Future[R]):
             result = fn(*args, **kwargs)
         except BaseException as exc:
             self.set_exception(exc)
-            if helping and not isinstance(exc, Exception):
+            if helping and isinstance(exc, KeyboardInterrupt):
                 raise
             del exc
         else:

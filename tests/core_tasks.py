@@ -167,3 +167,58 @@ def limit_in_centuries(seconds: float) -> int:
     """A process task with a timeout too large for poll()."""
     time.sleep(seconds)
     return os.getpid()
+
+
+class CustomBaseError(BaseException):
+    """A BaseException that is neither SystemExit nor KeyboardInterrupt."""
+
+
+def _raise(kind: str) -> None:
+    if kind == "value":
+        raise ValueError("value")
+    if kind == "exit":
+        raise SystemExit(3)
+    if kind == "base":
+        raise CustomBaseError("base")
+    if kind == "generator-exit":
+        raise GeneratorExit
+    raise AssertionError(kind)
+
+
+@process_task
+def raise_kind(kind: str) -> None:
+    """Raise the exception named by ``kind``."""
+    _raise(kind)
+
+
+@thread_subtask
+def subtask_raise_kind(kind: str) -> None:
+    """Raise the exception named by ``kind`` (a subtask)."""
+    _raise(kind)
+
+
+KINDS = ("value", "exit", "base", "generator-exit")
+
+
+@process_task
+def outcomes_in_worker() -> dict[str, Any]:
+    """In a worker: what calling (and waiting on) failing tasks gives."""
+    report: dict[str, Any] = {}
+    for kind in KINDS:
+        # a process task called here runs inline: its exception is in the future
+        future = raise_kind(kind)
+        report[f"task-{kind}"] = (future.done(), type(future.exception()).__name__)
+        # a subtask waited on by this runner thread before any pool thread
+        # started it runs here, and must still end up in its future
+        sub = subtask_raise_kind(kind)
+        try:
+            report[f"subtask-{kind}"] = type(sub.exception(timeout=30)).__name__
+        except BaseException as exc:
+            report[f"subtask-{kind}"] = f"raised {type(exc).__name__}"
+        waited = subtask_raise_kind(kind)
+        try:
+            wait([waited], timeout=30)
+            report[f"wait-{kind}"] = type(waited.exception()).__name__
+        except BaseException as exc:
+            report[f"wait-{kind}"] = f"raised {type(exc).__name__}"
+    return report
