@@ -615,9 +615,26 @@ class BoundThreadSubtask(_BoundFunctionWrapper):
         return self.__wrapped__(*args, **kwargs)
 
 
+class _WrappedAnnotations(dict[str, Any]):
+    """A decorated function's ``__annotations__``: the wrapped function's.
+
+    A class body with an annotation in it (even one under ``TYPE_CHECKING``)
+    gets its own empty ``__annotations__``, which hid the one wrapt's proxy
+    forwards: ``typing.get_type_hints(task)`` saw ``{}``. This stands in its
+    place; read on the class, it is an empty dict, as before.
+    """
+
+    def __get__(self, instance: Any, owner: Any = None) -> Any:
+        if instance is None:
+            return self
+        return instance.__wrapped__.__annotations__
+
+
 if not TYPE_CHECKING:
     ProcessTask.__bound_function_wrapper__ = BoundProcessTask
     ThreadSubtask.__bound_function_wrapper__ = BoundThreadSubtask
+    ProcessTask.__annotations__ = _WrappedAnnotations()
+    ThreadSubtask.__annotations__ = _WrappedAnnotations()
 
 
 def _options(
