@@ -222,3 +222,24 @@ def outcomes_in_worker() -> dict[str, Any]:
         except BaseException as exc:
             report[f"wait-{kind}"] = f"raised {type(exc).__name__}"
     return report
+
+
+@thread_subtask
+def task_from_subtask() -> dict[str, Any]:
+    """Call a process task from a subtask: where does it run?"""
+    from tests import helpers
+
+    future = helpers.where_task()
+    return {
+        "done_at_return": future.done(),
+        "where": future.result(),
+        "pid": os.getpid(),
+        "ident": threading.get_ident(),
+        "thread": threading.current_thread().name,
+    }
+
+
+@process_task
+def via_subtask() -> dict[str, Any]:
+    """A process task whose subtask calls a process task."""
+    return task_from_subtask().result(timeout=30)
