@@ -598,8 +598,10 @@ class Pool(Executor):
         exc_val: BaseException | None,
         exc_tb: TracebackType | None,
     ) -> None:
-        if exc_type is not None and not issubclass(exc_type, Exception):
-            # Ctrl-C (or SystemExit): leave promptly, leave no worker behind.
+        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+            # Ctrl-C: leave promptly, leave no worker behind. Any other
+            # exception (SystemExit too) lets running tasks finish, as
+            # concurrent.futures does: a task may be writing a file.
             self.terminate()
             return
         try:

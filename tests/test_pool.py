@@ -444,3 +444,17 @@ def test_a_call_that_read_the_route_just_before_shutdown_fails_its_future() -> N
     with pytest.raises(PoolClosedError):
         list(chunks)
     assert pool._dispatcher is None
+
+
+@pytest.mark.parametrize("exit_with", [SystemExit, GeneratorExit])
+def test_leaving_with_by_sys_exit_lets_running_tasks_finish(exit_with: type[BaseException]) -> None:
+    # Like any exception but Ctrl-C: cancel what has not started, let what
+    # runs finish (as concurrent.futures does), rather than kill the workers.
+    pool = Pool(processes=1)
+    running = core_tasks.pid_after(0.5)
+    assert wait_until(running.running, 30)
+    queued = [core_tasks.pid_after(0) for _ in range(3)]
+    with pytest.raises(exit_with), pool:
+        raise exit_with
+    assert running.result(timeout=0) > 0
+    assert all(f.cancelled() for f in queued)
