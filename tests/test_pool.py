@@ -253,11 +253,13 @@ def test_map_raises_an_item_exception_at_its_place() -> None:
             next(values)
 
 
-def test_map_timeout_counts_from_the_call() -> None:
+def test_map_timeout_counts_from_the_call(tmp_path: Path) -> None:
+    ready, release = str(tmp_path / "ready"), str(tmp_path / "release")
     with Pool(processes=1) as pool:
-        values = pool.map(core_tasks.pid_after, [3.0], timeout=0.3)
+        values = pool.map(core_tasks.plain_hold, [ready], [release], ["v"], timeout=0.3)
         with pytest.raises(FuturesTimeoutError):
             next(values)
+        Path(release).touch()
 
 
 def test_submit_and_map_after_shutdown_raise_the_standard_library_error() -> None:
