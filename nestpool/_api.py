@@ -239,12 +239,29 @@ def _process_amap(
     return AsyncMapIterator(iterator, reporter)
 
 
-def _with_instance(
-    instance: Any, binding: str, iterables: tuple[Iterable[Any], ...]
-) -> tuple[Iterable[Any], ...]:
-    if instance is not None and binding in ("function", "instancemethod", "classmethod"):
-        return (itertools.repeat(instance), *iterables)
+def _with_instance(bound: Any, iterables: tuple[Iterable[Any], ...]) -> tuple[Iterable[Any], ...]:
+    first = _bound_first(bound)
+    if first:
+        return (itertools.repeat(first[0]), *iterables)
     return iterables
+
+
+def _bound_first(bound: Any) -> tuple[Any, ...]:
+    """What a bound decorated method passes first to its plain function:
+    ``(instance,)``, ``(cls,)`` for a class method, ``()`` for a static one.
+
+    For ``@process_task`` over ``@classmethod`` wrapt keeps in ``_self_instance``
+    the object it was reached through (None through the class), not the class:
+    the class is the ``__self__`` of the bound classmethod it wraps.
+    """
+    binding = getattr(bound, "_self_binding", None)
+    if binding == "classmethod":
+        owner = getattr(bound.__wrapped__, "__self__", None)
+        return () if owner is None else (owner,)
+    instance = getattr(bound, "_self_instance", None)
+    if instance is not None and binding in ("function", "instancemethod"):
+        return (instance,)
+    return ()
 
 
 def _subtask_map(
@@ -435,7 +452,7 @@ class BoundProcessTask(_BoundFunctionWrapper):
         progress: Progress = None,
     ) -> Iterator[Any]:
         """``ProcessTask.map`` for a bound method: the instance goes first."""
-        iterables = _with_instance(self._self_instance, self._self_binding, iterables)
+        iterables = _with_instance(self, iterables)
         return _process_map(
             self._self_parent._self_options, iterables, ordered, chunksize, buffersize, progress
         )
@@ -449,7 +466,7 @@ class BoundProcessTask(_BoundFunctionWrapper):
         progress: Progress = None,
     ) -> AsyncIterator[Any]:
         """``ProcessTask.amap`` for a bound method: the instance goes first."""
-        iterables = _with_instance(self._self_instance, self._self_binding, iterables)
+        iterables = _with_instance(self, iterables)
         return _process_amap(
             self._self_parent._self_options, iterables, ordered, chunksize, buffersize, progress
         )

@@ -640,16 +640,15 @@ def _check_no_local_options(**options: Any) -> None:
 
 
 def _bound_instance(task: object) -> tuple[Any, ...]:
-    """``(instance,)`` for a decorated method bound to one (``obj.method``), else ``()``.
+    """``(instance,)`` for a decorated method bound to one (``obj.method``),
+    ``(cls,)`` for a class method, else ``()``.
 
     The pool runs a decorated task's plain function, which wants the instance
-    first; wrapt keeps it on the bound proxy (``_api._args_with_instance``).
+    (or, for a class method, the class) first (``_api._bound_first``).
     """
-    instance = getattr(task, "_self_instance", None)
-    binding = getattr(task, "_self_binding", None)
-    if instance is not None and binding in ("function", "instancemethod", "classmethod"):
-        return (instance,)
-    return ()
+    from ._api import _bound_first
+
+    return _bound_first(task)
 
 
 def _submit_picklable_items(
