@@ -36,11 +36,18 @@ def _wait_for(path: Path, limit: float = 30.0) -> None:
         time.sleep(0.01)
 
 
+def _write_atomically(path: Path, text: str) -> None:
+    # A reader polling for the file must never see it empty: write, then rename.
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text)
+    partial.replace(path)
+
+
 @process_task
 def hold(ready: str, release: str, value: Any) -> Any:
     """Write this worker's pid to ``ready``, wait until ``release`` exists,
     then return ``value`` (a task that is surely in flight while it waits)."""
-    Path(ready).write_text(str(os.getpid()))
+    _write_atomically(Path(ready), str(os.getpid()))
     _wait_for(Path(release))
     return value
 
