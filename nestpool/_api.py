@@ -85,6 +85,15 @@ def _check_decorated(decorator: str, fn: object) -> None:
             f"Use @{decorator} or @{decorator}(...) directly above a def."
         )
     plain = _plain_function(fn)
+    real_type: type[Any] = type(plain)  # wrapt proxies fake __class__: ask type()
+    if issubclass(real_type, _TaskMixin):
+        # Calls would return a Future holding a Future: always a mistake.
+        kind = "process_task" if real_type._self_kind == "process" else "thread_subtask"
+        raise TypeError(
+            f"@{decorator} cannot decorate {plain.__qualname__!r}: it is already a "
+            f"@{kind}. Decorate the plain function once (its .sync calls it "
+            "undecorated)."
+        )
     if inspect.iscoroutinefunction(plain) or inspect.isasyncgenfunction(plain):
         raise TypeError(
             f"@{decorator} cannot decorate {getattr(plain, '__qualname__', plain)!r}: it is "

@@ -256,6 +256,21 @@ def test_decorating_an_async_function_is_a_type_error(
     assert "asyncio.wrap_future()" in str(info.value)
 
 
+@pytest.mark.parametrize("outer", [process_task, thread_subtask])
+@pytest.mark.parametrize(
+    ("inner", "kind"),
+    [(core_tasks.double_it, "process_task"), (helpers.double, "thread_subtask")],
+)
+def test_decorating_a_decorated_function_is_a_type_error(
+    outer: Callable[[Any], Any], inner: Any, kind: str
+) -> None:
+    # it would return a Future of a Future
+    with pytest.raises(TypeError, match=f"it is already a @{kind}"):
+        outer(inner)
+    with pytest.raises(TypeError, match=f"it is already a @{kind}"):
+        outer(staticmethod(inner))
+
+
 @pytest.mark.parametrize("timeout", [0, 0.0, -1, -0.5, math.nan])
 def test_a_timeout_that_is_not_positive_is_a_value_error(timeout: float) -> None:
     with pytest.raises(ValueError, match=r"^timeout must be > 0 seconds, got "):
