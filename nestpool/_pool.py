@@ -179,6 +179,9 @@ class Pool(Executor):
         self._dispatcher: Dispatcher | None = None
         self._subtasks: SubtaskPool | None = None
         self._closed = False
+        #: set when shutdown has taken its last look at the dispatcher: none may
+        #: be started after it, since nobody would stop it
+        self._dispatcher_final = False
         self._dask: DaskBackend | None = None
         if client is not None:
             from ._dask import DaskBackend
@@ -234,13 +237,15 @@ class Pool(Executor):
         Raises:
             PoolClosedError: the pool was shut down before any process task
                 (a call that read the route just before ``shutdown``); no
-                worker is started for a closed pool, which nobody would stop.
+                worker is started once ``shutdown`` has looked for the
+                dispatcher to stop, since nobody would stop it. (Until then a
+                subtask still running here may make the first call.)
         """
         dispatcher = self._dispatcher
         if dispatcher is None:
             with self._lock:
                 dispatcher = self._dispatcher
-                if dispatcher is None and self._closed:
+                if dispatcher is None and self._dispatcher_final:
                     raise PoolClosedError("cannot schedule new futures after shutdown")
                 if dispatcher is None:
                     dispatcher = self._dispatcher = Dispatcher(
@@ -560,6 +565,7 @@ class Pool(Executor):
             self._dask.shutdown(wait=wait, cancel_futures=cancel_futures)
         with self._lock:
             dispatcher = self._dispatcher
+            self._dispatcher_final = True
         if dispatcher is not None:
             dispatcher.shutdown(cancel_futures=cancel_futures)
             if wait:
@@ -579,6 +585,7 @@ class Pool(Executor):
             self._closed = True
             subtasks = self._subtasks
             dispatcher = self._dispatcher
+            self._dispatcher_final = True
         _routing.unregister(self)
         _open_pools.discard(self)
         if subtasks is not None:

@@ -460,3 +460,29 @@ def test_leaving_with_by_sys_exit_lets_running_tasks_finish(exit_with: type[Base
         raise exit_with
     assert running.result(timeout=0) > 0
     assert all(f.cancelled() for f in queued)
+
+
+@thread_subtask
+def _first_process_task_after(ready: str, release: str) -> int:
+    # Runs on the parent's subtask pool; makes the pool's first process-task
+    # call only once the with block is being left.
+    Path(ready).touch()
+    deadline_path = Path(release)
+    assert wait_until(deadline_path.exists, 30)
+    return core_tasks.double_it(21).result(timeout=30)
+
+
+def test_a_subtask_may_make_the_first_process_task_call_while_the_pool_shuts_down(
+    tmp_path: Path,
+) -> None:
+    ready, release = tmp_path / "ready", tmp_path / "release"
+    pool = Pool(processes=1, threads=1)
+    future = _first_process_task_after(str(ready), str(release))
+    assert wait_until(ready.exists, 30)
+    closer = threading.Thread(target=pool.shutdown, name="closer")
+    closer.start()
+    assert wait_until(lambda: pool._closed, 30)  # shutdown is waiting for the subtask
+    release.touch()
+    closer.join(30)
+    assert not closer.is_alive()
+    assert future.result(timeout=0) == 42
