@@ -28,6 +28,13 @@ def read_marker() -> tuple[Any, int]:
     return MARKER, os.getpid()
 
 
+@process_task
+def marker_at_barrier(barrier: Any) -> tuple[Any, int]:
+    """``read_marker``, once as many tasks as the barrier has parties are running."""
+    barrier.wait(timeout=20)
+    return MARKER, os.getpid()
+
+
 def _wait_for(path: Path, limit: float = 30.0) -> None:
     deadline = time.monotonic() + limit
     while not path.exists():

@@ -151,16 +151,23 @@ def test_tasks_per_process_runs_that_many_tasks_at_once_in_one_worker(start_meth
 
 
 def test_initializer_runs_in_each_worker_with_its_initargs(start_method: str) -> None:
-    with Pool(
-        processes=1,
-        start_method=start_method,
-        initializer=core_tasks.set_marker,
-        initargs=(7, "seven"),
-    ) as pool:
-        (values, init_pid), pid = core_tasks.read_marker().result(timeout=30)
-        assert values == (7, "seven")
-        assert init_pid == pid == pool.worker_pids()[0]
-    assert core_tasks.MARKER is None  # it ran in the worker, not here
+    with (
+        multiprocessing.Manager() as manager,
+        Pool(
+            processes=2,
+            start_method=start_method,
+            initializer=core_tasks.set_marker,
+            initargs=(7, "seven"),
+        ) as pool,
+    ):
+        barrier = manager.Barrier(2)  # two tasks at once: one in each worker
+        futures = [core_tasks.marker_at_barrier(barrier) for _ in range(2)]
+        results = [f.result(timeout=30) for f in futures]
+        assert {pid for _, pid in results} == set(pool.worker_pids())
+        for (values, init_pid), pid in results:
+            assert values == (7, "seven")
+            assert init_pid == pid
+    assert core_tasks.MARKER is None  # it ran in the workers, not here
 
 
 def test_an_initializer_closure_goes_by_value() -> None:
