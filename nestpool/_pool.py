@@ -35,7 +35,7 @@ from ._dispatcher import Dispatcher, Task, join_all_dispatchers, new_task_id
 from ._errors import PoolClosedError
 from ._inline import map_inline, run_inline
 from ._routing import TaskOptions
-from ._serialize import dumps, dumps_callable, pickling_error
+from ._serialize import CallableByValue, dumps, dumps_callable, pickling_error
 from ._subtasks import SubtaskPool
 from ._typing import P, R
 
@@ -169,7 +169,8 @@ class Pool(Executor):
         self._initializer: bytes | None = None
         if initializer is not None:
             try:
-                self._initializer = dumps((initializer, tuple(initargs)))
+                # by value when the workers cannot import it (a notebook's)
+                self._initializer = dumps((CallableByValue(initializer), tuple(initargs)))
             except Exception as exc:
                 raise pickling_error(
                     getattr(initializer, "__qualname__", repr(initializer)), "initializer", exc

@@ -23,6 +23,7 @@ import cloudpickle
 from ._errors import RemoteTaskError, TaskPicklingError
 
 __all__ = [
+    "CallableByValue",
     "ExceptionWithTraceback",
     "ReducedByNestpool",
     "RemoteTraceback",
@@ -192,6 +193,23 @@ def dumps_callable(fn: Callable[..., Any]) -> bytes:
     # Keep a strong reference to fn beside its id so the id cannot be reused.
     _callable_cache[id(fn)] = (fn, data)
     return data
+
+
+class CallableByValue:
+    """Stands in for a callable inside a larger pickle: it unpickles as the
+    callable, sent by value when workers cannot import it (``dumps_callable``).
+
+    For callables pickled as part of something else (the pool's initializer
+    with its arguments), which the standard pickler would reference by name.
+    """
+
+    __slots__ = ("data",)
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.data = dumps_callable(fn)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return loads, (self.data,)
 
 
 class RemoteTraceback(Exception):

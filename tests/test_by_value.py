@@ -68,6 +68,16 @@ SCRIPT = textwrap.dedent(
             self.x, self.y = x, y
 
 
+    def init_main(value):
+        # an initializer defined in __main__ (notebook-style: not importable)
+        os.environ["NP_INIT_VALUE"] = f"{value}:{os.getpid()}"
+
+
+    def read_init():
+        value, pid = os.environ["NP_INIT_VALUE"].split(":")
+        return value, int(pid) == os.getpid() != ME
+
+
     def describe_point(point):
         return type(point).__name__, point.x, point.y, type(point) is Point
 
@@ -132,6 +142,13 @@ SCRIPT = textwrap.dedent(
                     results[name] = case()
                 except Exception as exc:
                     results[name] = ("error", type(exc).__name__, str(exc)[:300])
+        try:
+            with Pool(
+                processes=1, start_method=method, initializer=init_main, initargs=(5,)
+            ) as pool:
+                results["main_initializer"] = pool.submit(read_init).result(timeout=60)
+        except Exception as exc:
+            results["main_initializer"] = ("error", type(exc).__name__, str(exc)[:300])
         for name, value in results.items():
             print(f"{name}={value!r}", flush=True)
 
@@ -156,6 +173,7 @@ EXPECTED: dict[str, Any] = {
     "plugin_task": ("np_plugin_mod", 3, True),
     "plugin_submit": ("np_plugin_mod", 4, True),
     "plugin_map": [("np_plugin_mod", 5, True)],
+    "main_initializer": ("5", True),
 }
 
 
