@@ -2,9 +2,10 @@
 
 - ``collate.py``: each "Process i Done, total=T" equals the sum of process i's
   five thread values, and "Main Done, total=T" equals the sum of the process
-  totals (summed in the same order as the program, so the floats agree).
+  totals (summed in the same order as the program, so the floats agree
+  exactly); 25 thread lines, each value in [0, 1) as ``random()`` gives.
 - ``nested.py``: each of the five process tasks reports its five thread
-  workers before its "Done" line, and "Main Done" comes last.
+  workers (once each) before its "Done" line, and "Main Done" comes last.
 - ``crawl.py``: every page was crawled and the three runs found the same
   pages, links and words.
 - ``hash_tree.py``: every file was hashed and every digest matches ``hashlib``.
@@ -14,7 +15,6 @@ Exits non-zero, saying what was wrong, if any check fails.
 
 from __future__ import annotations
 
-import math
 import re
 import subprocess
 import sys
@@ -37,8 +37,11 @@ def expect(condition: bool, message: str) -> None:
 
 def check_collate(out: str) -> str:
     values: dict[int, dict[int, float]] = {}
-    for p, t, v in re.findall(rf"^Process (\d+), thread worker (\d+), value={FLOAT}$", out, re.M):
+    lines = re.findall(rf"^Process (\d+), thread worker (\d+), value={FLOAT}$", out, re.M)
+    expect(len(lines) == 25, f"{len(lines)} thread value lines, not 25 (5 x 5, each once)")
+    for p, t, v in lines:
         values.setdefault(int(p), {})[int(t)] = float(v)
+        expect(0.0 <= float(v) < 1.0, f"process {p}, thread {t}: value={v} is not random()'s")
     totals = {
         int(p): float(v) for p, v in re.findall(rf"^Process (\d+) Done, total={FLOAT}$", out, re.M)
     }
@@ -47,15 +50,17 @@ def check_collate(out: str) -> str:
     expect(sorted(totals) == list(range(5)), f"'Done' lines for processes {sorted(totals)}")
     for p, threads in values.items():
         expect(sorted(threads) == list(range(5)), f"process {p}: thread workers {sorted(threads)}")
+        # The program sums in input order and prints repr(float), so the sums
+        # agree exactly, digit for digit.
         expected = sum(threads[t] for t in range(5))
         expect(
-            math.isclose(totals[p], expected, rel_tol=1e-12),
+            totals[p] == expected,
             f"process {p}: total={totals[p]} but its thread values sum to {expected}",
         )
     expect(len(main) == 1, "no single 'Main Done, total=' line")
     grand = sum(totals[p] for p in range(5))
     expect(
-        math.isclose(float(main[0]), grand, rel_tol=1e-12),
+        float(main[0]) == grand,
         f"Main Done, total={main[0]} but the process totals sum to {grand}",
     )
     return f"5 process totals and the main total ({float(main[0]):.6f}) add up"
@@ -64,6 +69,7 @@ def check_collate(out: str) -> str:
 def check_nested(out: str) -> str:
     lines = out.splitlines()
     expect(lines and lines[-1] == "Main Done", "'Main Done' is not the last line")
+    expect(len(lines) == 31, f"{len(lines)} lines, not 31 (25 thread lines, 5 'Done', 'Main Done')")
     for p in range(5):
         done = [i for i, line in enumerate(lines) if line == f"Process {p} Done"]
         expect(len(done) == 1, f"process {p}: {len(done)} 'Done' lines")

@@ -87,6 +87,15 @@ def _check_decorated(decorator: str, fn: object) -> None:
             f"Use @{decorator} or @{decorator}(...) directly above a def."
         )
     plain = _plain_function(fn)
+    real_type: type[Any] = type(plain)  # wrapt proxies fake __class__: ask type()
+    if issubclass(real_type, _TaskMixin):
+        # Calls would return a Future holding a Future: always a mistake.
+        kind = "process_task" if real_type._self_kind == "process" else "thread_subtask"
+        raise TypeError(
+            f"@{decorator} cannot decorate {plain.__qualname__!r}: it is already a "
+            f"@{kind}. Decorate the plain function once (its .sync calls it "
+            "undecorated)."
+        )
     if inspect.iscoroutinefunction(plain) or inspect.isasyncgenfunction(plain):
         raise TypeError(
             f"@{decorator} cannot decorate {getattr(plain, '__qualname__', plain)!r}: it is "
@@ -241,12 +250,29 @@ def _process_amap(
     return AsyncMapIterator(iterator, reporter)
 
 
-def _with_instance(
-    instance: Any, binding: str, iterables: tuple[Iterable[Any], ...]
-) -> tuple[Iterable[Any], ...]:
-    if instance is not None and binding in ("function", "instancemethod", "classmethod"):
-        return (itertools.repeat(instance), *iterables)
+def _with_instance(bound: Any, iterables: tuple[Iterable[Any], ...]) -> tuple[Iterable[Any], ...]:
+    first = _bound_first(bound)
+    if first:
+        return (itertools.repeat(first[0]), *iterables)
     return iterables
+
+
+def _bound_first(bound: Any) -> tuple[Any, ...]:
+    """What a bound decorated method passes first to its plain function:
+    ``(instance,)``, ``(cls,)`` for a class method, ``()`` for a static one.
+
+    For ``@process_task`` over ``@classmethod`` wrapt keeps in ``_self_instance``
+    the object it was reached through (None through the class), not the class:
+    the class is the ``__self__`` of the bound classmethod it wraps.
+    """
+    binding = getattr(bound, "_self_binding", None)
+    if binding == "classmethod":
+        owner = getattr(bound.__wrapped__, "__self__", None)
+        return () if owner is None else (owner,)
+    instance = getattr(bound, "_self_instance", None)
+    if instance is not None and binding in ("function", "instancemethod"):
+        return (instance,)
+    return ()
 
 
 def _subtask_map(
@@ -437,7 +463,7 @@ class BoundProcessTask(_BoundFunctionWrapper):
         progress: Progress = None,
     ) -> Iterator[Any]:
         """``ProcessTask.map`` for a bound method: the instance goes first."""
-        iterables = _with_instance(self._self_instance, self._self_binding, iterables)
+        iterables = _with_instance(self, iterables)
         return _process_map(
             self._self_parent._self_options, iterables, ordered, chunksize, buffersize, progress
         )
@@ -451,7 +477,7 @@ class BoundProcessTask(_BoundFunctionWrapper):
         progress: Progress = None,
     ) -> AsyncIterator[Any]:
         """``ProcessTask.amap`` for a bound method: the instance goes first."""
-        iterables = _with_instance(self._self_instance, self._self_binding, iterables)
+        iterables = _with_instance(self, iterables)
         return _process_amap(
             self._self_parent._self_options, iterables, ordered, chunksize, buffersize, progress
         )
@@ -617,9 +643,26 @@ class BoundThreadSubtask(_BoundFunctionWrapper):
         return self.__wrapped__(*args, **kwargs)
 
 
+class _WrappedAnnotations(dict[str, Any]):
+    """A decorated function's ``__annotations__``: the wrapped function's.
+
+    A class body with an annotation in it (even one under ``TYPE_CHECKING``)
+    gets its own empty ``__annotations__``, which hid the one wrapt's proxy
+    forwards: ``typing.get_type_hints(task)`` saw ``{}``. This stands in its
+    place; read on the class, it is an empty dict, as before.
+    """
+
+    def __get__(self, instance: Any, owner: Any = None) -> Any:
+        if instance is None:
+            return self
+        return instance.__wrapped__.__annotations__
+
+
 if not TYPE_CHECKING:
     ProcessTask.__bound_function_wrapper__ = BoundProcessTask
     ThreadSubtask.__bound_function_wrapper__ = BoundThreadSubtask
+    ProcessTask.__annotations__ = _WrappedAnnotations()
+    ThreadSubtask.__annotations__ = _WrappedAnnotations()
 
 
 def _options(

@@ -80,6 +80,10 @@ logger = logging.getLogger("nestpool")
 #: pool, as a failing initializer does (no endless respawn loop).
 MAX_STARTUP_DEATHS = 3
 
+#: The longest single wait of the dispatcher, in seconds: it wakes up at least
+#: this often, so a far deadline never overflows a wait.
+MAX_WAIT = 3600.0
+
 Outcome = tuple[bool, Any]
 
 
@@ -530,8 +534,14 @@ class Dispatcher:
 
     def _wait_and_collect(self) -> None:
         timeout = None
-        if self._deadlines:
-            timeout = max(0.0, self._deadlines[0][0] - time.monotonic())
+        deadlines = self._deadlines
+        # Finished tasks leave their deadline behind: drop those on top, so a
+        # long timeout (or an infinite one) does not keep them forever.
+        while deadlines and not self._deadline_live(*deadlines[0]):
+            heapq.heappop(deadlines)
+        if deadlines:
+            # Capped: poll() and lock waits overflow on huge timeouts (even inf).
+            timeout = min(MAX_WAIT, max(0.0, deadlines[0][0] - time.monotonic()))
         watched: list[Any] = [self._wakeup.reader, *self._by_conn, *self._by_sentinel]
         for ready in multiprocessing.connection.wait(watched, timeout):
             worker = self._by_conn.get(ready)
@@ -714,9 +724,11 @@ class Dispatcher:
     def _expire_timeouts(self) -> None:
         now = time.monotonic()
         while self._deadlines and self._deadlines[0][0] <= now:
-            _, task_id = heapq.heappop(self._deadlines)
-            task = self._tasks.get(task_id)
-            if task is None or task.state is not TaskState.RUNNING or task.worker is None:
+            deadline, task_id = heapq.heappop(self._deadlines)
+            if not self._deadline_live(deadline, task_id):
+                continue
+            task = self._tasks[task_id]
+            if task.worker is None:
                 continue
             worker = task.worker
             logger.warning(
@@ -741,6 +753,12 @@ class Dispatcher:
                 f"worker ran past its timeout of {task.timeout}s"
             )
             _kill(worker.process)
+
+    def _deadline_live(self, deadline: float, task_id: int) -> bool:
+        """True if the task is running under this deadline (not finished, and
+        not a chunk re-run since under a newer one)."""
+        task = self._tasks.get(task_id)
+        return task is not None and task.state is TaskState.RUNNING and task.deadline == deadline
 
     def _reap_dead_worker(self, worker: WorkerHandle) -> None:
         # Messages the worker wrote before it died are still in the pipe:

@@ -35,7 +35,7 @@ from ._dispatcher import Dispatcher, Task, join_all_dispatchers, new_task_id
 from ._errors import PoolClosedError
 from ._inline import map_inline, run_inline
 from ._routing import TaskOptions
-from ._serialize import dumps, dumps_callable, pickling_error
+from ._serialize import CallableByValue, dumps, dumps_callable, pickling_error
 from ._subtasks import SubtaskPool
 from ._typing import P, R
 
@@ -169,7 +169,8 @@ class Pool(Executor):
         self._initializer: bytes | None = None
         if initializer is not None:
             try:
-                self._initializer = dumps((initializer, tuple(initargs)))
+                # by value when the workers cannot import it (a notebook's)
+                self._initializer = dumps((CallableByValue(initializer), tuple(initargs)))
             except Exception as exc:
                 raise pickling_error(
                     getattr(initializer, "__qualname__", repr(initializer)), "initializer", exc
@@ -179,6 +180,9 @@ class Pool(Executor):
         self._dispatcher: Dispatcher | None = None
         self._subtasks: SubtaskPool | None = None
         self._closed = False
+        #: set when shutdown has taken its last look at the dispatcher: none may
+        #: be started after it, since nobody would stop it
+        self._dispatcher_final = False
         self._dask: DaskBackend | None = None
         if client is not None:
             from ._dask import DaskBackend
@@ -229,10 +233,21 @@ class Pool(Executor):
     # ------------------------------------------------------------ route
 
     def _get_dispatcher(self) -> Dispatcher:
+        """The dispatcher, started on the first process task.
+
+        Raises:
+            PoolClosedError: the pool was shut down before any process task
+                (a call that read the route just before ``shutdown``); no
+                worker is started once ``shutdown`` has looked for the
+                dispatcher to stop, since nobody would stop it. (Until then a
+                subtask still running here may make the first call.)
+        """
         dispatcher = self._dispatcher
         if dispatcher is None:
             with self._lock:
                 dispatcher = self._dispatcher
+                if dispatcher is None and self._dispatcher_final:
+                    raise PoolClosedError("cannot schedule new futures after shutdown")
                 if dispatcher is None:
                     dispatcher = self._dispatcher = Dispatcher(
                         processes=self._processes,
@@ -267,7 +282,13 @@ class Pool(Executor):
             future.set_exception(pickling_error(name, "argument", exc))
             return future
         task = Task(new_task_id(), name, payload, args_payload, future, timeout, None)
-        self._get_dispatcher().submit(task)
+        try:
+            dispatcher = self._get_dispatcher()
+        except PoolClosedError as exc:
+            future.set_running_or_notify_cancel()
+            future.set_exception(exc)
+            return future
+        dispatcher.submit(task)
         return future
 
     def submit_task(
@@ -291,16 +312,19 @@ class Pool(Executor):
             return map_inline(options.fn, iterables)
         if options.timeout is not None and chunksize is None:
             chunksize = 1  # a timeout is per call: never batch timed calls
-        return self._map_chunks(
-            options.name,
-            options.get_payload,
-            iterables,
-            ordered=ordered,
-            chunksize=chunksize,
-            buffersize=buffersize,
-            timeout=None,
-            task_timeout=options.timeout,
-        )
+        try:
+            return self._map_chunks(
+                options.name,
+                options.get_payload,
+                iterables,
+                ordered=ordered,
+                chunksize=chunksize,
+                buffersize=buffersize,
+                timeout=None,
+                task_timeout=options.timeout,
+            )
+        except PoolClosedError:
+            return _raise_closed()  # the route was read just before shutdown
 
     def subtask_pool(self) -> SubtaskPool | None:
         """The parent's thread pool for subtasks (None with ``threads=0``)."""
@@ -546,6 +570,7 @@ class Pool(Executor):
             self._dask.shutdown(wait=wait, cancel_futures=cancel_futures)
         with self._lock:
             dispatcher = self._dispatcher
+            self._dispatcher_final = True
         if dispatcher is not None:
             dispatcher.shutdown(cancel_futures=cancel_futures)
             if wait:
@@ -565,6 +590,7 @@ class Pool(Executor):
             self._closed = True
             subtasks = self._subtasks
             dispatcher = self._dispatcher
+            self._dispatcher_final = True
         _routing.unregister(self)
         _open_pools.discard(self)
         if subtasks is not None:
@@ -584,8 +610,10 @@ class Pool(Executor):
         exc_val: BaseException | None,
         exc_tb: TracebackType | None,
     ) -> None:
-        if exc_type is not None and not issubclass(exc_type, Exception):
-            # Ctrl-C (or SystemExit): leave promptly, leave no worker behind.
+        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+            # Ctrl-C: leave promptly, leave no worker behind. Any other
+            # exception (SystemExit too) lets running tasks finish, as
+            # concurrent.futures does: a task may be writing a file.
             self.terminate()
             return
         try:
@@ -606,6 +634,11 @@ class Pool(Executor):
         )
 
 
+def _raise_closed() -> Iterator[Any]:
+    raise PoolClosedError("cannot schedule new futures after shutdown")
+    yield  # a generator: the error comes at the first next(), as a task's would
+
+
 def _check_no_local_options(**options: Any) -> None:
     defaults = {"tasks_per_process": 1, "initargs": ()}
     given = [name for name, value in options.items() if value != defaults.get(name)]
@@ -619,16 +652,15 @@ def _check_no_local_options(**options: Any) -> None:
 
 
 def _bound_instance(task: object) -> tuple[Any, ...]:
-    """``(instance,)`` for a decorated method bound to one (``obj.method``), else ``()``.
+    """``(instance,)`` for a decorated method bound to one (``obj.method``),
+    ``(cls,)`` for a class method, else ``()``.
 
     The pool runs a decorated task's plain function, which wants the instance
-    first; wrapt keeps it on the bound proxy (``_api._args_with_instance``).
+    (or, for a class method, the class) first (``_api._bound_first``).
     """
-    instance = getattr(task, "_self_instance", None)
-    binding = getattr(task, "_self_binding", None)
-    if instance is not None and binding in ("function", "instancemethod", "classmethod"):
-        return (instance,)
-    return ()
+    from ._api import _bound_first
+
+    return _bound_first(task)
 
 
 def _submit_picklable_items(

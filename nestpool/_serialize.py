@@ -10,7 +10,9 @@ and never swallow an error: every failure is turned into an exported
 from __future__ import annotations
 
 import io
+import os
 import pickle
+import sys
 import traceback
 import types
 from collections.abc import Callable
@@ -21,6 +23,7 @@ import cloudpickle
 from ._errors import RemoteTaskError, TaskPicklingError
 
 __all__ = [
+    "CallableByValue",
     "ExceptionWithTraceback",
     "ReducedByNestpool",
     "RemoteTraceback",
@@ -56,7 +59,22 @@ class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]
 
 
 def dumps_by_value(obj: object) -> bytes:
-    """cloudpickle ``obj`` (functions from ``__main__``, lambdas, closures by value)."""
+    """cloudpickle ``obj`` (functions from ``__main__``, lambdas, closures by value).
+
+    A module that workers cannot import by its name (``importable_by_name``)
+    but cloudpickle would reference (it has a file: a plugin loaded from a
+    path) is registered with cloudpickle as pickled by value, so that its
+    functions and classes travel whole.
+    """
+    module_name = getattr(obj, "__module__", None)
+    if isinstance(module_name, str) and not importable_by_name(module_name):
+        module = sys.modules.get(module_name)
+        if module is not None and module_name not in _registered_by_value:
+            try:
+                cloudpickle.register_pickle_by_value(module)
+            except Exception:  # pragma: no cover - not a real module
+                pass
+            _registered_by_value.add(module_name)
     buffer = io.BytesIO()
     _Pickler(buffer, protocol=PROTOCOL).dump(obj)
     return buffer.getvalue()
@@ -86,9 +104,72 @@ def needs_by_value(fn: object) -> bool:
     """
     module = getattr(fn, "__module__", None)
     qualname = getattr(fn, "__qualname__", "")
-    if module is None or module == "__main__" or module == "__mp_main__":
+    if not isinstance(module, str) or module == "__main__" or module == "__mp_main__":
         return True
-    return "<locals>" in qualname or "<lambda>" in qualname
+    if "<locals>" in qualname or "<lambda>" in qualname:
+        return True
+    return not importable_by_name(module)
+
+
+#: module name -> (the module, whether a fresh interpreter finds it by name)
+_importable: dict[str, tuple[types.ModuleType, bool]] = {}
+#: modules this process registered with cloudpickle as pickled by value
+_registered_by_value: set[str] = set()
+
+
+def importable_by_name(module_name: str) -> bool:
+    """True when a worker would find ``module_name`` by importing it: the module
+    is loaded here, and the import system finds it again where it came from.
+
+    False for a module made with ``types.ModuleType`` and ``exec``, and for one
+    loaded from a file under a name that does not lead there (plugin loaders,
+    ``importlib.util.spec_from_file_location``); those go by value. Decided
+    once per module.
+    """
+    module = sys.modules.get(module_name)
+    if module is None:
+        return False
+    cached = _importable.get(module_name)
+    if cached is not None and cached[0] is module:
+        return cached[1]
+    try:
+        found = _found_by_import(module_name, module)
+    except Exception:  # pragma: no cover - a finder that fails: trust the name
+        found = True
+    _importable[module_name] = (module, found)
+    return found
+
+
+def _found_by_import(name: str, module: types.ModuleType) -> bool:
+    spec = getattr(module, "__spec__", None)
+    if spec is None:
+        # made at run time (types.ModuleType + exec), or the __main__ of `python -c`
+        return getattr(module, "__file__", None) is not None
+    origin = spec.origin if spec.has_location else None
+    if origin is None:
+        return True  # built-in, frozen, a namespace package: found by name
+    parent_name = name.rpartition(".")[0]
+    path = None
+    if parent_name:
+        if not importable_by_name(parent_name):
+            return False
+        path = getattr(sys.modules[parent_name], "__path__", None)
+    # Ask the finders as a fresh import would, without sys.modules.
+    for finder in sys.meta_path:
+        find_spec = getattr(finder, "find_spec", None)
+        if find_spec is None:
+            continue
+        try:
+            found = find_spec(name, path)
+        except Exception:
+            continue
+        if found is not None:
+            return found.origin is not None and _same_file(found.origin, origin)
+    return False
+
+
+def _same_file(a: str, b: str) -> bool:
+    return os.path.normcase(os.path.realpath(a)) == os.path.normcase(os.path.realpath(b))
 
 
 _callable_cache: dict[int, tuple[object, bytes]] = {}
@@ -103,7 +184,7 @@ def dumps_callable(fn: Callable[..., Any]) -> bytes:
     cached = _callable_cache.get(id(fn))
     if cached is not None and cached[0] is fn:
         return cached[1]
-    if needs_by_value(fn) and not isinstance(fn, (types.BuiltinFunctionType, type)):
+    if needs_by_value(fn) and not isinstance(fn, types.BuiltinFunctionType):
         data = dumps_by_value(fn)
     else:
         data = dumps(fn)
@@ -112,6 +193,23 @@ def dumps_callable(fn: Callable[..., Any]) -> bytes:
     # Keep a strong reference to fn beside its id so the id cannot be reused.
     _callable_cache[id(fn)] = (fn, data)
     return data
+
+
+class CallableByValue:
+    """Stands in for a callable inside a larger pickle: it unpickles as the
+    callable, sent by value when workers cannot import it (``dumps_callable``).
+
+    For callables pickled as part of something else (the pool's initializer
+    with its arguments), which the standard pickler would reference by name.
+    """
+
+    __slots__ = ("data",)
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.data = dumps_callable(fn)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return loads, (self.data,)
 
 
 class RemoteTraceback(Exception):

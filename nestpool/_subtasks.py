@@ -65,8 +65,10 @@ def is_helper() -> bool:
 
 
 def default_threads() -> int:
-    """``ThreadPoolExecutor``'s default size: min(32, cpu_count + 4)."""
-    return min(32, (os.cpu_count() or 1) + 4)
+    """``ThreadPoolExecutor``'s default size: min(32, cpu_count + 4), counting
+    the CPUs as it does (``os.process_cpu_count()`` from Python 3.13)."""
+    counter = getattr(os, "process_cpu_count", os.cpu_count)
+    return min(32, (counter() or 1) + 4)
 
 
 _Work = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]
@@ -130,8 +132,12 @@ class SubtaskFuture(Future[R]):
         """Run the subtask in this thread unless another thread claimed it first.
 
         Args:
-            helping: True when a waiting thread (not a pool thread) runs it; then
-                a KeyboardInterrupt or SystemExit is recorded and re-raised.
+            helping: True when a waiting thread (not a pool thread) runs it.
+                The outcome goes in the future either way, as a pool thread
+                would record it (``exception()`` returns a ``SystemExit``,
+                ``wait()`` returns); only a ``KeyboardInterrupt`` is also
+                re-raised in a waiting thread, as an inline call does
+                (``_inline.run_inline``).
         """
         try:
             fn, args, kwargs = self._work.pop()
@@ -143,7 +149,7 @@ class SubtaskFuture(Future[R]):
             result = fn(*args, **kwargs)
         except BaseException as exc:
             self.set_exception(exc)
-            if helping and not isinstance(exc, Exception):
+            if helping and isinstance(exc, KeyboardInterrupt):
                 raise
             del exc
         else:

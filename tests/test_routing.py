@@ -9,7 +9,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import pytest
 
 from nestpool import Pool, process_task, thread_subtask
-from tests import helpers
+from tests import core_tasks, helpers
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -141,3 +141,50 @@ def test_two_open_pools_the_last_opened_wins_until_it_closes() -> None:
             assert inner_pid in inner.worker_pids()
             assert inner_pid != outer_pid
         assert helpers.getpid_task().result(timeout=30) in outer.worker_pids()
+
+
+def test_no_pool_calls_from_other_threads_run_inline_in_that_thread() -> None:
+    def call() -> tuple[tuple[int, bool], tuple[int, int, str], int]:
+        task, sub = helpers.where_task(), helpers.where_subtask()
+        assert task.done() and sub.done()
+        return task.result(), sub.result(), threading.get_ident()
+
+    with ThreadPoolExecutor(2) as other:
+        results = list(other.map(lambda _: call(), range(4)))
+    for task, (pid, ident, _), caller in results:
+        assert task == (os.getpid(), False)
+        assert (pid, ident) == (os.getpid(), caller)
+
+
+def test_inside_worker_a_process_task_called_from_a_subtask_runs_inline_there(
+    start_method: str,
+) -> None:
+    with Pool(processes=1, threads=2, start_method=start_method) as pool:
+        info = core_tasks.via_subtask().result(timeout=30)
+        worker_pid = pool.worker_pids()[0]
+    assert info["pid"] == worker_pid
+    assert info["done_at_return"]
+    assert info["where"] == (worker_pid, True)
+
+
+def test_inline_futures_are_plain_completed_futures() -> None:
+    for future in (helpers.where_task(), helpers.where_subtask(), failing_task()):
+        assert type(future) is Future
+        assert future.done()
+        assert not future.running()
+        assert not future.cancel()  # finished: cannot be cancelled
+        seen: list[Future[object]] = []
+        future.add_done_callback(seen.append)  # runs at once, as on any done future
+        assert seen == [future]
+
+
+def test_parent_subtasks_and_submit_from_other_threads_with_a_pool_open() -> None:
+    with Pool(processes=1, threads=2) as pool, ThreadPoolExecutor(3) as other:
+        pids = list(other.map(lambda _: pool.submit(os.getpid).result(timeout=30), range(3)))
+        assert set(pids) == set(pool.worker_pids())
+        # a process task called from a parent subtask thread goes to a worker too
+        info = core_tasks.task_from_subtask().result(timeout=30)
+    assert info["pid"] == os.getpid()
+    assert info["thread"].startswith("nestpool")
+    assert info["where"][0] in pids
+    assert info["where"][1] is True
