@@ -459,9 +459,12 @@ class Dispatcher:
             args=(child_conn, slots, dumps(config)),
             name=f"{self.name}-worker-{index}",
         )
+        # Registered before the start: a forked worker must close its copy of
+        # its own parent end too, or the parent's death never reaches it as
+        # end-of-channel and it is orphaned for good (issue 4).
+        multiprocessing.util.register_after_fork(parent_conn, _close_in_fork_child)
         process.start()
         child_conn.close()
-        multiprocessing.util.register_after_fork(parent_conn, _close_in_fork_child)
         worker = WorkerHandle(index, process, parent_conn, slots)
         self._workers.append(worker)
         self._by_conn[parent_conn] = worker
