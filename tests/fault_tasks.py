@@ -91,15 +91,36 @@ def hold(directory: str, name: str, seconds: float = 60.0) -> int:
 
 
 @process_task
-def exit_now(code: int) -> None:
-    """End the worker process at once, skipping cleanup."""
+def hold_until(directory: str, name: str, gate: str) -> int:
+    """Write a ready file, then wait until the file ``gate`` exists; return the pid."""
+    ready(directory, name)
+    deadline = time.monotonic() + 60
+    while not (Path(directory) / gate).exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the gate {gate!r} never opened")
+        time.sleep(0.01)
+    return os.getpid()
+
+
+@process_task
+def exit_now(code: int, directory: str) -> None:
+    """Log the run, then end the worker process at once, skipping cleanup."""
+    log_run(directory, code)
     os._exit(code)
 
 
 @process_task
-def segfault() -> None:
-    """Crash the worker in native code (a read of address 0)."""
+def segfault(directory: str) -> None:
+    """Log the run, then crash the worker in native code (a read of address 0)."""
+    log_run(directory, -11)
     ctypes.string_at(0)
+
+
+@process_task
+def logged_square(x: int, directory: str) -> int:
+    """Log the run, return x * x."""
+    log_run(directory, x)
+    return x * x
 
 
 def limit_address_space(extra_bytes: int) -> None:
@@ -162,10 +183,16 @@ def spin_timed(seconds: float) -> str:
 
 @process_task(timeout=1.0)
 def timed_item(x: int, slow: int) -> int:
-    """1 s timeout; the ``slow`` item sleeps past it, the others are quick."""
-    if x == slow:
-        time.sleep(30)
+    """1 s timeout; the ``slow`` item sleeps past it, the others take 0.4 s each."""
+    time.sleep(30 if x == slow else 0.4)
     return x + 100
+
+
+@process_task(timeout=0.3)
+def near_timeout(seconds: float) -> float:
+    """0.3 s timeout; sleeps about that long (a result racing the kill)."""
+    time.sleep(seconds)
+    return seconds
 
 
 # -------------------------------------------------------------------- pickling
