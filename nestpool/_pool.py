@@ -337,6 +337,10 @@ class Pool(Executor):
                 timeout=timeout,
                 task_timeout=task_timeout,
             )
+        if task_timeout is not None:
+            # A timeout is per call: a chunk shares one deadline, so quick
+            # items batched after slow ones would be stopped (issue 4).
+            chunksize = 1
         dispatcher = self._get_dispatcher()
         slots = self._processes * self._tasks_per_process
         cap = buffersize if buffersize is not None else 1 << 30

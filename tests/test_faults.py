@@ -335,6 +335,21 @@ def test_a_timeout_fails_the_other_tasks_of_its_worker_saying_why(
         assert pid not in pool.worker_pids()
 
 
+@pytest.mark.parametrize("chunksize", [None, 4])
+def test_timed_items_of_a_map_each_get_their_own_limit(chunksize: int | None) -> None:
+    # Three items of 0.4 s each would pass a 1 s limit shared by a chunk: each
+    # item is a task of its own (chunksize is ignored for a timed task).
+    with Pool(processes=2) as pool:
+        values = ft.timed_item.map(range(4), [3] * 4, chunksize=chunksize)
+        assert [next(values) for _ in range(3)] == [100, 101, 102]
+        with pytest.raises(TaskTimeoutError, match="timed_item"):
+            next(values)
+        values = pool.map(ft.timed_item, range(4), [3] * 4, chunksize=4)
+        assert [next(values) for _ in range(3)] == [100, 101, 102]
+        with pytest.raises(TaskTimeoutError):
+            next(values)
+
+
 def test_a_result_racing_its_timeout_ends_one_way_exactly_once() -> None:
     calls: Counter[int] = Counter()
     lock = threading.Lock()
