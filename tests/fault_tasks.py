@@ -268,6 +268,8 @@ def make_result(kind: str) -> Any:
         return FailsToUnpickle()
     if kind == "setstate_raises":
         return SetstateRaises()
+    if kind == "worker_only":
+        return WorkerOnly(1)
     if kind == "ok":
         return "fine"
     raise AssertionError(kind)
@@ -326,6 +328,12 @@ def raise_kind(kind: str) -> None:
     if kind == "value":
         raise ValueError("plain failure")
     raise AssertionError(kind)
+
+
+@process_task
+def raise_given(error: BaseException) -> None:
+    """Raise the exception given."""
+    raise error
 
 
 @thread_subtask
