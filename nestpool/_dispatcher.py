@@ -581,11 +581,15 @@ class Dispatcher:
         task = self._tasks.get(task_id)
         if task is None or task.state is TaskState.DONE:
             return  # already failed by a timeout; a late result
-        try:
-            outcomes: list[Outcome] = loads(blob)
-        except Exception as exc:
-            error = pickling_error(task.name, "result (unpickling in the parent)", exc)
-            outcomes = [(False, error)] * count
+        outcomes: list[Outcome]
+        if isinstance(blob, bytes):
+            try:
+                outcomes = loads(blob)
+            except Exception as exc:
+                error = pickling_error(task.name, "result (unpickling in the parent)", exc)
+                outcomes = [(False, error)] * count
+        else:  # one pickle per item: a bad one fails alone
+            outcomes = [_load_outcome(task.name, data) for data in blob]
         if outcomes:
             self._record_speed(task.name, busy / len(outcomes))
         if task.indices is None:
@@ -870,6 +874,14 @@ def _copy_initializer_error(error: InitializerError) -> InitializerError:
     copy = InitializerError(str(error), traceback_text=error.traceback_text)
     copy.__cause__ = error.__cause__
     return copy
+
+
+def _load_outcome(name: str, data: bytes) -> Outcome:
+    try:
+        outcome: Outcome = loads(data)
+    except Exception as exc:
+        return False, pickling_error(name, "result (unpickling in the parent)", exc)
+    return outcome
 
 
 def _resolve(future: Future[Any], ok: bool, value: Any) -> None:

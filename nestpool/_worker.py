@@ -57,7 +57,8 @@ MSG_EXIT = 2  # (MSG_EXIT,)
 MSG_READY = 10  # (MSG_READY, pid)
 MSG_INIT_FAILED = 11  # (MSG_INIT_FAILED, error_payload)
 MSG_ACK = 12  # (MSG_ACK, task_id, slot)
-MSG_RESULT = 13  # (MSG_RESULT, task_id, first, count, final, busy_seconds, outcomes_blob)
+# outcomes: one pickle of the list of (ok, value), or a list of one pickle per item
+MSG_RESULT = 13  # (MSG_RESULT, task_id, first, count, final, busy_seconds, outcomes)
 MSG_ARGS_FAILED = 14  # (MSG_ARGS_FAILED, task_id, error_payload)
 
 FLUSH_SECONDS = 0.005
@@ -291,6 +292,11 @@ def _run_call(
         _send_outcomes(channel, task_id, name, 0, [], True, 0.0)
 
 
+#: results of these exact types always unpickle: a flush of only these travels
+#: as one pickle (the fast path for tiny tasks); anything else item by item.
+_PLAIN_TYPES = frozenset({int, float, str, bytes, bool, complex, type(None)})
+
+
 def _send_outcomes(
     channel: _Channel,
     task_id: int,
@@ -302,18 +308,27 @@ def _send_outcomes(
 ) -> None:
     # The outcomes travel as bytes inside the message, so that if the parent
     # cannot unpickle them it still knows which task and items they were for.
-    try:
-        blob = dumps(outcomes)
-    except Exception:
-        # Find the item(s) that cannot be pickled; the others keep their values.
-        checked: list[tuple[bool, Any]] = []
-        for ok, value in outcomes:
-            try:
-                dumps(value)
-            except Exception as exc:
-                error = pickling_error(name, "result" if ok else "exception", exc)
-                checked.append((False, exception_payload(error, name)))
-            else:
-                checked.append((ok, value))
-        blob = dumps(checked)
+    # Items that may fail to unpickle in the parent (a type it cannot import
+    # or rebuild) are pickled one by one, so that one bad item of a chunk
+    # fails alone (issue 4).
+    blob: bytes | list[bytes]
+    if len(outcomes) == 1 or all(type(value) in _PLAIN_TYPES for _, value in outcomes):
+        try:
+            blob = dumps(outcomes)
+        except Exception:
+            blob = _dumps_each(name, outcomes)
+    else:
+        blob = _dumps_each(name, outcomes)
     channel.send((MSG_RESULT, task_id, first, len(outcomes), final, busy, blob))
+
+
+def _dumps_each(name: str, outcomes: list[tuple[bool, Any]]) -> list[bytes]:
+    """One pickle per outcome; one that cannot be pickled becomes its error."""
+    blobs = []
+    for ok, value in outcomes:
+        try:
+            blobs.append(dumps((ok, value)))
+        except Exception as exc:
+            error = pickling_error(name, "result" if ok else "exception", exc)
+            blobs.append(dumps((False, exception_payload(error, name))))
+    return blobs

@@ -312,6 +312,22 @@ def test_the_bad_argument_of_a_chunk_fails_alone_in_the_worker(case: str) -> Non
         _check_pickling_error(error, "identity", direction, words)
 
 
+@pytest.mark.parametrize("kind", sorted(RESULTS))
+def test_the_bad_result_of_a_chunk_fails_alone(kind: str) -> None:
+    direction, words = RESULTS[kind]
+    with Pool(processes=1) as pool:
+        outcomes = _run_chunk(pool, ft.map_result, [(x, 2, kind) for x in range(5)])
+        assert [outcomes[i] for i in (0, 1, 3, 4)] == [(True, x * 10) for x in (0, 1, 3, 4)]
+        ok, error = outcomes[2]
+        assert not ok
+        _check_pickling_error(error, "map_result", direction, words)
+        # through the public map
+        values = ft.map_result.map(range(4), [3] * 4, [kind] * 4, chunksize=4)
+        assert [next(values) for _ in range(3)] == [0, 10, 20]
+        with pytest.raises(TaskPicklingError):
+            next(values)
+
+
 # ------------------------------------------------- nestpool's own errors cross
 
 ERRORS: list[tuple[BaseException, dict[str, Any]]] = [
