@@ -63,6 +63,7 @@ from ._serialize import dumps, loads, pickling_error
 from ._worker import (
     MSG_ACK,
     MSG_ARGS_FAILED,
+    MSG_BOOTED,
     MSG_CALL,
     MSG_EXIT,
     MSG_INIT_FAILED,
@@ -168,6 +169,7 @@ class WorkerHandle:
     """The dispatcher's record of one worker process."""
 
     __slots__ = (
+        "booted",
         "conn",
         "index",
         "kill_reason",
@@ -188,6 +190,8 @@ class WorkerHandle:
         self.tasks: dict[int, Task] = {}  # sent or running here
         self.sent_count = 0
         self.kill_reason: str | None = None
+        #: the worker said MSG_BOOTED: its own code (and so the initializer) ran
+        self.booted = False
 
         self.pid: int = process.pid or 0
 
@@ -567,6 +571,8 @@ class Dispatcher:
                 if task.timeout is not None:
                     task.deadline = time.monotonic() + task.timeout
                     heapq.heappush(self._deadlines, (task.deadline, task.id))
+        elif kind == MSG_BOOTED:
+            worker.booted = True
         elif kind == MSG_READY:
             if worker.state is WorkerState.STARTING:
                 worker.state = WorkerState.READY
@@ -782,17 +788,35 @@ class Dispatcher:
         for task in list(worker.tasks.values()):
             self._fail_or_requeue(task, worker, exitcode)
         worker.tasks.clear()
-        if not was_ready and self.broken is None and not self._terminating:
+        if (
+            not was_ready
+            and self.broken is None
+            and not self._terminating
+            and (worker.booted or signal_name(exitcode) != "SIGKILL")
+        ):
+            # A SIGKILL before the worker's own code ran came from outside (the
+            # OOM killer, kill -9) while its interpreter started: it says nothing
+            # about the initializer or the main module, so it must not count
+            # towards breaking the pool (issue 4: a chaos test broke it so).
             self._startup_deaths += 1
             if self._startup_deaths >= MAX_STARTUP_DEATHS:
-                self._break(
-                    InitializerError(
-                        f"{MAX_STARTUP_DEATHS} worker processes in a row died before they were "
-                        f"ready (the last {describe_exit(exitcode)}); the pool stops starting "
-                        "workers. Check that the main module can be imported by the workers "
-                        "(guard the entry point with `if __name__ == '__main__':`)."
-                    )
-                )
+                self._break(self._startup_failure(worker, exitcode))
+
+    def _startup_failure(self, worker: WorkerHandle, exitcode: int | None) -> InitializerError:
+        if worker.booted and self.initializer is not None:
+            where = "in the pool's initializer"
+            hint = "Check the initializer (run it once in the parent to see it fail)."
+        else:
+            where = "while starting"
+            hint = (
+                "Check that the main module can be imported by the workers "
+                "(guard the entry point with `if __name__ == '__main__':`)."
+            )
+        return InitializerError(
+            f"{MAX_STARTUP_DEATHS} worker processes in a row died {where}, before they "
+            f"were ready (the last {describe_exit(exitcode)}); the pool stops starting "
+            f"workers. {hint}"
+        )
 
     def _fail_or_requeue(self, task: Task, worker: WorkerHandle, exitcode: int | None) -> None:
         task.worker = None

@@ -60,6 +60,7 @@ MSG_ACK = 12  # (MSG_ACK, task_id, slot)
 # outcomes: one pickle of the list of (ok, value), or a list of one pickle per item
 MSG_RESULT = 13  # (MSG_RESULT, task_id, first, count, final, busy_seconds, outcomes)
 MSG_ARGS_FAILED = 14  # (MSG_ARGS_FAILED, task_id, error_payload)
+MSG_BOOTED = 15  # (MSG_BOOTED, pid): the interpreter is up, nestpool's code runs
 
 FLUSH_SECONDS = 0.005
 _FN_CACHE_SIZE = 256
@@ -145,8 +146,11 @@ class _Channel:
 def worker_main(conn: Connection, slots: Any, config_blob: bytes) -> None:
     """Entry point of a worker process (the target of ``multiprocessing.Process``)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    config: WorkerConfig = loads(config_blob)
     channel = _Channel(conn)
+    # Before the initializer: a worker killed before this was killed while its
+    # interpreter started, which says nothing about the initializer.
+    channel.send((MSG_BOOTED, os.getpid()))
+    config: WorkerConfig = loads(config_blob)
     _routing.enter_worker(WorkerRoute(config.threads))
 
     if config.initializer is not None:

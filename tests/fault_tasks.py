@@ -374,6 +374,11 @@ def crashing_initializer() -> None:
     ctypes.string_at(0)
 
 
+def sigkill_initializer() -> None:
+    """An initializer killed by SIGKILL (as by the OOM killer)."""
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 # ------------------------------------------------------------------ interrupts
 
 
@@ -415,3 +420,10 @@ def spin_subtask(seconds: float) -> None:
 def python_version() -> str:
     """For messages."""
     return sys.version.split()[0]
+
+
+@process_task
+def soak_task(x: int, seconds: float) -> int:
+    """A little work for the chaos soak: sleep, then compute."""
+    time.sleep(seconds)
+    return sum(range(x % 1000)) + x

@@ -428,6 +428,8 @@ def test_a_failing_initializer_breaks_the_pool_without_a_respawn_loop(
     [
         (ft.exiting_initializer, (3,), "exited with code 3"),
         (ft.crashing_initializer, (), "killed by SIGSEGV"),
+        # as the OOM killer would kill an initializer that allocates too much
+        (ft.sigkill_initializer, (), "killed by SIGKILL"),
     ],
 )
 def test_workers_dying_before_ready_break_the_pool_after_a_few(
@@ -440,11 +442,46 @@ def test_workers_dying_before_ready_break_the_pool_after_a_few(
         with pytest.raises(InitializerError) as info:
             future.result(timeout=30)
         assert words in str(info.value)
-        assert f"{MAX_STARTUP_DEATHS} worker processes in a row died" in str(info.value)
+        assert (
+            f"{MAX_STARTUP_DEATHS} worker processes in a row died in the pool's initializer"
+            in str(info.value)
+        )
+        assert "Check the initializer" in str(info.value)
         dispatcher = _dispatcher(pool)
         assert len(dispatcher.started_pids) == MAX_STARTUP_DEATHS
         assert wait_until(lambda: not _children(), 10)
         assert not wait_until(lambda: len(dispatcher.started_pids) > MAX_STARTUP_DEATHS, 1.0)
+
+
+def test_workers_killed_from_outside_while_starting_do_not_break_the_pool() -> None:
+    # kill -9 (or the OOM killer) striking workers whose interpreter is still
+    # starting says nothing about the initializer: the pool must not give up.
+    # A spawned interpreter takes a while to start: each new worker is stopped
+    # as soon as it exists, then killed, MAX_STARTUP_DEATHS + 1 times in a row.
+    with Pool(processes=1, start_method="spawn") as pool:
+        future = ft.square(11)
+        dispatcher = _dispatcher(pool)
+        killed = 0
+        seen: set[int] = set()
+        deadline = time.monotonic() + 30
+        while killed <= MAX_STARTUP_DEATHS:
+            assert dispatcher.broken is None, dispatcher.broken
+            assert time.monotonic() < deadline, "no new worker appeared"
+            fresh = [pid for pid in dispatcher.started_pids if pid not in seen]
+            if not fresh:
+                time.sleep(0.001)
+                continue
+            pid = fresh[0]
+            seen.add(pid)
+            os.kill(pid, signal.SIGSTOP)
+            handle = next((w for w in list(dispatcher._workers) if w.pid == pid), None)
+            if handle is not None and handle.booted:  # too late for this one
+                os.kill(pid, signal.SIGCONT)
+                continue
+            os.kill(pid, signal.SIGKILL)
+            killed += 1
+        assert future.result(timeout=30) == 121
+        assert dispatcher.broken is None
 
 
 def test_an_initializer_that_cannot_be_pickled_fails_at_pool_creation() -> None:
