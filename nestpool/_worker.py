@@ -143,9 +143,60 @@ class _Channel:
             pass
 
 
+def _die_with_parent() -> None:
+    """Ask the kernel to SIGKILL this worker when the thread that started it ends.
+
+    A second line of defence behind the channel watch: while a task holds the
+    GIL in C code (a regex that backtracks for ever, an extension's loop), the
+    main thread cannot run to notice the end of the channel, and the worker
+    would outlive its parent (issue 4). The thread that started the worker is
+    the dispatcher's, which ends only after every worker it started, or the
+    forkserver's, which ends with the main process. Linux only.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    except Exception:  # pragma: no cover - no libc prctl: the channel watch remains
+        pass
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _forget_forkserver() -> None:
+    """Close this worker's copy of the forkserver's 'alive' pipe.
+
+    The forkserver hands it to every process it forks and exits when all
+    copies are closed; the main process holds one. While a worker holds one
+    too, a dead main process leaves the forkserver running, and a worker stuck
+    in C code (see ``_die_with_parent``: its parent is the forkserver) with it.
+    A task that uses the forkserver itself starts a fresh one of its own.
+    """
+    module = sys.modules.get("multiprocessing.forkserver")
+    server = getattr(module, "_forkserver", None)
+    fd = getattr(server, "_forkserver_alive_fd", None)
+    if server is None or fd is None:
+        return
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+    server._forkserver_alive_fd = None
+    server._forkserver_address = None
+    # A forked worker also inherits the parent's server pid, which it cannot
+    # wait for (not its child): forget it too, or the task's start fails.
+    server._forkserver_pid = None
+
+
 def worker_main(conn: Connection, slots: Any, config_blob: bytes) -> None:
     """Entry point of a worker process (the target of ``multiprocessing.Process``)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
+    _forget_forkserver()
     channel = _Channel(conn)
     # Before the initializer: a worker killed before this was killed while its
     # interpreter started, which says nothing about the initializer.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 import resource
 import signal
 import sys
@@ -393,7 +394,8 @@ def sigint_self_then(directory: str, value: int) -> tuple[int, int]:
 
 @process_task
 def busy(directory: str, name: str, kind: str) -> None:
-    """Say 'ready', then stay busy for a minute: sleeping, spinning, or subtasks."""
+    """Say 'ready', then stay busy for a minute: sleeping, spinning, waiting on
+    spinning subtasks, or in C code holding the GIL."""
     ready(directory, name)
     deadline = time.monotonic() + 60
     if kind == "sleep":
@@ -405,6 +407,10 @@ def busy(directory: str, name: str, kind: str) -> None:
         futures = [spin_subtask(60) for _ in range(4)]
         for future in futures:
             future.result()
+    elif kind == "gil":
+        # C code that never releases the GIL (catastrophic backtracking: 2**40
+        # steps): no other thread of this process runs until it ends.
+        re.fullmatch(r"(a+)+b", "a" * 40)
     else:
         raise AssertionError(kind)
 
@@ -427,3 +433,14 @@ def soak_task(x: int, seconds: float) -> int:
     """A little work for the chaos soak: sleep, then compute."""
     time.sleep(seconds)
     return sum(range(x % 1000)) + x
+
+
+@process_task
+def start_forkserver_child() -> int | None:
+    """Start a process of our own with the forkserver method; its exit code."""
+    import multiprocessing
+
+    child = multiprocessing.get_context("forkserver").Process(target=os.getpid)
+    child.start()
+    child.join(30)
+    return child.exitcode

@@ -205,7 +205,7 @@ def test_a_worker_ignores_sigint(start_method: str, tmp_path: Path) -> None:
 
 _ORPHANS = """
 method, directory = sys.argv[1:3]
-kinds = ["sleep", "spin", "subtasks"]
+kinds = ["sleep", "spin", "subtasks", "gil"]
 if __name__ == "__main__":
     with Pool(processes=len(kinds), threads=4, start_method=method) as pool:
         futures = [ft.busy(directory, kind, kind) for kind in kinds]
@@ -219,13 +219,15 @@ def test_workers_and_forkserver_exit_when_the_parent_is_killed(
     start_method: str, tmp_path: Path
 ) -> None:
     # One worker sleeps, one spins in a CPU loop, one waits on subtask threads
-    # that spin: each notices the end of its channel and exits.
+    # that spin: each notices the end of its channel and exits. The fourth is
+    # stuck in C code holding the GIL, so its channel watcher cannot run: the
+    # kernel's parent-death signal stops it.
     script = Script(_ORPHANS, start_method, str(tmp_path))
     watched: list[int] = []
     try:
         info: dict[str, Any] = json.loads(script.read_line())
         workers = info["workers"]
-        assert len(workers) == 3
+        assert len(workers) == 4
         watched = list(workers)
         if start_method == "forkserver":
             assert info["forkserver"] is not None
@@ -246,3 +248,11 @@ def test_workers_and_forkserver_exit_when_the_parent_is_killed(
     finally:
         _kill_leftovers(watched)
         script.close()
+
+
+def test_a_task_can_still_start_forkserver_processes(start_method: str) -> None:
+    # Workers drop the forkserver pipe they inherit (so a dead parent's
+    # forkserver can exit): a task that uses the forkserver gets its own.
+    with Pool(processes=1, start_method=start_method):
+        assert fault_tasks.start_forkserver_child().result(timeout=60) == 0
+        assert fault_tasks.start_forkserver_child().result(timeout=60) == 0
