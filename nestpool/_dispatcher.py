@@ -507,6 +507,7 @@ class Dispatcher:
             w
             for w in self._workers
             if w.state is WorkerState.READY
+            and w.kill_reason is None  # being stopped (a timeout): never send it more
             and len(w.tasks) < capacity
             and (limit is None or w.sent_count < limit)
         ]
@@ -727,9 +728,14 @@ class Dispatcher:
     def _expire_timeouts(self) -> None:
         now = time.monotonic()
         while self._deadlines and self._deadlines[0][0] <= now:
-            _, task_id = heapq.heappop(self._deadlines)
+            deadline, task_id = heapq.heappop(self._deadlines)
             task = self._tasks.get(task_id)
-            if task is None or task.state is not TaskState.RUNNING or task.worker is None:
+            if (
+                task is None
+                or task.state is not TaskState.RUNNING
+                or task.worker is None
+                or task.deadline != deadline  # a stale entry: the task ran again
+            ):
                 continue
             worker = task.worker
             logger.warning(

@@ -335,6 +335,36 @@ def test_a_timeout_fails_the_other_tasks_of_its_worker_saying_why(
         assert pid not in pool.worker_pids()
 
 
+def test_a_worker_stopped_for_a_timeout_is_sent_no_more_work(tmp_path: Path) -> None:
+    # When a task times out its slot frees at once, but its worker is being
+    # killed: the task waiting in the queue must go to the replacement, not to
+    # the dying worker (where an acknowledged start would fail it for nothing).
+    directory = str(tmp_path)
+    with Pool(processes=1, tasks_per_process=2) as pool:
+        dispatcher = _dispatcher(pool)
+        sent: list[tuple[str, int]] = []
+        send_task = dispatcher._send_task
+
+        def record(worker: Any, task: Task) -> None:
+            sent.append((task.name, worker.pid))
+            send_task(worker, task)
+
+        dispatcher._send_task = record  # type: ignore[method-assign]
+        sibling = ft.hold_until(directory, "sibling", "gate")
+        pid = _wait_ready(tmp_path, "sibling")
+        timed = ft.sleep_timed(30.0)
+        queued = ft.logged_square(8, directory)  # both slots are busy: it waits
+        with pytest.raises(TaskTimeoutError):
+            timed.result(timeout=30)
+        assert queued.result(timeout=30) == 64
+        with pytest.raises(WorkerDiedError, match="ran past its timeout"):
+            sibling.result(timeout=30)
+    assert ("logged_square", pid) not in sent, sent
+    ((item, ran_on),) = ft.read_runs(directory)
+    assert item == 8
+    assert ran_on != pid
+
+
 @pytest.mark.parametrize("chunksize", [None, 4])
 def test_timed_items_of_a_map_each_get_their_own_limit(chunksize: int | None) -> None:
     # Three items of 0.4 s each would pass a 1 s limit shared by a chunk: each
