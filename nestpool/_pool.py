@@ -101,7 +101,8 @@ class Pool(Executor):
             ``forkserver`` where available, else ``spawn``.
         initializer: called with ``initargs`` at the start of each worker.
         initargs: arguments for ``initializer``.
-        max_tasks_per_child: replace each worker after this many process tasks.
+        max_tasks_per_child: replace each worker after this many process
+            tasks (a chunk of a ``map`` counts as one; subtasks do not count).
         client: a ``distributed.Client``: process tasks run on that Dask
             cluster instead of local worker processes (needs
             ``nestpool[dask]``; see docs/dask.md). The cluster decides the
