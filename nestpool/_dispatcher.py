@@ -791,8 +791,9 @@ class Dispatcher:
                 self._replacing.append(worker.pid)
         else:
             logger.debug("worker pid %d exited (%s)", worker.pid, describe_exit(exitcode))
+        running = sum(1 for task in worker.tasks.values() if task.state is TaskState.RUNNING)
         for task in list(worker.tasks.values()):
-            self._fail_or_requeue(task, worker, exitcode)
+            self._fail_or_requeue(task, worker, exitcode, running)
         worker.tasks.clear()
         if (
             not was_ready
@@ -824,14 +825,16 @@ class Dispatcher:
             f"workers. {hint}"
         )
 
-    def _fail_or_requeue(self, task: Task, worker: WorkerHandle, exitcode: int | None) -> None:
+    def _fail_or_requeue(
+        self, task: Task, worker: WorkerHandle, exitcode: int | None, running: int = 1
+    ) -> None:
         task.worker = None
         if task.state is TaskState.SENT and not self._terminating:
             # It never started: run it on another worker.
             task.move(TaskState.PENDING)
             self._pending.appendleft(task)
             return
-        error = self._death_error(task, worker, exitcode)
+        error = self._death_error(task, worker, exitcode, running)
         if task.indices is not None and task.items is not None and not self._terminating:
             assert task.outcomes is not None
             position = min(max(worker.slots[task.slot], 0), len(task.indices) - 1)
@@ -855,12 +858,23 @@ class Dispatcher:
         self._resolve_error(task, error)
 
     def _death_error(
-        self, task: Task, worker: WorkerHandle, exitcode: int | None
+        self, task: Task, worker: WorkerHandle, exitcode: int | None, running: int = 1
     ) -> WorkerDiedError:
         reason = worker.kill_reason or _death_hint(exitcode)
+        if self._terminating:
+            others = ""
+        elif running > 1:
+            # tasks_per_process > 1: the siblings went down with it; say so.
+            plural = "s" if running > 2 else ""
+            others = (
+                f" The {running - 1} other task{plural} running in that worker failed "
+                "with it; tasks in other workers were not affected."
+            )
+        else:
+            others = " Other tasks were not affected."
         return WorkerDiedError(
             f"task {task.name!r} (id {task.id}) lost its worker: pid {worker.pid} "
-            f"{describe_exit(exitcode)}; {reason}. Other tasks were not affected.",
+            f"{describe_exit(exitcode)}; {reason}.{others}",
             task_name=task.name,
             task_id=task.id,
             pid=worker.pid,

@@ -10,6 +10,7 @@ one meant (not a failure to import the test module).
 from __future__ import annotations
 
 import ctypes
+import faulthandler
 import os
 import re
 import resource
@@ -114,6 +115,7 @@ def exit_now(code: int, directory: str) -> None:
 def segfault(directory: str) -> None:
     """Log the run, then crash the worker in native code (a read of address 0)."""
     log_run(directory, -11)
+    faulthandler.disable()  # no stack dump on the test's stderr: just the crash
     ctypes.string_at(0)
 
 
@@ -372,6 +374,7 @@ def exiting_initializer(code: int) -> None:
 
 def crashing_initializer() -> None:
     """An initializer that segfaults."""
+    faulthandler.disable()
     ctypes.string_at(0)
 
 
@@ -444,3 +447,9 @@ def start_forkserver_child() -> int | None:
     child.start()
     child.join(30)
     return child.exitcode
+
+
+@process_task
+def call_sys_exit(code: int) -> None:
+    """Raise SystemExit in the task (it travels like any exception)."""
+    sys.exit(code)

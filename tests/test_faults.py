@@ -109,6 +109,7 @@ def test_a_death_fails_only_its_task_and_the_pool_goes_on(
         assert f"pid {error.pid}" in message
         for word in words:
             assert word in message, message
+        assert message.endswith("Other tasks were not affected."), message
         assert isinstance(error, BrokenProcessPool)
         assert isinstance(error, NestpoolError)
         # It ran once: a started task is never sent again.
@@ -142,10 +143,36 @@ def test_a_death_fails_every_task_of_that_worker_and_only_those(
             assert info.value.pid == victim
             assert info.value.signal == "SIGKILL"
             assert info.value.task_name == "hold_until"
+            assert "The 2 other tasks running in that worker failed with it" in str(info.value)
         (tmp_path / "gate").touch()
         for name in set(futures) - doomed:
             assert futures[name].result(timeout=30) == pids[name] != victim
         assert ft.square(3).result(timeout=30) == 9
+
+
+def test_an_idle_worker_that_dies_is_replaced_and_nothing_fails(start_method: str) -> None:
+    with Pool(processes=2, start_method=start_method) as pool:
+        assert [f.result(timeout=30) for f in [ft.square(i) for i in range(4)]] == [0, 1, 4, 9]
+        victim = pool.worker_pids()[0]
+        os.kill(victim, signal.SIGKILL)
+        assert wait_until(lambda: victim not in pool.worker_pids(), 30)
+        assert [f.result(timeout=30) for f in [ft.square(i) for i in range(20)]] == [
+            i * i for i in range(20)
+        ]
+        assert wait_until(lambda: len(pool.worker_pids()) == 2, 30)
+        assert len(_dispatcher(pool).started_pids) == 3
+
+
+def test_sys_exit_in_a_task_is_an_exception_not_a_death() -> None:
+    # As in ProcessPoolExecutor: SystemExit raised by the task is its outcome;
+    # the worker does not exit.
+    with Pool(processes=1) as pool:
+        pid = ft.getpid().result(timeout=30)
+        error = ft.call_sys_exit(4).exception(timeout=30)
+        assert isinstance(error, SystemExit)
+        assert error.code == 4
+        assert ft.getpid().result(timeout=30) == pid
+        assert pool.worker_pids() == [pid]
 
 
 def test_a_memory_error_is_an_ordinary_exception(tmp_path: Path) -> None:
