@@ -29,7 +29,10 @@ Data flow::
 - Timeouts use the same path: the worker is killed and replaced.
 - Only an initializer that fails (or workers that keep dying before they are
   ready) breaks the pool: it stops starting workers and fails pending and new
-  work with ``InitializerError``.
+  work with ``InitializerError``. A worker SIGKILLed before it said
+  ``MSG_BOOTED`` was killed from outside while starting: that does not count.
+- A worker being stopped (a timeout) is sent no more work; a task it had
+  received but not acknowledged runs elsewhere.
 """
 
 from __future__ import annotations

@@ -11,7 +11,9 @@ What it owns, in the worker process::
 
 - The main thread only reads the channel, so the end of the channel (a dead
   parent) is noticed whatever the tasks are doing (SPEC: PR_SET_PDEATHSIG alone
-  is not enough).
+  is not enough). It is set too, for a task that holds the GIL in C code so
+  that the main thread cannot run; and a worker drops the forkserver's
+  "alive" pipe, which would keep the forkserver, its parent, alive.
 - SIGINT is ignored: Ctrl-C is the parent's decision.
 - Each runner writes the index of the item it is running into a shared array
   slot before running it, so that when the worker dies the parent knows exactly
