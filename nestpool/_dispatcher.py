@@ -841,12 +841,12 @@ class Dispatcher:
         if task.indices is not None and task.items is not None and not self._terminating:
             assert task.outcomes is not None
             position = min(max(worker.slots[task.slot], 0), len(task.indices) - 1)
-            running = task.indices[position]
+            current = task.indices[position]
             # The slot still names the item reported last if the worker died
             # between sending its result and marking the next one: that item
             # keeps its value, and the next one had not started (issue 4).
-            if task.outcomes[running] is None:
-                task.outcomes[running] = (False, error)
+            if task.outcomes[current] is None:
+                task.outcomes[current] = (False, error)
             rest = [i for i in task.indices if task.outcomes[i] is None]
             if rest:
                 task.indices = rest

@@ -145,6 +145,9 @@ class _Channel:
             pass
 
 
+_PR_SET_PDEATHSIG = 1  # <sys/prctl.h>
+
+
 def _die_with_parent() -> None:
     """Ask the kernel to SIGKILL this worker when the thread that started it ends.
 
@@ -164,9 +167,6 @@ def _die_with_parent() -> None:
         libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
     except Exception:  # pragma: no cover - no libc prctl: the channel watch remains
         pass
-
-
-_PR_SET_PDEATHSIG = 1
 
 
 def _forget_forkserver() -> None:
