@@ -29,7 +29,10 @@ Data flow::
 - Timeouts use the same path: the worker is killed and replaced.
 - Only an initializer that fails (or workers that keep dying before they are
   ready) breaks the pool: it stops starting workers and fails pending and new
-  work with ``InitializerError``.
+  work with ``InitializerError``. A worker SIGKILLed before it said
+  ``MSG_BOOTED`` was killed from outside while starting: that does not count.
+- A worker being stopped (a timeout) is sent no more work; a task it had
+  received but not acknowledged runs elsewhere.
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ from ._serialize import dumps, loads, pickling_error
 from ._worker import (
     MSG_ACK,
     MSG_ARGS_FAILED,
+    MSG_BOOTED,
     MSG_CALL,
     MSG_EXIT,
     MSG_INIT_FAILED,
@@ -172,6 +176,7 @@ class WorkerHandle:
     """The dispatcher's record of one worker process."""
 
     __slots__ = (
+        "booted",
         "conn",
         "index",
         "kill_reason",
@@ -192,6 +197,8 @@ class WorkerHandle:
         self.tasks: dict[int, Task] = {}  # sent or running here
         self.sent_count = 0
         self.kill_reason: str | None = None
+        #: the worker said MSG_BOOTED: its own code (and so the initializer) ran
+        self.booted = False
 
         self.pid: int = process.pid or 0
 
@@ -463,9 +470,12 @@ class Dispatcher:
             args=(child_conn, slots, dumps(config)),
             name=f"{self.name}-worker-{index}",
         )
+        # Registered before the start: a forked worker must close its copy of
+        # its own parent end too, or the parent's death never reaches it as
+        # end-of-channel and it is orphaned for good (issue 4).
+        multiprocessing.util.register_after_fork(parent_conn, _close_in_fork_child)
         process.start()
         child_conn.close()
-        multiprocessing.util.register_after_fork(parent_conn, _close_in_fork_child)
         worker = WorkerHandle(index, process, parent_conn, slots)
         self._workers.append(worker)
         self._by_conn[parent_conn] = worker
@@ -504,6 +514,7 @@ class Dispatcher:
             w
             for w in self._workers
             if w.state is WorkerState.READY
+            and w.kill_reason is None  # being stopped (a timeout): never send it more
             and len(w.tasks) < capacity
             and (limit is None or w.sent_count < limit)
         ]
@@ -574,6 +585,8 @@ class Dispatcher:
                 if task.timeout is not None:
                     task.deadline = time.monotonic() + task.timeout
                     heapq.heappush(self._deadlines, (task.deadline, task.id))
+        elif kind == MSG_BOOTED:
+            worker.booted = True
         elif kind == MSG_READY:
             if worker.state is WorkerState.STARTING:
                 worker.state = WorkerState.READY
@@ -588,11 +601,15 @@ class Dispatcher:
         task = self._tasks.get(task_id)
         if task is None or task.state is TaskState.DONE:
             return  # already failed by a timeout; a late result
-        try:
-            outcomes: list[Outcome] = loads(blob)
-        except Exception as exc:
-            error = pickling_error(task.name, "result (unpickling in the parent)", exc)
-            outcomes = [(False, error)] * count
+        outcomes: list[Outcome]
+        if isinstance(blob, bytes):
+            try:
+                outcomes = loads(blob)
+            except Exception as exc:
+                error = pickling_error(task.name, "result (unpickling in the parent)", exc)
+                outcomes = [(False, error)] * count
+        else:  # one pickle per item: a bad one fails alone
+            outcomes = [_load_outcome(task.name, data) for data in blob]
         if outcomes:
             self._record_speed(task.name, busy / len(outcomes))
         if task.indices is None:
@@ -790,34 +807,59 @@ class Dispatcher:
                 self._replacing.append(worker.pid)
         else:
             logger.debug("worker pid %d exited (%s)", worker.pid, describe_exit(exitcode))
+        running = sum(1 for task in worker.tasks.values() if task.state is TaskState.RUNNING)
         for task in list(worker.tasks.values()):
-            self._fail_or_requeue(task, worker, exitcode)
+            self._fail_or_requeue(task, worker, exitcode, running)
         worker.tasks.clear()
-        if not was_ready and self.broken is None and not self._terminating:
+        if (
+            not was_ready
+            and self.broken is None
+            and not self._terminating
+            and (worker.booted or signal_name(exitcode) != "SIGKILL")
+        ):
+            # A SIGKILL before the worker's own code ran came from outside (the
+            # OOM killer, kill -9) while its interpreter started: it says nothing
+            # about the initializer or the main module, so it must not count
+            # towards breaking the pool (issue 4: a chaos test broke it so).
             self._startup_deaths += 1
             if self._startup_deaths >= MAX_STARTUP_DEATHS:
-                self._break(
-                    InitializerError(
-                        f"{MAX_STARTUP_DEATHS} worker processes in a row died before they were "
-                        f"ready (the last {describe_exit(exitcode)}); the pool stops starting "
-                        "workers. Check that the main module can be imported by the workers "
-                        "(guard the entry point with `if __name__ == '__main__':`)."
-                    )
-                )
+                self._break(self._startup_failure(worker, exitcode))
 
-    def _fail_or_requeue(self, task: Task, worker: WorkerHandle, exitcode: int | None) -> None:
+    def _startup_failure(self, worker: WorkerHandle, exitcode: int | None) -> InitializerError:
+        if worker.booted and self.initializer is not None:
+            where = "in the pool's initializer"
+            hint = "Check the initializer (run it once in the parent to see it fail)."
+        else:
+            where = "while starting"
+            hint = (
+                "Check that the main module can be imported by the workers "
+                "(guard the entry point with `if __name__ == '__main__':`)."
+            )
+        return InitializerError(
+            f"{MAX_STARTUP_DEATHS} worker processes in a row died {where}, before they "
+            f"were ready (the last {describe_exit(exitcode)}); the pool stops starting "
+            f"workers. {hint}"
+        )
+
+    def _fail_or_requeue(
+        self, task: Task, worker: WorkerHandle, exitcode: int | None, running: int = 1
+    ) -> None:
         task.worker = None
         if task.state is TaskState.SENT and not self._terminating:
             # It never started: run it on another worker.
             task.move(TaskState.PENDING)
             self._pending.appendleft(task)
             return
-        error = self._death_error(task, worker, exitcode)
+        error = self._death_error(task, worker, exitcode, running)
         if task.indices is not None and task.items is not None and not self._terminating:
             assert task.outcomes is not None
             position = min(max(worker.slots[task.slot], 0), len(task.indices) - 1)
-            running = task.indices[position]
-            task.outcomes[running] = (False, error)
+            current = task.indices[position]
+            # The slot still names the item reported last if the worker died
+            # between sending its result and marking the next one: that item
+            # keeps its value, and the next one had not started (issue 4).
+            if task.outcomes[current] is None:
+                task.outcomes[current] = (False, error)
             rest = [i for i in task.indices if task.outcomes[i] is None]
             if rest:
                 task.indices = rest
@@ -832,12 +874,23 @@ class Dispatcher:
         self._resolve_error(task, error)
 
     def _death_error(
-        self, task: Task, worker: WorkerHandle, exitcode: int | None
+        self, task: Task, worker: WorkerHandle, exitcode: int | None, running: int = 1
     ) -> WorkerDiedError:
         reason = worker.kill_reason or _death_hint(exitcode)
+        if self._terminating:
+            others = ""
+        elif running > 1:
+            # tasks_per_process > 1: the siblings went down with it; say so.
+            plural = "s" if running > 2 else ""
+            others = (
+                f" The {running - 1} other task{plural} running in that worker failed "
+                "with it; tasks in other workers were not affected."
+            )
+        else:
+            others = " Other tasks were not affected."
         return WorkerDiedError(
             f"task {task.name!r} (id {task.id}) lost its worker: pid {worker.pid} "
-            f"{describe_exit(exitcode)}; {reason}. Other tasks were not affected.",
+            f"{describe_exit(exitcode)}; {reason}.{others}",
             task_name=task.name,
             task_id=task.id,
             pid=worker.pid,
@@ -881,6 +934,14 @@ def _copy_initializer_error(error: InitializerError) -> InitializerError:
     copy = InitializerError(str(error), traceback_text=error.traceback_text)
     copy.__cause__ = error.__cause__
     return copy
+
+
+def _load_outcome(name: str, data: bytes) -> Outcome:
+    try:
+        outcome: Outcome = loads(data)
+    except Exception as exc:
+        return False, pickling_error(name, "result (unpickling in the parent)", exc)
+    return outcome
 
 
 def _resolve(future: Future[Any], ok: bool, value: Any) -> None:

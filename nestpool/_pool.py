@@ -101,7 +101,8 @@ class Pool(Executor):
             ``forkserver`` where available, else ``spawn``.
         initializer: called with ``initargs`` at the start of each worker.
         initargs: arguments for ``initializer``.
-        max_tasks_per_child: replace each worker after this many process tasks.
+        max_tasks_per_child: replace each worker after this many process
+            tasks (a chunk of a ``map`` counts as one; subtasks do not count).
         client: a ``distributed.Client``: process tasks run on that Dask
             cluster instead of local worker processes (needs
             ``nestpool[dask]``; see docs/dask.md). The cluster decides the
@@ -361,6 +362,10 @@ class Pool(Executor):
                 timeout=timeout,
                 task_timeout=task_timeout,
             )
+        if task_timeout is not None:
+            # A timeout is per call: a chunk shares one deadline, so quick
+            # items batched after slow ones would be stopped (issue 4).
+            chunksize = 1
         dispatcher = self._get_dispatcher()
         slots = self._processes * self._tasks_per_process
         cap = buffersize if buffersize is not None else 1 << 30

@@ -84,15 +84,16 @@ def dumps(obj: object) -> bytes:
     """Pickle ``obj``, falling back to cloudpickle for lambdas, closures and the like.
 
     Raises:
-        Exception: whatever the standard pickler raised, if cloudpickle fails too.
+        Exception: what cloudpickle raised, when it fails too. It got further:
+            the standard pickler stops at the first local class or lambda
+            ("Can't pickle local object"), cloudpickle at the real culprit
+            inside it (a lock, a generator).
     """
     try:
         return pickle.dumps(obj, PROTOCOL)
-    except Exception as first:
-        try:
-            return dumps_by_value(obj)
-        except Exception:
-            raise first from None
+    except Exception:
+        pass
+    return dumps_by_value(obj)
 
 
 def needs_by_value(fn: object) -> bool:

@@ -11,7 +11,9 @@ What it owns, in the worker process::
 
 - The main thread only reads the channel, so the end of the channel (a dead
   parent) is noticed whatever the tasks are doing (SPEC: PR_SET_PDEATHSIG alone
-  is not enough).
+  is not enough). It is set too, for a task that holds the GIL in C code so
+  that the main thread cannot run; and a worker drops the forkserver's
+  "alive" pipe, which would keep the forkserver, its parent, alive.
 - SIGINT is ignored: Ctrl-C is the parent's decision.
 - Each runner writes the index of the item it is running into a shared array
   slot before running it, so that when the worker dies the parent knows exactly
@@ -57,8 +59,10 @@ MSG_EXIT = 2  # (MSG_EXIT,)
 MSG_READY = 10  # (MSG_READY, pid)
 MSG_INIT_FAILED = 11  # (MSG_INIT_FAILED, error_payload)
 MSG_ACK = 12  # (MSG_ACK, task_id, slot)
-MSG_RESULT = 13  # (MSG_RESULT, task_id, first, count, final, busy_seconds, outcomes_blob)
+# outcomes: one pickle of the list of (ok, value), or a list of one pickle per item
+MSG_RESULT = 13  # (MSG_RESULT, task_id, first, count, final, busy_seconds, outcomes)
 MSG_ARGS_FAILED = 14  # (MSG_ARGS_FAILED, task_id, error_payload)
+MSG_BOOTED = 15  # (MSG_BOOTED, pid): the interpreter is up, nestpool's code runs
 
 FLUSH_SECONDS = 0.005
 _FN_CACHE_SIZE = 256
@@ -141,11 +145,65 @@ class _Channel:
             pass
 
 
+_PR_SET_PDEATHSIG = 1  # <sys/prctl.h>
+
+
+def _die_with_parent() -> None:
+    """Ask the kernel to SIGKILL this worker when the thread that started it ends.
+
+    A second line of defence behind the channel watch: while a task holds the
+    GIL in C code (a regex that backtracks for ever, an extension's loop), the
+    main thread cannot run to notice the end of the channel, and the worker
+    would outlive its parent (issue 4). The thread that started the worker is
+    the dispatcher's, which ends only after every worker it started, or the
+    forkserver's, which ends with the main process. Linux only.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    except Exception:  # pragma: no cover - no libc prctl: the channel watch remains
+        pass
+
+
+def _forget_forkserver() -> None:
+    """Close this worker's copy of the forkserver's 'alive' pipe.
+
+    The forkserver hands it to every process it forks and exits when all
+    copies are closed; the main process holds one. While a worker holds one
+    too, a dead main process leaves the forkserver running, and a worker stuck
+    in C code (see ``_die_with_parent``: its parent is the forkserver) with it.
+    A task that uses the forkserver itself starts a fresh one of its own.
+    """
+    module = sys.modules.get("multiprocessing.forkserver")
+    server = getattr(module, "_forkserver", None)
+    fd = getattr(server, "_forkserver_alive_fd", None)
+    if server is None or fd is None:
+        return
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+    server._forkserver_alive_fd = None
+    server._forkserver_address = None
+    # A forked worker also inherits the parent's server pid, which it cannot
+    # wait for (not its child): forget it too, or the task's start fails.
+    server._forkserver_pid = None
+
+
 def worker_main(conn: Connection, slots: Any, config_blob: bytes) -> None:
     """Entry point of a worker process (the target of ``multiprocessing.Process``)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    config: WorkerConfig = loads(config_blob)
+    _die_with_parent()
+    _forget_forkserver()
     channel = _Channel(conn)
+    # Before the initializer: a worker killed before this was killed while its
+    # interpreter started, which says nothing about the initializer.
+    channel.send((MSG_BOOTED, os.getpid()))
+    config: WorkerConfig = loads(config_blob)
     _routing.enter_worker(WorkerRoute(config.threads))
 
     if config.initializer is not None:
@@ -291,6 +349,11 @@ def _run_call(
         _send_outcomes(channel, task_id, name, 0, [], True, 0.0)
 
 
+#: results of these exact types always unpickle: a flush of only these travels
+#: as one pickle (the fast path for tiny tasks); anything else item by item.
+_PLAIN_TYPES = frozenset({int, float, str, bytes, bool, complex, type(None)})
+
+
 def _send_outcomes(
     channel: _Channel,
     task_id: int,
@@ -302,18 +365,27 @@ def _send_outcomes(
 ) -> None:
     # The outcomes travel as bytes inside the message, so that if the parent
     # cannot unpickle them it still knows which task and items they were for.
-    try:
-        blob = dumps(outcomes)
-    except Exception:
-        # Find the item(s) that cannot be pickled; the others keep their values.
-        checked: list[tuple[bool, Any]] = []
-        for ok, value in outcomes:
-            try:
-                dumps(value)
-            except Exception as exc:
-                error = pickling_error(name, "result" if ok else "exception", exc)
-                checked.append((False, exception_payload(error, name)))
-            else:
-                checked.append((ok, value))
-        blob = dumps(checked)
+    # Items that may fail to unpickle in the parent (a type it cannot import
+    # or rebuild) are pickled one by one, so that one bad item of a chunk
+    # fails alone (issue 4).
+    blob: bytes | list[bytes]
+    if len(outcomes) == 1 or all(type(value) in _PLAIN_TYPES for _, value in outcomes):
+        try:
+            blob = dumps(outcomes)
+        except Exception:
+            blob = _dumps_each(name, outcomes)
+    else:
+        blob = _dumps_each(name, outcomes)
     channel.send((MSG_RESULT, task_id, first, len(outcomes), final, busy, blob))
+
+
+def _dumps_each(name: str, outcomes: list[tuple[bool, Any]]) -> list[bytes]:
+    """One pickle per outcome; one that cannot be pickled becomes its error."""
+    blobs = []
+    for ok, value in outcomes:
+        try:
+            blobs.append(dumps((ok, value)))
+        except Exception as exc:
+            error = pickling_error(name, "result" if ok else "exception", exc)
+            blobs.append(dumps((False, exception_payload(error, name))))
+    return blobs

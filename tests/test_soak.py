@@ -1,0 +1,102 @@
+"""Chaos soak: thousands of tasks while another thread SIGKILLs a random worker
+every 100 ms. Every future ends, exactly once, as its correct value or a
+WorkerDiedError; none hangs or is lost; after the killing stops, the pool runs
+everything. Run once by .ci/run (``pytest -m soak``), not in the per-Python
+suite (it is deselected by default; see pyproject.toml).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import threading
+import time
+from collections import Counter
+from concurrent.futures import Future, wait
+from typing import Any
+
+import pytest
+
+from nestpool import Pool, WorkerDiedError
+from tests import fault_tasks as ft
+
+pytestmark = [pytest.mark.soak, pytest.mark.timeout(240)]
+
+TASKS = 2000
+AFTER = 500
+KILL_EVERY = 0.1
+TASK_SECONDS = 0.01
+
+
+def _expected(x: int) -> int:
+    return sum(range(x % 1000)) + x
+
+
+@pytest.mark.parametrize("start_method", ["fork", "forkserver", "spawn"])
+def test_chaos_soak(start_method: str) -> None:
+    calls: Counter[int] = Counter()
+    lock = threading.Lock()
+
+    def count(future: Future[Any]) -> None:
+        with lock:
+            calls[id(future)] += 1
+
+    stop = threading.Event()
+    kills: set[int] = set()
+    started = time.monotonic()
+    with Pool(processes=4, threads=2, start_method=start_method) as pool:
+
+        def killer() -> None:
+            rng = random.Random(4)
+            while not stop.wait(KILL_EVERY):
+                pids = pool.worker_pids()
+                if not pids:
+                    continue
+                pid = rng.choice(pids)
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    continue
+                kills.add(pid)
+
+        chaos = threading.Thread(target=killer, name="soak-killer")
+        chaos.start()
+        try:
+            futures = []
+            for x in range(TASKS):
+                future = ft.soak_task(x, TASK_SECONDS)
+                future.add_done_callback(count)
+                futures.append(future)
+            _, not_done = wait(futures, timeout=180)
+        finally:
+            stop.set()
+            chaos.join()
+        assert not not_done, f"{len(not_done)} futures never finished"
+        outcomes: Counter[str] = Counter()
+        for x, future in enumerate(futures):
+            error = future.exception()
+            if error is None:
+                assert future.result() == _expected(x)
+                outcomes["value"] += 1
+            else:
+                assert isinstance(error, WorkerDiedError), repr(error)
+                assert error.signal == "SIGKILL"
+                assert error.pid in kills
+                outcomes["WorkerDiedError"] += 1
+        chaos_seconds = time.monotonic() - started
+
+        after = [ft.soak_task(x, 0.0) for x in range(AFTER)]
+        assert [f.result(timeout=60) for f in after] == [_expected(x) for x in range(AFTER)]
+        started_workers = len(pool._get_dispatcher().started_pids)
+
+    # Each future's callbacks ran exactly once: none completed twice or never.
+    assert len(calls) == TASKS
+    assert set(calls.values()) == {1}
+    assert outcomes["value"] + outcomes["WorkerDiedError"] == TASKS
+    print(
+        f"\nchaos soak ({start_method}): {TASKS} tasks in {chaos_seconds:.1f}s, "
+        f"{len(kills)} workers SIGKILLed, {started_workers} workers started; "
+        f"{outcomes['value']} values, {outcomes['WorkerDiedError']} WorkerDiedError, "
+        f"0 lost, 0 twice; then {AFTER}/{AFTER} tasks succeeded"
+    )
