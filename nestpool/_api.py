@@ -242,6 +242,18 @@ def _process_amap(
     return AsyncMapIterator(iterator, reporter)
 
 
+def _bound_self(bound: Any) -> Any:
+    """What wrapt hands the wrapper as ``instance`` when a bound proxy is called.
+
+    For a class method that is the class the method is bound to (also when
+    reached through an instance, or a subclass), not ``_self_instance``, which
+    is the instance or None: ``.map`` used the latter and lost ``cls``.
+    """
+    if bound._self_binding == "classmethod":
+        return getattr(bound.__wrapped__, "__self__", None)
+    return bound._self_instance
+
+
 def _with_instance(
     instance: Any, binding: str, iterables: tuple[Iterable[Any], ...]
 ) -> tuple[Iterable[Any], ...]:
@@ -399,7 +411,7 @@ class BoundProcessTask(_BoundFunctionWrapper):
         progress: Progress = None,
     ) -> Iterator[Any]:
         """``ProcessTask.map`` for a bound method: the instance goes first."""
-        iterables = _with_instance(self._self_instance, self._self_binding, iterables)
+        iterables = _with_instance(_bound_self(self), self._self_binding, iterables)
         return _process_map(
             self._self_parent._self_options, iterables, ordered, chunksize, buffersize, progress
         )
@@ -413,7 +425,7 @@ class BoundProcessTask(_BoundFunctionWrapper):
         progress: Progress = None,
     ) -> AsyncIterator[Any]:
         """``ProcessTask.amap`` for a bound method: the instance goes first."""
-        iterables = _with_instance(self._self_instance, self._self_binding, iterables)
+        iterables = _with_instance(_bound_self(self), self._self_binding, iterables)
         return _process_amap(
             self._self_parent._self_options, iterables, ordered, chunksize, buffersize, progress
         )

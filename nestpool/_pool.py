@@ -626,6 +626,10 @@ def _bound_instance(task: object) -> tuple[Any, ...]:
     """
     instance = getattr(task, "_self_instance", None)
     binding = getattr(task, "_self_binding", None)
+    if binding == "classmethod":
+        # wrapt's own rule: a class method gets the class it is bound to
+        # (``_self_instance`` is the instance, or None through the class).
+        instance = getattr(task.__wrapped__, "__self__", None)  # type: ignore[attr-defined]
     if instance is not None and binding in ("function", "instancemethod", "classmethod"):
         return (instance,)
     return ()
