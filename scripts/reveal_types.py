@@ -94,6 +94,8 @@ ROWS: list[tuple[str, str]] = [
     ("gather", "gather"),
     ("gather", "gather(futures)"),
     ("gather", "gather(futures, return_exceptions=True)"),
+    ("gather", "gather([crunch(['u']), fetch('u')])"),
+    ("gather", "gather((crunch(['u']), fetch('u')))"),
     ("Pool", "Pool"),
     ("Pool", "pool"),
     ("Pool", "pool.__enter__()"),

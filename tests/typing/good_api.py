@@ -191,6 +191,14 @@ def check_results() -> None:
     assert_type(gather(futures, return_exceptions=False), list[int])
     assert gather(futures) == [1, 2]
     assert gather(futures, return_exceptions=True) == [1, 2]
+    # Futures of several types: the values are their union (pyright) or
+    # object (mypy joins a list display first); either assigns to these.
+    mixed: list[object] = gather([crunch(["ab"]), fetch("u")])
+    numbers: list[float] = gather([crunch(["ab"]), halve(3)])
+    either: list[int | bytes] = gather((crunch(["ab"]), fetch("u")))
+    with_errors: list[object] = gather([halve(1), fetch("u")], return_exceptions=True)
+    assert mixed == [2, b"u"] and numbers == [2, 1.5] and either == [2, b"u"]
+    assert with_errors == [0.5, b"u"]
     assert_type(futures[0].result(), int)
     assert_type(futures[0].result(timeout=1.0), int)
     done, _pending = concurrent.futures.wait(futures)

@@ -10,6 +10,7 @@ ignores reported) must flag each of these lines too. This file is never run.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from concurrent.futures import Future
 
@@ -84,10 +85,13 @@ def wrong_results() -> None:
     len(halve.map([1]))  # type: ignore[arg-type]
     floats: Iterator[str] = halve.map([1])  # type: ignore[assignment]
     crunch.map([["a"]], ordered="yes")  # type: ignore[call-overload]
-    gathered: list[str] = gather([crunch(["a"])])  # type: ignore[list-item]
+    gathered: list[str] = gather([crunch(["a"])])  # type: ignore[assignment]
+    only_ints: list[int] = gather([crunch(["a"]), fetch("u")])  # type: ignore[assignment]
+    gather([crunch(["a"]), 2])  # type: ignore[arg-type]
+    gather([asyncio.Future[int]()])  # type: ignore[arg-type]
     gather([crunch(["a"])], return_exceptions=True)[0] + 1  # type: ignore[operator]
     gather([1, 2])  # type: ignore[arg-type]
-    del as_text, value, plain, future, texts, floats, gathered
+    del as_text, value, plain, future, texts, floats, gathered, only_ints
 
 
 def wrong_map_items(words: list[str], numbers: list[int]) -> None:
