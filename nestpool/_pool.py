@@ -15,6 +15,7 @@ import itertools
 import multiprocessing
 import os
 import threading
+import types
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future
@@ -624,6 +625,11 @@ def _bound_instance(task: object) -> tuple[Any, ...]:
     The pool runs a decorated task's plain function, which wants the instance
     first; wrapt keeps it on the bound proxy (``_api._args_with_instance``).
     """
+    if isinstance(task, types.MethodType):
+        # @classmethod over a decorated function on Python 3.13+, where
+        # classmethod no longer binds through the task's __get__: a plain
+        # bound method whose __self__ is the class.
+        return (task.__self__,)
     instance = getattr(task, "_self_instance", None)
     binding = getattr(task, "_self_binding", None)
     if binding == "classmethod":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -50,10 +51,20 @@ PROCESS_METHODS: list[tuple[str, Callable[[], Any], list[int]]] = [
 IDS = [name for name, _, _ in PROCESS_METHODS]
 
 
-def _check_process_method(method: Any, expected: list[int], worker: bool) -> None:
+def _binds_helpers(name: str) -> bool:
+    # Python 3.13 removed classmethod's chaining of __get__: @classmethod over
+    # a decorated function gives a plain bound method, whose .map, .amap and
+    # .sync are the function's own, without cls (docs/typing.md: put the
+    # decorator over @classmethod). Calls and Pool.submit/map still bind cls.
+    return not (name.startswith("class_above") and sys.version_info >= (3, 13))
+
+
+def _check_process_method(method: Any, expected: list[int], worker: bool, name: str) -> None:
     value, pid = method(1).result()
     assert value == expected[0]
     assert (pid != os.getpid()) is worker
+    if not _binds_helpers(name):
+        return
     assert _values(method.map([1, 2])) == expected
     assert _values(method.map([1, 2], ordered=False, chunksize=2)) == expected
     assert _values(_amap_values(method.amap([1, 2]))) == expected
@@ -65,7 +76,7 @@ def _check_process_method(method: Any, expected: list[int], worker: bool) -> Non
 def test_process_task_methods_without_a_pool(
     name: str, get: Callable[[], Any], expected: list[int]
 ) -> None:
-    _check_process_method(get(), expected, worker=False)
+    _check_process_method(get(), expected, worker=False, name=name)
 
 
 @pytest.mark.parametrize(("name", "get", "expected"), PROCESS_METHODS, ids=IDS)
@@ -74,7 +85,7 @@ def test_process_task_methods_in_a_worker(
 ) -> None:
     with Pool(processes=1, threads=2, start_method="spawn") as pool:
         method = get()
-        _check_process_method(method, expected, worker=True)
+        _check_process_method(method, expected, worker=True, name=name)
         value, pid = pool.submit(method, 1).result()
         assert value == expected[0] and pid != os.getpid()
         assert _values(pool.map(method, [1, 2])) == expected
