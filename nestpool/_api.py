@@ -383,6 +383,13 @@ class ProcessTask(DecoratedFunction, _TaskMixin, _FunctionWrapper, Generic[P, R]
     def sync(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Call the plain function here and now; return its value (or raise).
 
+        Args:
+            *args: the function's positional arguments.
+            **kwargs: the function's keyword arguments.
+
+        Returns:
+            The function's value; its exception is raised, not put in a future.
+
         Example:
             >>> crunch.sync(batch)   # no future, no pool: a plain call
         """
@@ -390,12 +397,22 @@ class ProcessTask(DecoratedFunction, _TaskMixin, _FunctionWrapper, Generic[P, R]
 
     @property
     def task_name(self) -> str:
-        """The name used in errors and logs (``name=``, or the qualified name)."""
+        """The name used in errors and logs (``name=``, or the qualified name).
+
+        Example:
+            >>> crunch.task_name
+            'crunch'
+        """
         return self._self_options.name
 
     @property
     def timeout(self) -> float | None:
-        """The ``timeout=`` in seconds, or None."""
+        """The ``timeout=`` in seconds, or None.
+
+        Example:
+            >>> process_task(timeout=30)(crunch.__wrapped__).timeout
+            30.0
+        """
         return self._self_options.timeout
 
 
@@ -508,6 +525,13 @@ class ThreadSubtask(DecoratedFunction, _TaskMixin, _FunctionWrapper, Generic[P, 
     def sync(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Call the plain function here and now; return its value (or raise).
 
+        Args:
+            *args: the function's positional arguments.
+            **kwargs: the function's keyword arguments.
+
+        Returns:
+            The function's value; its exception is raised, not put in a future.
+
         Example:
             >>> page = fetch.sync(url)   # bytes, fetched in this thread
         """
@@ -515,7 +539,12 @@ class ThreadSubtask(DecoratedFunction, _TaskMixin, _FunctionWrapper, Generic[P, 
 
     @property
     def task_name(self) -> str:
-        """The name used in errors and logs (``name=``, or the qualified name)."""
+        """The name used in errors and logs (``name=``, or the qualified name).
+
+        Example:
+            >>> crunch.task_name
+            'crunch'
+        """
         return self._self_options.name
 
 

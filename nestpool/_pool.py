@@ -193,24 +193,44 @@ class Pool(Executor):
     @property
     def processes(self) -> int:
         """The number of worker processes (0: process tasks run inline); with a
-        client, the number of Dask workers now."""
+        client, the number of Dask workers now.
+
+        Example:
+            >>> Pool(processes=4).processes
+            4
+        """
         if self._dask is not None:
             return self._dask.workers()
         return self._processes
 
     @property
     def threads(self) -> int | None:
-        """Threads per thread pool (None: the standard library's default)."""
+        """Threads per thread pool (None: the standard library's default).
+
+        Example:
+            >>> Pool(threads=32).threads
+            32
+        """
         return self._threads
 
     @property
     def tasks_per_process(self) -> int:
-        """How many process tasks one worker runs at once."""
+        """How many process tasks one worker runs at once.
+
+        Example:
+            >>> Pool(tasks_per_process=2).tasks_per_process
+            2
+        """
         return self._tasks_per_process
 
     @property
     def start_method(self) -> str:
-        """The start method of the worker processes."""
+        """The start method of the worker processes.
+
+        Example:
+            >>> Pool().start_method          # the safe default on Linux
+            'forkserver'
+        """
         return self._start_method
 
     def worker_pids(self) -> list[int]:
@@ -394,6 +414,11 @@ class Pool(Executor):
         ``fn`` is any picklable callable: functions the workers cannot import
         (lambdas, closures, ``__main__``) are sent by value with cloudpickle.
         A decorated ``@process_task`` runs its plain function.
+
+        Args:
+            fn: the callable to run in a worker process (positional only).
+            *args: its positional arguments (pickled).
+            **kwargs: its keyword arguments (pickled).
 
         Returns:
             A ``concurrent.futures.Future`` resolved with the value, or with the

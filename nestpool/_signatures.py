@@ -331,6 +331,14 @@ class DecoratedFunction:
         running while the values come. Options and item checking as for
         ``.map``; ``aclose()`` cancels what has not started.
 
+        Args:
+            *iterables: zipped into the positional arguments of each call.
+            ordered: True: values in input order; False: in completion order.
+            chunksize: items sent at once, as for ``.map``.
+            buffersize: the most items in flight at once.
+            progress: True for a tqdm bar, or a callable ``progress(done)``
+                called in the event loop's thread after each value.
+
         Returns:
             An async iterator of values; an item's exception is raised at its
             place.
