@@ -119,3 +119,15 @@ def test_python_in_the_docs_parses_and_uses_real_names(path: Path) -> None:
                 and node.value.id == "nestpool"
             ):
                 assert hasattr(nestpool, node.attr), f"{path.name}: nestpool.{node.attr}"
+
+
+def test_changelog_keeps_a_changelog() -> None:
+    text = (ROOT / "CHANGELOG.md").read_text()
+    assert text.startswith("# Changelog\n")
+    assert "keepachangelog.com" in text
+    releases = re.findall(r"^## (.+)$", text, re.M)
+    assert releases and releases[0] == "[Unreleased]"
+    for release in releases[1:]:
+        assert re.fullmatch(r"\[\d+\.\d+\.\d+\] - \d{4}-\d{2}-\d{2}", release), release
+    kinds = set(re.findall(r"^### (.+)$", text, re.M))
+    assert kinds <= {"Added", "Changed", "Deprecated", "Removed", "Fixed", "Security"}, kinds
