@@ -10,7 +10,8 @@ satisfy. A structural match (not ``ProcessTask[[A1], R]``) is what both
 checkers accept: mypy solves a self-type of a concrete ``ParamSpec`` shape to
 ``Never``, and pyright, whose ``ParamSpec`` is invariant, rejects a function
 with defaults or keyword-only parameters against it. From six iterables on, the
-items are not checked (``Iterable[Any]``), as in typeshed's ``builtins.map``.
+items are not checked (``Iterable[Any]``), as in typeshed's ``builtins.map``;
+with none, the map is empty, as ``Executor.map(fn)``.
 
 At run time the methods only hand over to ``_self_map`` / ``_self_amap`` of the
 class; they never decide where anything runs.
@@ -106,6 +107,16 @@ class DecoratedFunction:
     ) -> AsyncIterator[Any]:
         raise NotImplementedError  # pragma: no cover - each class has its own
 
+    @overload
+    def map(
+        self: TakesAny[R],
+        /,
+        *,
+        ordered: bool = True,
+        chunksize: int | None = None,
+        buffersize: int | None = None,
+        progress: Progress = None,
+    ) -> Iterator[R]: ...
     @overload
     def map(
         self: Takes1[A1, R],
@@ -235,6 +246,16 @@ class DecoratedFunction:
         """
         return self._self_map(iterables, ordered, chunksize, buffersize, progress)
 
+    @overload
+    def amap(
+        self: TakesAny[R],
+        /,
+        *,
+        ordered: bool = True,
+        chunksize: int | None = None,
+        buffersize: int | None = None,
+        progress: Progress = None,
+    ) -> AsyncIterator[R]: ...
     @overload
     def amap(
         self: Takes1[A1, R],

@@ -168,6 +168,8 @@ def check_calls() -> None:
     assert_type(joined.map([1], [2], [3], [4]), Iterator[str])
     assert_type(joined.map([1], [2], [3], [4], [5]), Iterator[str])
     assert_type(joined.map([1], [2], [3], [4], [5], [6], [7]), Iterator[str])
+    assert_type(crunch.map(), Iterator[int])  # no iterables: empty, as Executor.map(fn)
+    assert list(crunch.map()) == []
     assert list(lookup.map(["k", "kk"])) == [1, 2]
     assert list(joined.map([1], [2], [3])) == ["1,2,3"]
     assert list(joined.map([1], [2], [3], [4], [5], [6], [7])) == ["1,2,3,4,5,6,7"]
