@@ -7,8 +7,10 @@
 - ``nested.py``: each of the five process tasks reports its five thread
   workers (once each) before its "Done" line, and "Main Done" comes last.
 - ``crawl.py``: every page was crawled and the three runs found the same
-  pages, links and words.
-- ``hash_tree.py``: every file was hashed and every digest matches ``hashlib``.
+  pages, links and words; each run printed its throughput, and the speed-up
+  over the single-process runs is printed.
+- ``hash_tree.py``: every file was hashed and every digest matches ``hashlib``;
+  both runs printed their throughput, and the speed-up over serial is printed.
 
 Exits non-zero, saying what was wrong, if any check fails.
 """
@@ -92,6 +94,17 @@ def check_crawl(out: str) -> str:
     runs = re.findall(r"pages=(\d+) links=(\d+) words=(\d+) digest=(\w+)", out)
     expect(len(runs) == 3 and len(set(runs)) == 1, f"the runs disagree: {runs}")
     expect("results match the single-process runs: True" in out, "results differ from serial")
+    # Each run's throughput, and the comparison with the single-process runs
+    # (the figures themselves depend on the machine: not checked).
+    speeds = re.findall(r"time=[0-9.]+s throughput=(\d+) pages/s$", out, re.M)
+    expect(len(speeds) == 3, f"{len(speeds)} throughput lines, not 3")
+    expect(
+        re.search(
+            r"^speed-up over serial: [0-9.]+x; over 1 process with threads: [0-9.]+x$", out, re.M
+        )
+        is not None,
+        "no comparison with the single-process runs",
+    )
     return f"{crawled[1]} pages, the same links, words and digest in all three runs"
 
 
@@ -101,6 +114,12 @@ def check_hash_tree(out: str) -> str:
     assert hashed is not None
     expect(hashed[1] == hashed[2], f"hashed {hashed[1]} of {hashed[2]} files")
     expect("digests match serial hashlib: True" in out, "digests differ from hashlib")
+    speeds = re.findall(r"^(serial hashlib|nestpool) .*: [0-9.]+s throughput=\d+ MB/s$", out, re.M)
+    expect(speeds == ["serial hashlib", "nestpool"], f"throughput lines: {speeds}")
+    expect(
+        re.search(r"^speed-up over serial: [0-9.]+x$", out, re.M) is not None,
+        "no comparison with the serial run",
+    )
     return f"{hashed[1]} files, every digest equal to hashlib's"
 
 

@@ -34,6 +34,7 @@ from ._errors import PoolClosedError
 from ._inline import map_inline, run_inline
 from ._routing import TaskOptions
 from ._serialize import PROTOCOL, ReducedByNestpool, dumps, dumps_by_value, needs_by_value
+from ._signatures import DecoratedFunction
 from ._typing import P, R
 
 __all__ = ["ProcessTask", "ThreadSubtask", "process_task", "thread_subtask"]
@@ -322,7 +323,7 @@ def _subtask_amap(
     return AsyncMapIterator(iterator, reporter)
 
 
-class ProcessTask(_TaskMixin, _FunctionWrapper, Generic[P, R]):
+class ProcessTask(DecoratedFunction, _TaskMixin, _FunctionWrapper, Generic[P, R]):
     """A function decorated with ``@process_task``: CPU-heavy work for a worker.
 
     Calling it returns a ``concurrent.futures.Future[R]``; where the call runs
@@ -371,69 +372,37 @@ class ProcessTask(_TaskMixin, _FunctionWrapper, Generic[P, R]):
         ) -> ProcessTask[P, R]: ...
         def __get__(self, instance: Any, owner: Any = None) -> Any: ...
 
-    def map(
+    def _self_map(
         self,
-        *iterables: Iterable[Any],
-        ordered: bool = True,
-        chunksize: int | None = None,
-        buffersize: int | None = None,
-        progress: Progress = None,
-    ) -> Iterator[R]:
-        """Call the task over the zipped iterables; iterate its values.
-
-        Lazy and bounded: input is pulled only as results are taken, and at
-        most ``buffersize`` items are in flight (by default a few chunks per
-        worker slot). Closing or dropping the iterator cancels what has not
-        started.
-
-        Args:
-            *iterables: zipped into the arguments of each call.
-            ordered: True: values in input order; False: in completion order.
-            chunksize: items sent to a worker at once; None chooses and adapts
-                it so that tiny tasks are not dominated by dispatch cost.
-            buffersize: the most items in flight at once.
-            progress: True shows a tqdm progress bar (the ``nestpool[progress]``
-                extra); a callable is called as ``progress(done)`` after each
-                value is handed out, in the consuming thread.
-
-        Returns:
-            An iterator of values; an item's exception is raised at its place.
-
-        Raises:
-            ImportError: ``progress=True`` and tqdm is not installed.
-
-        Example:
-            >>> total = sum(crunch.map(batches))
-            >>> total = sum(crunch.map(batches, progress=True))   # a tqdm bar
-        """
+        iterables: tuple[Iterable[Any], ...],
+        ordered: bool,
+        chunksize: int | None,
+        buffersize: int | None,
+        progress: Progress,
+    ) -> Iterator[Any]:
         return _process_map(self._self_options, iterables, ordered, chunksize, buffersize, progress)
 
-    def amap(
+    def _self_amap(
         self,
-        *iterables: Iterable[Any],
-        ordered: bool = True,
-        chunksize: int | None = None,
-        buffersize: int | None = None,
-        progress: Progress = None,
-    ) -> AsyncIterator[R]:
-        """``map`` for asyncio: ``async for value in task.amap(...)``.
-
-        The same lazy, bounded map as ``.map`` (work starts at the call), whose
-        waits happen in the event loop's default executor, so the loop keeps
-        running while the values come. Options as for ``.map``.
-
-        Example:
-            >>> async def main() -> None:
-            ...     with Pool():
-            ...         async for total in crunch.amap(batches):
-            ...             print(total)
-        """
+        iterables: tuple[Iterable[Any], ...],
+        ordered: bool,
+        chunksize: int | None,
+        buffersize: int | None,
+        progress: Progress,
+    ) -> AsyncIterator[Any]:
         return _process_amap(
             self._self_options, iterables, ordered, chunksize, buffersize, progress
         )
 
     def sync(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Call the plain function here and now; return its value (or raise).
+
+        Args:
+            *args: the function's positional arguments.
+            **kwargs: the function's keyword arguments.
+
+        Returns:
+            The function's value; its exception is raised, not put in a future.
 
         Example:
             >>> crunch.sync(batch)   # no future, no pool: a plain call
@@ -442,12 +411,22 @@ class ProcessTask(_TaskMixin, _FunctionWrapper, Generic[P, R]):
 
     @property
     def task_name(self) -> str:
-        """The name used in errors and logs (``name=``, or the qualified name)."""
+        """The name used in errors and logs (``name=``, or the qualified name).
+
+        Example:
+            >>> crunch.task_name
+            'crunch'
+        """
         return self._self_options.name
 
     @property
     def timeout(self) -> float | None:
-        """The ``timeout=`` in seconds, or None."""
+        """The ``timeout=`` in seconds, or None.
+
+        Example:
+            >>> process_task(timeout=30)(crunch.__wrapped__).timeout
+            30.0
+        """
         return self._self_options.timeout
 
 
@@ -487,7 +466,7 @@ class BoundProcessTask(_BoundFunctionWrapper):
         return self.__wrapped__(*args, **kwargs)
 
 
-class ThreadSubtask(_TaskMixin, _FunctionWrapper, Generic[P, R]):
+class ThreadSubtask(DecoratedFunction, _TaskMixin, _FunctionWrapper, Generic[P, R]):
     """A function decorated with ``@thread_subtask``: IO-bound work for threads.
 
     Calling it returns a ``concurrent.futures.Future[R]``: with a pool open it
@@ -531,70 +510,41 @@ class ThreadSubtask(_TaskMixin, _FunctionWrapper, Generic[P, R]):
         ) -> ThreadSubtask[P, R]: ...
         def __get__(self, instance: Any, owner: Any = None) -> Any: ...
 
-    def map(
+    def _self_map(
         self,
-        *iterables: Iterable[Any],
-        ordered: bool = True,
-        chunksize: int | None = None,
-        buffersize: int | None = None,
-        progress: Progress = None,
-    ) -> Iterator[R]:
-        """Call the subtask over the zipped iterables on the thread pool; iterate
-        its values (input order, or completion order with ``ordered=False``).
-
-        Lazy and bounded as ``ProcessTask.map``; ``chunksize`` > 1 runs that many
-        items per thread hop.
-
-        Args:
-            *iterables: zipped into the arguments of each call.
-            ordered: True: values in input order; False: in completion order.
-            chunksize: items run per thread hop (default 1).
-            buffersize: the most items in flight at once.
-            progress: True shows a tqdm progress bar (the ``nestpool[progress]``
-                extra); a callable is called as ``progress(done)``.
-
-        Example:
-            >>> pages = list(fetch.map(urls))     # inside a process task
-        """
+        iterables: tuple[Iterable[Any], ...],
+        ordered: bool,
+        chunksize: int | None,
+        buffersize: int | None,
+        progress: Progress,
+    ) -> Iterator[Any]:
+        name = self._self_options.name
         return _subtask_map(
-            self.__wrapped__,
-            iterables,
-            ordered,
-            chunksize,
-            buffersize,
-            progress,
-            self._self_options.name,
+            self.__wrapped__, iterables, ordered, chunksize, buffersize, progress, name
         )
 
-    def amap(
+    def _self_amap(
         self,
-        *iterables: Iterable[Any],
-        ordered: bool = True,
-        chunksize: int | None = None,
-        buffersize: int | None = None,
-        progress: Progress = None,
-    ) -> AsyncIterator[R]:
-        """``map`` for asyncio: ``async for value in fetch.amap(...)``; the waits
-        happen in the event loop's default executor. Options as for ``.map``.
-
-        Example:
-            >>> async def main() -> None:
-            ...     with Pool():
-            ...         async for page in fetch.amap(urls):
-            ...             print(len(page))
-        """
+        iterables: tuple[Iterable[Any], ...],
+        ordered: bool,
+        chunksize: int | None,
+        buffersize: int | None,
+        progress: Progress,
+    ) -> AsyncIterator[Any]:
+        name = self._self_options.name
         return _subtask_amap(
-            self.__wrapped__,
-            iterables,
-            ordered,
-            chunksize,
-            buffersize,
-            progress,
-            self._self_options.name,
+            self.__wrapped__, iterables, ordered, chunksize, buffersize, progress, name
         )
 
     def sync(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Call the plain function here and now; return its value (or raise).
+
+        Args:
+            *args: the function's positional arguments.
+            **kwargs: the function's keyword arguments.
+
+        Returns:
+            The function's value; its exception is raised, not put in a future.
 
         Example:
             >>> page = fetch.sync(url)   # bytes, fetched in this thread
@@ -603,7 +553,12 @@ class ThreadSubtask(_TaskMixin, _FunctionWrapper, Generic[P, R]):
 
     @property
     def task_name(self) -> str:
-        """The name used in errors and logs (``name=``, or the qualified name)."""
+        """The name used in errors and logs (``name=``, or the qualified name).
+
+        Example:
+            >>> crunch.task_name
+            'crunch'
+        """
         return self._self_options.name
 
 

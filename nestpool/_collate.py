@@ -25,10 +25,10 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from concurrent.futures import CancelledError, Future
 from concurrent.futures import TimeoutError as FuturesTimeoutError
-from typing import Any, Generic, Literal, overload
+from typing import Any, Generic, Literal, cast, overload
 
 from ._subtasks import SubtaskFuture, is_helper
-from ._typing import R, T
+from ._typing import FutureLike, R, T
 
 __all__ = [
     "AsyncMapIterator",
@@ -348,13 +348,20 @@ def run_chunk(fn: Callable[..., Any], items: list[Item]) -> list[Outcome]:
 
 @overload
 def gather(
-    futures: Iterable[Future[T]], *, return_exceptions: Literal[False] = False
+    futures: Iterable[FutureLike[T]], *, return_exceptions: Literal[False] = False
 ) -> list[T]: ...
 @overload
-def gather(futures: Iterable[Future[T]], *, return_exceptions: bool) -> list[T | BaseException]: ...
 def gather(
-    futures: Iterable[Future[T]], *, return_exceptions: bool = False
-) -> list[T] | list[T | BaseException]:
+    futures: Iterable[FutureLike[T]], *, return_exceptions: bool
+) -> list[T | BaseException]: ...
+# mypy joins a list display of a Future[int] and a Future[str] to list[object]
+# before it solves T; this last overload types gather([f_int, f_str]) as
+# list[object] there rather than an error (pyright solves T = int | str above).
+@overload
+def gather(  # pyright: ignore[reportOverlappingOverload]
+    futures: Iterable[Future[Any]], *, return_exceptions: bool = False
+) -> list[object]: ...
+def gather(futures: Iterable[FutureLike[Any]], *, return_exceptions: bool = False) -> list[Any]:
     """Wait for futures and return their values, in the order given.
 
     Works on any ``concurrent.futures.Future`` (nestpool's, inline ones, the
@@ -370,7 +377,9 @@ def gather(
 
     Returns:
         The values, one per future, in the order given: a ``list[T]``, or
-        with ``return_exceptions=True`` a ``list[T | BaseException]``.
+        with ``return_exceptions=True`` a ``list[T | BaseException]``. For
+        futures of several types ``T`` is their union (pyright), or
+        ``object`` (mypy, for a list display).
 
     Raises:
         Exception: without ``return_exceptions``, the first exception raised by
@@ -380,7 +389,7 @@ def gather(
         >>> totals = gather([crunch(batch) for batch in batches])
         >>> pages = gather(fetch(u) for u in urls)   # inside a process task
     """
-    fs = list(futures)
+    fs = cast("list[Future[Any]]", list(futures))
     if not fs:
         return []
     failed = _wait_all(fs, stop_on_failure=not return_exceptions)

@@ -88,7 +88,12 @@ class WorkerDiedError(NestpoolError, BrokenProcessPool):
 
     @property
     def signal(self) -> str | None:
-        """The name of the signal that ended the worker, or None if it exited."""
+        """The name of the signal that ended the worker, or None if it exited.
+
+        Example:
+            >>> WorkerDiedError("lost", exitcode=-9).signal
+            'SIGKILL'
+        """
         return signal_name(self.exitcode)
 
 

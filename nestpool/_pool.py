@@ -15,6 +15,7 @@ import itertools
 import multiprocessing
 import os
 import threading
+import types
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future
@@ -197,24 +198,44 @@ class Pool(Executor):
     @property
     def processes(self) -> int:
         """The number of worker processes (0: process tasks run inline); with a
-        client, the number of Dask workers now."""
+        client, the number of Dask workers now.
+
+        Example:
+            >>> Pool(processes=4).processes
+            4
+        """
         if self._dask is not None:
             return self._dask.workers()
         return self._processes
 
     @property
     def threads(self) -> int | None:
-        """Threads per thread pool (None: the standard library's default)."""
+        """Threads per thread pool (None: the standard library's default).
+
+        Example:
+            >>> Pool(threads=32).threads
+            32
+        """
         return self._threads
 
     @property
     def tasks_per_process(self) -> int:
-        """How many process tasks one worker runs at once."""
+        """How many process tasks one worker runs at once.
+
+        Example:
+            >>> Pool(tasks_per_process=2).tasks_per_process
+            2
+        """
         return self._tasks_per_process
 
     @property
     def start_method(self) -> str:
-        """The start method of the worker processes."""
+        """The start method of the worker processes.
+
+        Example:
+            >>> Pool().start_method          # the safe default on Linux
+            'forkserver'
+        """
         return self._start_method
 
     def worker_pids(self) -> list[int]:
@@ -422,6 +443,11 @@ class Pool(Executor):
         ``fn`` is any picklable callable: functions the workers cannot import
         (lambdas, closures, ``__main__``) are sent by value with cloudpickle.
         A decorated ``@process_task`` runs its plain function.
+
+        Args:
+            fn: the callable to run in a worker process (positional only).
+            *args: its positional arguments (pickled).
+            **kwargs: its keyword arguments (pickled).
 
         Returns:
             A ``concurrent.futures.Future`` resolved with the value, or with the
@@ -663,6 +689,11 @@ def _bound_instance(task: object) -> tuple[Any, ...]:
     The pool runs a decorated task's plain function, which wants the instance
     (or, for a class method, the class) first (``_api._bound_first``).
     """
+    if isinstance(task, types.MethodType):
+        # @classmethod over a decorated function on Python 3.13+, where
+        # classmethod no longer binds through the task's __get__: a plain
+        # bound method whose __self__ is the class.
+        return (task.__self__,)
     from ._api import _bound_first
 
     return _bound_first(task)

@@ -231,8 +231,14 @@ class SubtaskPool:
             name=f"{self.name}_{len(self._threads)}",
             daemon=True,
         )
-        thread.start()
+        # Listed before it starts: its first subtask may run (and ask
+        # thread_idents()) before start() returns here.
         self._threads.append(thread)
+        try:
+            thread.start()
+        except BaseException:
+            self._threads.remove(thread)
+            raise
 
     def thread_idents(self) -> set[int]:
         """The idents of the pool's live threads (for tests and diagnostics)."""

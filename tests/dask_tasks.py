@@ -138,3 +138,17 @@ def current_key(x: int) -> str:
 def plain_dask_task() -> dict[str, Any]:
     """A plain function run with client.submit (not through nestpool)."""
     return {"in_worker": _routing.in_worker(), "sub": where_subtask().result()}
+
+
+class UnpicklableError(Exception):
+    """An exception that holds a lock: it cannot travel back as itself."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.lock = threading.Lock()
+
+
+@process_task
+def fail_unpicklably(message: str) -> None:
+    """Raise an exception that cannot be pickled, from a Dask worker."""
+    raise UnpicklableError(message)

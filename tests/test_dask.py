@@ -35,6 +35,7 @@ dask = pytest.importorskip("dask")
 from nestpool import (  # noqa: E402
     Pool,
     PoolClosedError,
+    RemoteTaskError,
     TaskPicklingError,
     TaskTimeoutError,
     WorkerDiedError,
@@ -128,6 +129,8 @@ def test_subtasks_use_one_persistent_pool_per_worker_process(client: Any) -> Non
             # On the worker's nestpool pool, or on the waiting Dask thread
             # itself when it ran an unstarted subtask (never on a new pool).
             assert sub["thread"].startswith("nestpool-subtask") or sub["ident"] == result["ident"]
+            # ...and a thread of that very pool, not of another one.
+            assert sub["ident"] in sub["pool_threads"] or sub["ident"] == result["ident"]
             pools.setdefault(sub["pid"], set()).add(sub["pool"])
     # One pool per worker process, created once and reused by every task.
     assert all(len(ids) == 1 for ids in pools.values())
@@ -299,6 +302,40 @@ def test_exception_keeps_its_type_and_traceback(client: Any) -> None:
     assert "raise TaskFailedError(message)" in str(exc.__cause__)
 
 
+def test_an_unpicklable_exception_arrives_as_remote_task_error(client: Any) -> None:
+    with Pool(client=client):
+        error = tasks.fail_unpicklably("no way back").exception()
+    assert isinstance(error, RemoteTaskError)
+    assert error.type_name == "tests.dask_tasks.UnpicklableError"
+    assert error.message == "no way back"
+    assert "fail_unpicklably" in error.traceback_text
+    assert "raise UnpicklableError(message)" in error.traceback_text
+
+
+def test_the_core_never_imports_dask() -> None:
+    # Dask is the optional extra nestpool[dask]: nothing imports it unless a
+    # client is handed to Pool.
+    script = (
+        "import sys\n"
+        "import nestpool\n"
+        "from tests import helpers\n"
+        "with nestpool.Pool(processes=1, threads=2):\n"
+        "    assert helpers.fan_out([1, 2]).result() == 6\n"
+        "    assert list(helpers.double.map([1, 2])) == [2, 4]\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('distributed', 'dask')))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
 def test_unpicklable_argument_and_result_fail_their_task(client: Any) -> None:
     with Pool(client=client):
         bad_arg = tasks.add(threading.Lock())
@@ -434,11 +471,15 @@ def test_ctrl_c_leaves_the_with_block_and_cancels_the_dask_tasks(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("example", ["collate.py", "nested.py"])
-def test_examples_run_on_dask(client: Any, example: str) -> None:
-    address = client.scheduler.address
+@pytest.mark.parametrize(
+    ("example", "switch"),
+    [("collate.py", "--scheduler"), ("nested.py", "--scheduler"), ("collate.py", "--dask")],
+)
+def test_examples_run_on_dask(client: Any, example: str, switch: str) -> None:
+    # --scheduler: the module's running cluster; --dask: a LocalCluster of its own.
+    where = [switch, client.scheduler.address] if switch == "--scheduler" else [switch]
     result = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / example), "--scheduler", address],
+        [sys.executable, str(ROOT / "examples" / example), *where],
         capture_output=True,
         text=True,
         timeout=80,

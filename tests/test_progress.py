@@ -81,6 +81,8 @@ def test_without_tqdm_the_error_says_how_to_install_it(monkeypatch: pytest.Monke
         pool.map(abs, [1], progress=True)
     with pytest.raises(ImportError, match=r"nestpool\[progress\]"):
         triple.map([1], progress=True)
+    with pytest.raises(ImportError, match=r"nestpool\[progress\]"):
+        cube.amap(map(ran.append, [1]), progress=True)
     assert ran == []  # raised at the call, before any input was taken
 
 
@@ -110,3 +112,18 @@ def test_bound_methods_report_progress_too() -> None:
         assert list(scaler.scale.map([1, 2], progress=seen.append)) == [3, 6]
         assert list(scaler.shift.map([1, 2], progress=seen.append)) == [4, 5]
     assert seen == [1, 2, 1, 2]
+
+
+def test_tqdm_bar_on_amap(capsys: pytest.CaptureFixture[str]) -> None:
+    import asyncio
+
+    async def main() -> list[int]:
+        with Pool(processes=1, threads=2):
+            cubes = [v async for v in cube.amap(range(6), progress=True)]
+            triples = [v async for v in triple.amap(range(3), progress=True)]
+        return cubes + triples
+
+    assert asyncio.run(main()) == [x**3 for x in range(6)] + [0, 3, 6]
+    err = capsys.readouterr().err
+    assert "6/6" in err and "cube" in err
+    assert "3/3" in err and "triple" in err

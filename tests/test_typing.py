@@ -26,6 +26,7 @@ from types import ModuleType
 
 import pytest
 
+import nestpool
 from nestpool import Pool
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -300,7 +301,10 @@ def test_wheel_ships_py_typed(wheel: Path) -> None:
     assert not any(name.startswith("tests/") for name in names)
     metadata = next(name for name in names if name.endswith(".dist-info/METADATA"))
     with zipfile.ZipFile(wheel) as archive:
-        assert "Classifier: Typing :: Typed" in archive.read(metadata).decode()
+        text = archive.read(metadata).decode()
+    assert "Classifier: Typing :: Typed" in text
+    # The version lives in one place, nestpool/__init__.py, which the build reads.
+    assert f"\nVersion: {nestpool.__version__}\n" in text
 
 
 def _reveal_script() -> ModuleType:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Future
 from typing import TypeVar
 
@@ -161,6 +161,27 @@ def check_calls() -> None:
     assert list(crunch.map([["a"], ["bb"]])) == [1, 2]
     assert list(halve.map(range(3), buffersize=2)) == [0.0, 0.5, 1.0]
     assert sorted(fetch.map(["a", "b"], ordered=False)) == [b"a", b"b"]
+    # One iterable per positional parameter, each checked (up to five), and
+    # unchecked beyond: the result type holds for any number.
+    assert_type(lookup.map(["k"], buffersize=4), Iterator[int])
+    assert_type(joined.map([1], [2], [3]), Iterator[str])
+    assert_type(joined.map([1], [2], [3], [4]), Iterator[str])
+    assert_type(joined.map([1], [2], [3], [4], [5]), Iterator[str])
+    assert_type(joined.map([1], [2], [3], [4], [5], [6], [7]), Iterator[str])
+    assert_type(crunch.map(), Iterator[int])  # no iterables: empty, as Executor.map(fn)
+    assert list(crunch.map()) == []
+    assert list(lookup.map(["k", "kk"])) == [1, 2]
+    assert list(joined.map([1], [2], [3])) == ["1,2,3"]
+    assert list(joined.map([1], [2], [3], [4], [5], [6], [7])) == ["1,2,3,4,5,6,7"]
+
+    async def consume() -> tuple[list[float], list[bytes]]:
+        halves = halve.amap([1, 2])
+        assert_type(halves, AsyncIterator[float])
+        assert_type(fetch.amap(["u"], ordered=False), AsyncIterator[bytes])
+        assert_type(crunch.amap([["a"]], [2]), AsyncIterator[int])
+        return [h async for h in halves], [p async for p in fetch.amap(["u"])]
+
+    assert asyncio.run(consume()) == ([0.5, 1.0], [b"u"])
 
 
 def check_results() -> None:
@@ -172,6 +193,14 @@ def check_results() -> None:
     assert_type(gather(futures, return_exceptions=False), list[int])
     assert gather(futures) == [1, 2]
     assert gather(futures, return_exceptions=True) == [1, 2]
+    # Futures of several types: the values are their union (pyright) or
+    # object (mypy joins a list display first); either assigns to these.
+    mixed: list[object] = gather([crunch(["ab"]), fetch("u")])
+    numbers: list[float] = gather([crunch(["ab"]), halve(3)])
+    either: list[int | bytes] = gather((crunch(["ab"]), fetch("u")))
+    with_errors: list[object] = gather([halve(1), fetch("u")], return_exceptions=True)
+    assert mixed == [2, b"u"] and numbers == [2, 1.5] and either == [2, b"u"]
+    assert with_errors == [0.5, b"u"]
     assert_type(futures[0].result(), int)
     assert_type(futures[0].result(timeout=1.0), int)
     done, _pending = concurrent.futures.wait(futures)
@@ -200,6 +229,8 @@ def check_methods() -> None:
     assert_type(scorer.tag("x"), Future[str])
     assert_type(scorer.tag.map(["x"]), Iterator[str])
     assert_type(Scorer.score(scorer, "ab"), Future[int])
+    assert_type(Scorer.score.map([scorer], ["ab"]), Iterator[int])
+    assert_type(scorer.score.amap(["a"]), AsyncIterator[int])
     unbound: ProcessTask[[Scorer, str], int] = Scorer.score
     assert unbound(scorer, "ab").result() == 12
     assert_type(Scorer.static_above(1), Future[int])
@@ -210,6 +241,7 @@ def check_methods() -> None:
     assert scorer.tag("x").result() == "x:10"
     assert list(scorer.tag.map(["x"])) == ["x:10"]
     assert Scorer.score(scorer, "ab").result() == 12
+    assert list(Scorer.score.map([scorer], ["ab"])) == [12]
     assert Scorer.static_above(1).result() == 2
     assert Scorer.static_below(1).result() == 3
 

@@ -10,6 +10,7 @@ ignores reported) must flag each of these lines too. This file is never run.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from concurrent.futures import Future
 
@@ -83,11 +84,30 @@ def wrong_results() -> None:
     crunch.map([["a"]])[0]  # type: ignore[index]
     len(halve.map([1]))  # type: ignore[arg-type]
     floats: Iterator[str] = halve.map([1])  # type: ignore[assignment]
-    crunch.map([["a"]], ordered="yes")  # type: ignore[arg-type]
-    gathered: list[str] = gather([crunch(["a"])])  # type: ignore[list-item]
+    crunch.map([["a"]], ordered="yes")  # type: ignore[call-overload]
+    gathered: list[str] = gather([crunch(["a"])])  # type: ignore[assignment]
+    only_ints: list[int] = gather([crunch(["a"]), fetch("u")])  # type: ignore[assignment]
+    gather([crunch(["a"]), 2])  # type: ignore[arg-type]
+    gather([asyncio.Future[int]()])  # type: ignore[arg-type]
     gather([crunch(["a"])], return_exceptions=True)[0] + 1  # type: ignore[operator]
     gather([1, 2])  # type: ignore[arg-type]
-    del as_text, value, plain, future, texts, floats, gathered
+    del as_text, value, plain, future, texts, floats, gathered, only_ints
+
+
+def wrong_map_items(words: list[str], numbers: list[int]) -> None:
+    # Each iterable's items are checked against the parameter they feed.
+    crunch.map([1, 2])  # type: ignore[list-item]
+    crunch.map(words)  # type: ignore[arg-type]
+    crunch.map([["a"]], ["2"])  # type: ignore[list-item]
+    crunch.map([["a"]], words)  # type: ignore[arg-type]
+    halve.map(words)  # type: ignore[arg-type]
+    halve.map(numbers, numbers)  # type: ignore[call-overload]
+    fetch.map([b"u"])  # type: ignore[list-item]
+    lookup.map(words, numbers)  # type: ignore[call-overload]
+    Scorer().score.map(numbers)  # type: ignore[arg-type]
+    halve.amap(words)  # type: ignore[arg-type]
+    crunch.amap([["a"]], words)  # type: ignore[arg-type]
+    fetch.amap(numbers)  # type: ignore[arg-type]
 
 
 def wrong_decoration() -> None:

@@ -1,0 +1,133 @@
+"""The docs say what the code does: every page is in the site's nav, the
+Faults page has a section per error (when, what it carries, what to do) and
+lists every pickling direction, and the Python in README.md and docs/ parses
+and imports only names nestpool has. (The site itself is built with
+``mkdocs build --strict`` by scripts/docs.sh in .ci/run.)
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import re
+from pathlib import Path
+
+import pytest
+
+import nestpool
+from nestpool import _serialize
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+MARKDOWN = [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
+_BLOCK = re.compile(r"^( *)```python\n(.*?)\n\1```[ \t]*$", re.M | re.S)
+
+
+def _nav() -> dict[str, str]:
+    """``{title: page}`` of mkdocs.yml's nav (a flat list of ``- Title: page.md``)."""
+    text = (ROOT / "mkdocs.yml").read_text()
+    nav = text[text.index("\nnav:") :].split("\n\n")[0]
+    return dict(re.findall(r"^  - (.+?): (\S+\.md)$", nav, re.M))
+
+
+def test_every_page_is_in_the_nav_and_the_issue_pages_exist() -> None:
+    nav = _nav()
+    assert sorted(nav.values()) == sorted(p.name for p in DOCS.glob("*.md"))
+    titles = " | ".join(nav).lower()
+    for topic in (
+        "getting started",
+        "routing",
+        "collating",
+        "faults",
+        "performance",
+        "dask",
+        "typing",
+        "migrating",
+        "api reference",
+    ):
+        assert topic in titles, f"no page about {topic!r} in the nav"
+    assert "mermaid" in (DOCS / "routing.md").read_text(), "routing.md has no diagram"
+    assert "::: nestpool" in (DOCS / "api.md").read_text()
+
+
+ERRORS = sorted(
+    name
+    for name in nestpool.__all__
+    if isinstance(getattr(nestpool, name), type)
+    and issubclass(getattr(nestpool, name), nestpool.NestpoolError)
+)
+
+
+def _section(text: str, name: str) -> str:
+    match = re.search(rf"^## `{name}`\n(.*?)(?=^## |\Z)", text, re.M | re.S)
+    assert match is not None, f"docs/faults.md has no section '## `{name}`'"
+    return match[1]
+
+
+@pytest.mark.parametrize("name", ERRORS)
+def test_faults_page_has_a_section_per_error(name: str) -> None:
+    section = _section((DOCS / "faults.md").read_text(), name)
+    for part in ("**When.**", "**What it carries.**", "**What to do.**"):
+        assert part in section, f"faults.md, {name}: no {part}"
+
+
+@pytest.mark.parametrize("name", ERRORS)
+def test_faults_page_names_each_attribute_an_error_has(name: str) -> None:
+    error = getattr(nestpool, name)
+    attributes = {
+        attr
+        for klass in error.__mro__
+        if klass.__module__ == "nestpool"
+        for attr, value in vars(klass).items()
+        if not attr.startswith("_") and isinstance(value, property)
+    }
+    init = vars(error).get("__init__")
+    if init is not None:
+        attributes |= set(re.findall(r"self\.([a-z_]+) = ", _source(init)))
+    section = _section((DOCS / "faults.md").read_text(), name)
+    missing = [attr for attr in sorted(attributes) if f"`{attr}`" not in section]
+    assert not missing, f"faults.md, {name}: attributes not described: {missing}"
+
+
+def _source(fn: object) -> str:
+    import inspect
+
+    return inspect.getsource(fn)  # type: ignore[arg-type]
+
+
+def test_faults_page_lists_every_pickling_direction() -> None:
+    text = _section((DOCS / "faults.md").read_text(), "TaskPicklingError")
+    missing = [d for d in _serialize._DIRECTIONS if f'`"{d}"`' not in text]
+    assert not missing, f"directions missing from faults.md: {missing}"
+
+
+@pytest.mark.parametrize("path", MARKDOWN, ids=lambda p: p.name)
+def test_python_in_the_docs_parses_and_uses_real_names(path: Path) -> None:
+    for match in _BLOCK.finditer(path.read_text()):
+        code = "\n".join(line[len(match[1]) :] for line in match[2].splitlines())
+        tree = ast.parse(code, filename=path.name)  # a SyntaxError fails the test
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("nestpool"):
+                module = importlib.import_module(node.module or "")
+                for alias in node.names:
+                    assert hasattr(module, alias.name), (
+                        f"{path.name}: from {node.module} import {alias.name}: no such name"
+                    )
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "nestpool"
+            ):
+                assert hasattr(nestpool, node.attr), f"{path.name}: nestpool.{node.attr}"
+
+
+def test_changelog_keeps_a_changelog() -> None:
+    text = (ROOT / "CHANGELOG.md").read_text()
+    assert text.startswith("# Changelog\n")
+    assert "keepachangelog.com" in text
+    releases = re.findall(r"^## (.+)$", text, re.M)
+    assert releases and releases[0] == "[Unreleased]"
+    for release in releases[1:]:
+        assert re.fullmatch(r"\[\d+\.\d+\.\d+\] - \d{4}-\d{2}-\d{2}", release), release
+    kinds = set(re.findall(r"^### (.+)$", text, re.M))
+    assert kinds <= {"Added", "Changed", "Deprecated", "Removed", "Fixed", "Security"}, kinds
