@@ -11,6 +11,7 @@ processes or the task table itself: that is the dispatcher's.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import multiprocessing
 import os
@@ -475,7 +476,7 @@ class Pool(Executor):
             )
         if self._processes == 0:
             return run_inline(fn, args, kwargs)
-        name = getattr(fn, "__qualname__", None) or repr(fn)
+        name = callable_name(fn)
         return self._submit_call(name, lambda: dumps_callable(fn), args, kwargs, None)
 
     @overload
@@ -552,7 +553,7 @@ class Pool(Executor):
         if options is not None:
             name, payload = options.name, options.get_payload
         else:
-            name = getattr(fn, "__qualname__", None) or repr(fn)
+            name = callable_name(fn)
 
             def payload() -> bytes:
                 return dumps_callable(fn)
@@ -668,6 +669,19 @@ class Pool(Executor):
 def _raise_closed() -> Iterator[Any]:
     raise PoolClosedError("cannot schedule new futures after shutdown")
     yield  # a generator: the error comes at the first next(), as a task's would
+
+
+def callable_name(fn: object) -> str:
+    """The name of a callable in errors and logs: its qualified name; for a
+    ``functools.partial``, ``partial(<name>)``; for a callable object, its
+    class's qualified name (never a repr with an address in it)."""
+    name = getattr(fn, "__qualname__", None)
+    if isinstance(name, str) and name:
+        return name
+    inner = getattr(fn, "func", None)
+    if isinstance(fn, functools.partial) and inner is not None:
+        return f"partial({callable_name(inner)})"
+    return type(fn).__qualname__
 
 
 def _check_no_local_options(**options: Any) -> None:

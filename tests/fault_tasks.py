@@ -453,3 +453,19 @@ def start_forkserver_child() -> int | None:
 def call_sys_exit(code: int) -> None:
     """Raise SystemExit in the task (it travels like any exception)."""
     sys.exit(code)
+
+
+def _rebuild_parent_only_callable() -> Any:
+    if _routing.in_worker():
+        raise ImportError("ParentOnlyCallable cannot be rebuilt in a worker")
+    return ParentOnlyCallable()
+
+
+class ParentOnlyCallable:
+    """A callable that pickles fine but cannot be rebuilt in a worker."""
+
+    def __call__(self, x: int) -> int:
+        return x * x
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _rebuild_parent_only_callable, ()

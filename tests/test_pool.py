@@ -493,3 +493,25 @@ def test_a_subtask_may_make_the_first_process_task_call_while_the_pool_shuts_dow
     closer.join(30)
     assert not closer.is_alive()
     assert future.result(timeout=0) == 42
+
+
+def test_a_plain_callable_is_named_without_an_address_in_errors() -> None:
+    import functools
+    import threading
+
+    from nestpool import TaskPicklingError
+    from nestpool._pool import callable_name
+
+    assert callable_name(pow) == "pow"
+    assert callable_name(functools.partial(pow, 2)) == "partial(pow)"
+    assert callable_name(functools.partial(functools.partial(pow, 2), 3)) == "partial(pow)"
+
+    class Scale:
+        def __call__(self, x: int) -> int:
+            return 2 * x
+
+    assert callable_name(Scale()).endswith("Scale")
+    with Pool(processes=1) as pool:
+        error = pool.submit(functools.partial(pow, threading.Lock())).exception(timeout=30)
+    assert isinstance(error, TaskPicklingError)
+    assert str(error).startswith("task 'partial(pow)': ")
