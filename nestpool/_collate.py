@@ -26,6 +26,7 @@ from concurrent.futures import CancelledError, Future
 from concurrent.futures import TimeoutError as FuturesTimeoutError
 from typing import Any, Generic, Literal, overload
 
+from ._serialize import ChunkValues, as_outcomes
 from ._subtasks import SubtaskFuture, is_helper
 from ._typing import R, T
 
@@ -259,7 +260,14 @@ class MapIterator(Iterator[R], Generic[R]):
                 unit = self._window[0]
                 outcomes = self._outcomes(unit)
                 self._window.popleft()
-                yield from self._yield_outcomes(outcomes)
+                if type(outcomes) is ChunkValues and self._buffersize is None:
+                    # Every item of the chunk succeeded: refill once, then hand
+                    # the values out straight from the list (the per-item hot path).
+                    self._in_flight -= len(outcomes)
+                    self._fill()
+                    yield from outcomes
+                    continue
+                yield from self._yield_outcomes(as_outcomes(outcomes))
             if self._input_error is not None:
                 raise self._input_error
         finally:
@@ -272,7 +280,7 @@ class MapIterator(Iterator[R], Generic[R]):
             while self._window:
                 unit = self._next_completed(done)
                 self._window.remove(unit)
-                yield from self._yield_outcomes(self._outcomes(unit))
+                yield from self._yield_outcomes(as_outcomes(self._outcomes(unit)))
             if self._input_error is not None:
                 raise self._input_error
         finally:

@@ -47,6 +47,7 @@ import threading
 import time
 import weakref
 from collections import deque
+from collections.abc import Sequence
 from concurrent.futures import CancelledError, Future
 from typing import Any
 
@@ -59,7 +60,7 @@ from ._errors import (
     describe_exit,
     signal_name,
 )
-from ._serialize import dumps, loads, pickling_error
+from ._serialize import ChunkValues, dumps, loads, pickling_error
 from ._worker import (
     MSG_ACK,
     MSG_ARGS_FAILED,
@@ -129,7 +130,7 @@ class Task:
         payload: bytes,
         future: Future[Any],
         timeout: float | None,
-        items: list[tuple[tuple[Any, ...], dict[str, Any]]] | None,
+        items: list[tuple[Any, ...]] | None,
     ) -> None:
         self.id = task_id
         self.name = name
@@ -137,11 +138,13 @@ class Task:
         self.payload = payload
         self.future = future
         self.timeout = timeout
-        #: chunk only: the original items, kept to re-send the unfinished ones.
+        #: chunk only: the original items (positional-argument tuples), kept to
+        #: re-send the unfinished ones.
         self.items = items
         self.outcomes: list[Outcome | None] | None = None if items is None else [None] * len(items)
-        #: chunk only: original positions of the items in ``payload``.
-        self.indices: list[int] | None = None if items is None else list(range(len(items)))
+        #: chunk only: original positions of the items in ``payload`` (a range
+        #: until a re-run sends a subset: no list of ints per chunk on the hot path).
+        self.indices: Sequence[int] | None = None if items is None else range(len(items))
         self.state = TaskState.PENDING
         self.worker: WorkerHandle | None = None
         self.deadline: float | None = None
@@ -523,7 +526,10 @@ class Dispatcher:
         task.worker = worker
         worker.tasks[task.id] = task
         worker.sent_count += 1
-        message = (MSG_CALL, task.id, task.name, task.fn_payload, task.payload, task.indices)
+        # The last field says how ``payload`` reads: a chunk's is a list of
+        # positional-argument tuples, a single call's a [(args, kwargs)].
+        chunk = task.indices is not None
+        message = (MSG_CALL, task.id, task.name, task.fn_payload, task.payload, chunk)
         self._send(worker, message)
 
     # ---------------------------------------------------------- waiting
@@ -574,25 +580,41 @@ class Dispatcher:
             self._break(message[1])
 
     def _take_result(self, message: tuple[Any, ...]) -> None:
-        _, task_id, first, count, final, busy, blob = message
+        _, task_id, first, count, final, busy, blob, plain = message
         task = self._tasks.get(task_id)
         if task is None or task.state is TaskState.DONE:
             return  # already failed by a timeout; a late result
         try:
-            outcomes: list[Outcome] = loads(blob)
+            data: list[Any] = loads(blob)
         except Exception as exc:
             error = pickling_error(task.name, "result (unpickling in the parent)", exc)
-            outcomes = [(False, error)] * count
-        if outcomes:
-            self._record_speed(task.name, busy / len(outcomes))
-        if task.indices is None:
-            ok, value = outcomes[0]
+            data = [(False, error)] * count
+            plain = False
+        if count:
+            self._record_speed(task.name, busy / count)
+        indices = task.indices
+        if indices is None:
             self._finish(task)
-            _resolve(task.future, ok, value)
+            if plain:
+                task.future.set_result(data[0])
+            else:
+                ok, value = data[0]
+                _resolve(task.future, ok, value)
             return
+        if plain and final and first == 0 and type(indices) is range and count == len(indices):
+            # The whole chunk in one flush, every item a value: the values go
+            # to the map as they are (no outcome tuple per item).
+            self._finish(task)
+            task.future.set_result(ChunkValues(data))
+            return
+        outcomes: list[Outcome] = [(True, v) for v in data] if plain else data
         assert task.outcomes is not None
-        for offset, outcome in enumerate(outcomes):
-            task.outcomes[task.indices[first + offset]] = outcome
+        if type(indices) is range:
+            # Not re-run: the positions are the offsets (one slice, no loop per item).
+            task.outcomes[first : first + len(outcomes)] = outcomes
+        else:
+            for offset, outcome in enumerate(outcomes):
+                task.outcomes[indices[first + offset]] = outcome
         if final:
             self._finish(task)
             task.future.set_result(task.outcomes)
@@ -618,7 +640,7 @@ class Dispatcher:
             new_task_id(),
             chunk.name,
             chunk.fn_payload,
-            dumps([chunk.items[index]]),
+            dumps([(chunk.items[index], {})]),
             Future(),
             chunk.timeout,
             None,

@@ -51,13 +51,17 @@ from ._subtasks import SubtaskPool, become_helper, process_pool
 __all__ = ["WorkerConfig", "worker_main"]
 
 # Parent -> worker messages.
+#: ``chunk``: True when args_payload is a list of positional-argument tuples
+#: (a map's chunk), False when it is [(args, kwargs)] (one call).
 MSG_CALL = 1  # (MSG_CALL, task_id, name, fn_payload, args_payload, chunk)
 MSG_EXIT = 2  # (MSG_EXIT,)
 # Worker -> parent messages.
 MSG_READY = 10  # (MSG_READY, pid)
 MSG_INIT_FAILED = 11  # (MSG_INIT_FAILED, error_payload)
 MSG_ACK = 12  # (MSG_ACK, task_id, slot)
-MSG_RESULT = 13  # (MSG_RESULT, task_id, first, count, final, busy_seconds, outcomes_blob)
+#: ``plain``: True when the blob is the items' values (every one succeeded),
+#: False when it is their (ok, value_or_exception) outcomes.
+MSG_RESULT = 13  # (MSG_RESULT, task_id, first, count, final, busy_seconds, blob, plain)
 MSG_ARGS_FAILED = 14  # (MSG_ARGS_FAILED, task_id, error_payload)
 
 FLUSH_SECONDS = 0.005
@@ -239,11 +243,11 @@ def _runner(
         message = calls.get()
         if message is None:
             return
-        _, task_id, name, fn_payload, args_payload, _chunk = message
+        _, task_id, name, fn_payload, args_payload, chunk = message
         del message
         slots[slot] = 0
         channel.send((MSG_ACK, task_id, slot))
-        _run_call(slot, task_id, name, fn_payload, args_payload, channel, slots)
+        _run_call(slot, task_id, name, fn_payload, args_payload, channel, slots, chunk)
 
 
 def _run_call(
@@ -254,6 +258,7 @@ def _run_call(
     args_payload: bytes,
     channel: _Channel,
     slots: Any,
+    chunk: bool = False,
 ) -> None:
     try:
         fn = _load_function(fn_payload)
@@ -262,33 +267,52 @@ def _run_call(
         channel.send((MSG_ARGS_FAILED, task_id, exception_payload(error, name)))
         return
     try:
-        items: list[tuple[tuple[Any, ...], dict[str, Any]]] = loads(args_payload)
+        items: list[Any] = loads(args_payload)
     except BaseException as exc:
         error = pickling_error(name, "argument (unpickling in the worker)", exc)
         channel.send((MSG_ARGS_FAILED, task_id, exception_payload(error, name)))
         return
     del args_payload
 
-    outcomes: list[tuple[bool, Any]] = []
+    # While every item succeeds, only the values are kept and sent (a third
+    # of the pickling of (ok, value) pairs, per item); from the first failure
+    # on, this flush carries (ok, value_or_exception) outcomes.
+    values: list[Any] = []
+    outcomes: list[tuple[bool, Any]] | None = None
     first = 0
     last = len(items) - 1
     clock = time.perf_counter
     flushed_at = started = clock()
-    for index, (args, kwargs) in enumerate(items):
+    for index, item in enumerate(items):
         slots[slot] = index
         try:
-            outcomes.append((True, fn(*args, **kwargs)))
+            if chunk:
+                value = fn(*item)
+            else:
+                args, kwargs = item
+                value = fn(*args, **kwargs)
         except BaseException as exc:
+            if outcomes is None:
+                outcomes = [(True, v) for v in values]
             outcomes.append((False, exception_payload(exc, name)))
             del exc
+        else:
+            if outcomes is None:
+                values.append(value)
+            else:
+                outcomes.append((True, value))
+            del value
         now = clock()
         if index == last or now - flushed_at >= FLUSH_SECONDS:
-            _send_outcomes(channel, task_id, name, first, outcomes, index == last, now - started)
+            _send_outcomes(
+                channel, task_id, name, first, values, outcomes, index == last, now - started
+            )
             first = index + 1
-            outcomes = []
+            values = []
+            outcomes = None
             flushed_at = started = now
     if not items:
-        _send_outcomes(channel, task_id, name, 0, [], True, 0.0)
+        _send_outcomes(channel, task_id, name, 0, [], None, True, 0.0)
 
 
 def _send_outcomes(
@@ -296,15 +320,20 @@ def _send_outcomes(
     task_id: int,
     name: str,
     first: int,
-    outcomes: list[tuple[bool, Any]],
+    values: list[Any],
+    outcomes: list[tuple[bool, Any]] | None,
     final: bool,
     busy: float,
 ) -> None:
     # The outcomes travel as bytes inside the message, so that if the parent
     # cannot unpickle them it still knows which task and items they were for.
+    plain = outcomes is None
     try:
-        blob = dumps(outcomes)
+        blob = dumps(values if outcomes is None else outcomes)
     except Exception:
+        plain = False
+        if outcomes is None:
+            outcomes = [(True, v) for v in values]
         # Find the item(s) that cannot be pickled; the others keep their values.
         checked: list[tuple[bool, Any]] = []
         for ok, value in outcomes:
@@ -316,4 +345,5 @@ def _send_outcomes(
             else:
                 checked.append((ok, value))
         blob = dumps(checked)
-    channel.send((MSG_RESULT, task_id, first, len(outcomes), final, busy, blob))
+    count = len(values) if outcomes is None else len(outcomes)
+    channel.send((MSG_RESULT, task_id, first, count, final, busy, blob, plain))
