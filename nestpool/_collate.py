@@ -136,10 +136,14 @@ class MapIterator(Iterator[R], Generic[R]):
         buffersize: int | None = None,
         max_units: int = 8,
         timeout: float | None = None,
+        unary: bool = False,
     ) -> None:
         if buffersize is not None and buffersize < 1:
             raise ValueError("buffersize must be None or > 0")
-        self._items: Iterator[Item] = zip(*iterables, strict=False)
+        # unary (one iterable, asked for by the submitter): the items are the
+        # input's values themselves, not 1-tuples (no tuple per item to build,
+        # pickle and unpickle: the tiny-task hot path, issue 6).
+        self._items: Iterator[Any] = iter(iterables[0]) if unary else zip(*iterables, strict=False)
         self._submit = submit
         self._sizer = sizer
         self._buffersize = buffersize

@@ -62,6 +62,9 @@ from ._errors import (
 )
 from ._serialize import ChunkValues, dumps, loads, pickling_error
 from ._worker import (
+    CALL_CHUNK,
+    CALL_SINGLE,
+    CALL_UNARY,
     MSG_ACK,
     MSG_ARGS_FAILED,
     MSG_CALL,
@@ -119,6 +122,7 @@ class Task:
         "slot",
         "state",
         "timeout",
+        "unary",
         "worker",
     )
 
@@ -130,7 +134,8 @@ class Task:
         payload: bytes,
         future: Future[Any],
         timeout: float | None,
-        items: list[tuple[Any, ...]] | None,
+        items: list[Any] | None,
+        unary: bool = False,
     ) -> None:
         self.id = task_id
         self.name = name
@@ -138,9 +143,11 @@ class Task:
         self.payload = payload
         self.future = future
         self.timeout = timeout
-        #: chunk only: the original items (positional-argument tuples), kept to
-        #: re-send the unfinished ones.
+        #: chunk only: the original items (positional-argument tuples, or with
+        #: ``unary`` the single arguments themselves), kept to re-send the
+        #: unfinished ones.
         self.items = items
+        self.unary = unary
         self.outcomes: list[Outcome | None] | None = None if items is None else [None] * len(items)
         #: chunk only: original positions of the items in ``payload`` (a range
         #: until a re-run sends a subset: no list of ints per chunk on the hot path).
@@ -526,9 +533,8 @@ class Dispatcher:
         task.worker = worker
         worker.tasks[task.id] = task
         worker.sent_count += 1
-        # The last field says how ``payload`` reads: a chunk's is a list of
-        # positional-argument tuples, a single call's a [(args, kwargs)].
-        chunk = task.indices is not None
+        # The last field says how ``payload`` reads (see ``MSG_CALL``).
+        chunk = CALL_SINGLE if task.indices is None else CALL_UNARY if task.unary else CALL_CHUNK
         message = (MSG_CALL, task.id, task.name, task.fn_payload, task.payload, chunk)
         self._send(worker, message)
 
@@ -640,7 +646,7 @@ class Dispatcher:
             new_task_id(),
             chunk.name,
             chunk.fn_payload,
-            dumps([(chunk.items[index], {})]),
+            dumps([((chunk.items[index],) if chunk.unary else chunk.items[index], {})]),
             Future(),
             chunk.timeout,
             None,

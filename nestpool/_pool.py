@@ -25,7 +25,6 @@ from . import _routing
 from ._collate import (
     CHUNKS_PER_SLOT,
     ChunkSizer,
-    Item,
     MapIterator,
     Progress,
     make_reporter,
@@ -346,7 +345,11 @@ class Pool(Executor):
         def measure() -> float | None:
             return dispatcher.item_seconds.get(name)
 
-        def submit(items: list[Item]) -> tuple[Future[Any], bool]:
+        # One iterable: a chunk carries the bare arguments (``unary``), not
+        # 1-tuples of them.
+        unary = len(iterables) == 1
+
+        def submit(items: list[Any]) -> tuple[Future[Any], bool]:
             future: Future[Any] = Future()
             try:
                 payload = fn_payload()
@@ -358,8 +361,12 @@ class Pool(Executor):
             try:
                 args_payload = dumps(items)
             except Exception:
-                return _submit_picklable_items(dispatcher, name, payload, items, task_timeout)
-            task = Task(new_task_id(), name, payload, args_payload, future, task_timeout, items)
+                return _submit_picklable_items(
+                    dispatcher, name, payload, items, task_timeout, unary
+                )
+            task = Task(
+                new_task_id(), name, payload, args_payload, future, task_timeout, items, unary
+            )
             dispatcher.submit(task)
             return future, True
 
@@ -371,6 +378,7 @@ class Pool(Executor):
             buffersize=buffersize,
             max_units=CHUNKS_PER_SLOT * slots,
             timeout=timeout,
+            unary=unary,
         )
 
     # ------------------------------------------------------------ Executor
@@ -632,8 +640,9 @@ def _submit_picklable_items(
     dispatcher: Dispatcher,
     name: str,
     payload: bytes,
-    items: list[Item],
+    items: list[Any],
     task_timeout: float | None,
+    unary: bool = False,
 ) -> tuple[Future[Any], bool]:
     """A chunk did not pickle: fail the bad items alone, send the others."""
     outcomes: list[tuple[bool, Any] | None] = [None] * len(items)
@@ -651,7 +660,9 @@ def _submit_picklable_items(
         return future, True
     inner: Future[Any] = Future()
     good_items = [items[i] for i in good]
-    task = Task(new_task_id(), name, payload, dumps(good_items), inner, task_timeout, good_items)
+    task = Task(
+        new_task_id(), name, payload, dumps(good_items), inner, task_timeout, good_items, unary
+    )
 
     def merge(done: Future[Any]) -> None:
         if done.cancelled():

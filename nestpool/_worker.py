@@ -51,9 +51,13 @@ from ._subtasks import SubtaskPool, become_helper, process_pool
 __all__ = ["WorkerConfig", "worker_main"]
 
 # Parent -> worker messages.
-#: ``chunk``: True when args_payload is a list of positional-argument tuples
-#: (a map's chunk), False when it is [(args, kwargs)] (one call).
+#: ``chunk`` says how args_payload reads: CALL_SINGLE, [(args, kwargs)] (one
+#: call); CALL_CHUNK, a list of positional-argument tuples (a map's chunk);
+#: CALL_UNARY, a list of single arguments (a map over one iterable).
 MSG_CALL = 1  # (MSG_CALL, task_id, name, fn_payload, args_payload, chunk)
+CALL_SINGLE = 0
+CALL_CHUNK = 1
+CALL_UNARY = 2
 MSG_EXIT = 2  # (MSG_EXIT,)
 # Worker -> parent messages.
 MSG_READY = 10  # (MSG_READY, pid)
@@ -258,7 +262,7 @@ def _run_call(
     args_payload: bytes,
     channel: _Channel,
     slots: Any,
-    chunk: bool = False,
+    chunk: int = CALL_SINGLE,
 ) -> None:
     try:
         fn = _load_function(fn_payload)
@@ -286,7 +290,9 @@ def _run_call(
     for index, item in enumerate(items):
         slots[slot] = index
         try:
-            if chunk:
+            if chunk == CALL_UNARY:
+                value = fn(item)
+            elif chunk == CALL_CHUNK:
                 value = fn(*item)
             else:
                 args, kwargs = item

@@ -22,3 +22,16 @@ def chunk_item(x: int, kill_at: int = -1, marker: str = "") -> object:
     if x % 11 == 5:
         return threading.Lock()
     return x * 2
+
+
+@process_task
+def unary_item(x: int | str) -> object:
+    """x * 2 for an int; for a str (a marker path), SIGKILL the worker the first
+    time (creating the marker), and return the str after."""
+    if isinstance(x, str):
+        if not os.path.exists(x):
+            with open(x, "w"):
+                pass
+            os.kill(os.getpid(), signal.SIGKILL)
+        return x
+    return x * 2

@@ -97,3 +97,43 @@ def test_map_over_chunks_yields_the_values_in_order() -> None:
     with Pool(2):
         values = list(perf_tasks.chunk_item.map([x for x in range(2000) if _expected(x) == 2 * x]))
     assert values == [2 * x for x in range(2000) if _expected(x) == 2 * x]
+
+
+def test_a_death_mid_unary_chunk_fails_only_the_running_item(
+    start_method: str, tmp_path: Path
+) -> None:
+    marker = str(tmp_path / "killed")
+    items: list[Any] = [*range(12), marker, *range(13, 30)]
+    options = perf_tasks.unary_item._self_options
+    future: Future[Any] = Future()
+    with Pool(2, start_method=start_method) as pool:
+        task = Task(
+            new_task_id(),
+            options.name,
+            options.get_payload(),
+            dumps(items),
+            future,
+            None,
+            items,
+            unary=True,
+        )
+        pool._get_dispatcher().submit(task)
+        outcomes = as_outcomes(future.result(timeout=30))
+    assert _kinds(outcomes) == [
+        *(2 * x for x in range(12)),
+        WorkerDiedError,
+        *(2 * x for x in range(13, 30)),
+    ]
+
+
+def test_a_death_in_a_long_map_fails_its_item_and_loses_no_other(tmp_path: Path) -> None:
+    marker = str(tmp_path / "killed")
+    items: list[Any] = [*range(3000), marker, *range(3001, 6000)]
+    with Pool(2):
+        values = perf_tasks.unary_item.map(items)
+        taken = [next(values) for _ in range(3000)]
+        with pytest.raises(WorkerDiedError):
+            next(values)
+        # the pool goes on
+        assert list(perf_tasks.unary_item.map(range(5))) == [0, 2, 4, 6, 8]
+    assert taken == [2 * x for x in range(3000)]
