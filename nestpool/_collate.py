@@ -50,6 +50,11 @@ TARGET_CHUNK_SECONDS = 0.02
 MAX_AUTO_CHUNK = 8192
 #: with no buffersize, this many chunks per worker slot are kept in flight
 CHUNKS_PER_SLOT = 4
+#: ... but no more items than this many full-size automatic chunks per slot:
+#: chunks that large are tiny items, for which one running and one waiting
+#: per slot keep the workers busy, and more only costs the parent memory
+#: (issue 6: a map over millions of items keeps the parent within a few MB).
+FULL_CHUNKS_PER_SLOT = 2
 
 
 class ChunkSizer:
@@ -137,6 +142,7 @@ class MapIterator(Iterator[R], Generic[R]):
         max_units: int = 8,
         timeout: float | None = None,
         unary: bool = False,
+        max_items: int | None = None,
     ) -> None:
         if buffersize is not None and buffersize < 1:
             raise ValueError("buffersize must be None or > 0")
@@ -148,6 +154,7 @@ class MapIterator(Iterator[R], Generic[R]):
         self._sizer = sizer
         self._buffersize = buffersize
         self._max_units = max(1, max_units)
+        self._max_items = max_items
         self._deadline = None if timeout is None else time.monotonic() + timeout
         self._window: deque[_Unit] = deque()
         self._in_flight = 0  # items taken from the input and not yet yielded
@@ -196,7 +203,9 @@ class MapIterator(Iterator[R], Generic[R]):
                 if room <= 0:
                     return
                 size = min(size, room)
-            elif len(self._window) >= self._max_units:
+            elif len(self._window) >= self._max_units or (
+                self._max_items is not None and self._in_flight >= self._max_items
+            ):
                 return
             try:
                 batch = list(itertools.islice(self._items, size))

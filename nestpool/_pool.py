@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any, overload
 from . import _routing
 from ._collate import (
     CHUNKS_PER_SLOT,
+    FULL_CHUNKS_PER_SLOT,
+    MAX_AUTO_CHUNK,
     ChunkSizer,
     MapIterator,
     Progress,
@@ -379,6 +381,7 @@ class Pool(Executor):
             max_units=CHUNKS_PER_SLOT * slots,
             timeout=timeout,
             unary=unary,
+            max_items=FULL_CHUNKS_PER_SLOT * MAX_AUTO_CHUNK * slots if chunksize is None else None,
         )
 
     # ------------------------------------------------------------ Executor
