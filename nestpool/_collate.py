@@ -208,7 +208,13 @@ class MapIterator(Iterator[R], Generic[R]):
             ):
                 return
             try:
-                batch = list(itertools.islice(self._items, size))
+                if size == 1:
+                    # One item per unit (a subtask's map): no islice per item.
+                    batch = [next(self._items)]
+                else:
+                    batch = list(itertools.islice(self._items, size))
+            except StopIteration:
+                batch = []
             except BaseException as exc:
                 # The input itself failed: yield what was taken, then raise it.
                 self._input_error = exc
@@ -271,6 +277,15 @@ class MapIterator(Iterator[R], Generic[R]):
         try:
             while self._window:
                 unit = self._window[0]
+                if not unit.is_chunk and self._buffersize is None:
+                    # One call per unit (a subtask's map): its value, or its
+                    # own exception raised here, straight from the future.
+                    value = unit.future.result(self._remaining())
+                    self._window.popleft()
+                    self._in_flight -= 1
+                    self._fill()
+                    yield value
+                    continue
                 outcomes = self._outcomes(unit)
                 self._window.popleft()
                 if type(outcomes) is ChunkValues and self._buffersize is None:
