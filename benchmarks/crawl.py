@@ -25,7 +25,7 @@ from typing import Any
 
 from benchmarks import _engines, tasks
 from benchmarks._harness import Check, Result, Row, Size, Table, ideal_rows, usable_cores
-from benchmarks.hierarchy import RECOMMENDED_TPP, measure_engine
+from benchmarks.hierarchy import OVERSUBSCRIBE, RECOMMENDED_TPP, measure_engine
 
 NAME = "crawl"
 TITLE = "Crawl: fetch pages from a local HTTP server in subtasks, parse them in process tasks"
@@ -106,7 +106,7 @@ def run(size: Size, start_method: str = "forkserver") -> Result:
     latency_ms = size.pick(5.0, 20.0, 20.0)
     site_pages = 500
     tpps = size.pick([2], [2, RECOMMENDED_TPP], [1, 2, RECOMMENDED_TPP, 4])
-    over = cores * RECOMMENDED_TPP
+    over = cores * OVERSUBSCRIBE
     context = multiprocessing.get_context("spawn")
     parent_conn, child_conn = context.Pipe()
     server = context.Process(  # type: ignore[attr-defined]
