@@ -125,11 +125,11 @@ def measure_engine(
 
 def run(size: Size, start_method: str = "forkserver") -> Result:
     cores = usable_cores()
-    count = size.pick(4, 48, 96)
+    count = size.pick(4, 32, 96)
     subtasks = size.pick(5, 50, 50)
     io_ms = size.pick(5.0, 20.0, 20.0)
     cpu_ms = size.pick(5.0, 20.0, 20.0)
-    tpps = size.pick([2], [1, 2, RECOMMENDED_TPP, 4, 6], [1, 2, RECOMMENDED_TPP, 4, 6, 8])
+    tpps = size.pick([2], [1, 2, RECOMMENDED_TPP], [1, 2, 3, RECOMMENDED_TPP, 6, 8])
     oversubscribe = OVERSUBSCRIBE
     per_ms = calibrate_spin()
     iterations = int(cpu_ms * per_ms)
