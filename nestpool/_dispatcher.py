@@ -123,6 +123,7 @@ class Task:
         "state",
         "timeout",
         "unary",
+        "values",
         "worker",
     )
 
@@ -152,11 +153,23 @@ class Task:
         #: chunk only: original positions of the items in ``payload`` (a range
         #: until a re-run sends a subset: no list of ints per chunk on the hot path).
         self.indices: Sequence[int] | None = None if items is None else range(len(items))
+        #: chunk only: the leading items' bare values, while every flush so far
+        #: came plain and in order (no outcome tuple per item on the hot path);
+        #: ``materialize()`` moves them into ``outcomes`` before anything else
+        #: reads those.
+        self.values: list[Any] | None = None if items is None else []
         self.state = TaskState.PENDING
         self.worker: WorkerHandle | None = None
         self.deadline: float | None = None
         #: the worker's runner slot that acknowledged it
         self.slot = 0
+
+    def materialize(self) -> None:
+        """Move the bare values received so far into ``outcomes``."""
+        values = self.values
+        if values and self.outcomes is not None:
+            self.outcomes[: len(values)] = [(True, value) for value in values]
+        self.values = None
 
     def move(self, new: TaskState) -> None:
         """Change state, refusing any transition the table does not allow."""
@@ -607,12 +620,16 @@ class Dispatcher:
                 ok, value = data[0]
                 _resolve(task.future, ok, value)
             return
-        if plain and final and first == 0 and type(indices) is range and count == len(indices):
-            # The whole chunk in one flush, every item a value: the values go
-            # to the map as they are (no outcome tuple per item).
-            self._finish(task)
-            task.future.set_result(ChunkValues(data))
+        values = task.values
+        if plain and values is not None and first == len(values) and type(indices) is range:
+            # Every item so far a value, in order: the values go to the map as
+            # they are (no outcome tuple per item).
+            values += data
+            if final:
+                self._finish(task)
+                task.future.set_result(ChunkValues(values))
             return
+        task.materialize()
         outcomes: list[Outcome] = [(True, v) for v in data] if plain else data
         assert task.outcomes is not None
         if type(indices) is range:
@@ -629,6 +646,7 @@ class Dispatcher:
         task = self._tasks.get(task_id)
         if task is None or task.state is TaskState.DONE:
             return
+        task.materialize()
         if task.indices is not None and len(task.indices) > 1 and task.items is not None:
             # One bad item spoils the chunk's pickle: send each item on its own
             # to find it, so the others still run.
@@ -702,6 +720,7 @@ class Dispatcher:
         del self._tasks[task.id]
 
     def _resolve_error(self, task: Task, error: BaseException) -> None:
+        task.materialize()
         if task.state is not TaskState.DONE:
             self._release(task)
             task.move(TaskState.DONE)
@@ -816,6 +835,7 @@ class Dispatcher:
                 )
 
     def _fail_or_requeue(self, task: Task, worker: WorkerHandle, exitcode: int | None) -> None:
+        task.materialize()
         task.worker = None
         if task.state is TaskState.SENT and not self._terminating:
             # It never started: run it on another worker.

@@ -35,3 +35,12 @@ def unary_item(x: int | str) -> object:
             os.kill(os.getpid(), signal.SIGKILL)
         return x
     return x * 2
+
+
+@process_task
+def slow_item(x: int | str) -> object:
+    """``unary_item`` after a 2 ms sleep: a chunk of these is flushed in parts."""
+    import time
+
+    time.sleep(0.002)
+    return unary_item.sync(x)

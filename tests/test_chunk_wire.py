@@ -137,3 +137,39 @@ def test_a_death_in_a_long_map_fails_its_item_and_loses_no_other(tmp_path: Path)
         # the pool goes on
         assert list(perf_tasks.unary_item.map(range(5))) == [0, 2, 4, 6, 8]
     assert taken == [2 * x for x in range(3000)]
+
+
+def _send_unary(pool: Pool, task: Any, items: list[Any]) -> Any:
+    options = task._self_options
+    future: Future[Any] = Future()
+    chunk = Task(
+        new_task_id(),
+        options.name,
+        options.get_payload(),
+        dumps(items),
+        future,
+        None,
+        items,
+        unary=True,
+    )
+    pool._get_dispatcher().submit(chunk)
+    return future.result(timeout=30)
+
+
+def test_a_chunk_flushed_in_parts_comes_back_whole() -> None:
+    with Pool(1) as pool:
+        result = _send_unary(pool, perf_tasks.slow_item, list(range(20)))
+    assert type(result) is ChunkValues
+    assert list(result) == [2 * x for x in range(20)]
+
+
+def test_a_death_after_plain_flushes_keeps_the_flushed_values(tmp_path: Path) -> None:
+    marker = str(tmp_path / "killed")
+    items: list[Any] = [*range(15), marker, *range(16, 20)]
+    with Pool(2) as pool:
+        outcomes = as_outcomes(_send_unary(pool, perf_tasks.slow_item, items))
+    assert _kinds(outcomes) == [
+        *(2 * x for x in range(15)),
+        WorkerDiedError,
+        *(2 * x for x in range(16, 20)),
+    ]
