@@ -101,11 +101,11 @@ def measure_ideal(
 
 def run(size: Size, start_method: str = "forkserver") -> Result:
     cores = usable_cores()
-    count = size.pick(2, 16, 40)
+    count = size.pick(2, 10, 40)
     per_task = size.pick(5, 50, 50)
     latency_ms = size.pick(5.0, 20.0, 20.0)
     site_pages = 500
-    tpps = size.pick([2], [2, RECOMMENDED_TPP], [1, 2, RECOMMENDED_TPP, 6])
+    tpps = size.pick([2], [RECOMMENDED_TPP], [1, 2, RECOMMENDED_TPP, 6])
     over = cores * OVERSUBSCRIBE
     context = multiprocessing.get_context("spawn")
     parent_conn, child_conn = context.Pipe()

@@ -109,8 +109,8 @@ def run(size: Size, start_method: str = "forkserver") -> Result:
     million = size.pick(20_000, 1_000_000, 1_000_000)
     endless_take = size.pick(5_000, 100_000, 100_000)
     ten_million = 10_000_000 if size.full else None
-    ppe_items = size.pick(20_000, 1_000_000, 1_000_000)
-    ppe_cs1_items = size.pick(5_000, 100_000, 200_000)
+    ppe_items = size.pick(20_000, 300_000, 1_000_000)
+    ppe_cs1_items = size.pick(5_000, 30_000, 200_000)
     repeats = size.repeats
 
     def series(
