@@ -84,18 +84,26 @@ def measure_ideal(
     server = psutil.Process(server_pid)
     urls = [f"{base}/page/{i % pages}" for i in range(sample)]
     tasks.fetch_url(urls[0])
-    before = server.cpu_times()
-    started = time.process_time()
-    bodies = [tasks.fetch_url(url) for url in urls]
-    client = (time.process_time() - started) / sample
-    after = server.cpu_times()
-    server_cpu = ((after.user - before.user) + (after.system - before.system)) / sample
+    # The best of three passes: on a busy machine (or a VM whose host is busy)
+    # CPU time per operation inflates, and the ideal is a lower bound.
+    client = server_cpu = float("inf")
+    bodies: list[bytes] = []
+    part = max(1, sample // 3)
+    for start in range(0, part * 3, part):
+        before = server.cpu_times()
+        started = time.process_time()
+        bodies += [tasks.fetch_url(url) for url in urls[start : start + part]]
+        client = min(client, (time.process_time() - started) / part)
+        after = server.cpu_times()
+        server_cpu = min(
+            server_cpu, ((after.user - before.user) + (after.system - before.system)) / part
+        )
     best_parse = float("inf")
     for _ in range(3):
         started = time.process_time()
         for body in bodies:
             tasks.parse_page(body)
-        best_parse = min(best_parse, (time.process_time() - started) / sample)
+        best_parse = min(best_parse, (time.process_time() - started) / len(bodies))
     return client, server_cpu, best_parse
 
 
