@@ -40,104 +40,103 @@ def _times(fn: Callable[[], object], repeats: int) -> list[float]:
 
 
 def run(size: Size, start_method: str = "forkserver") -> Result:
+    from joblib import Parallel, delayed
+    from joblib.externals.loky import get_reusable_executor
+    from mpire import WorkerPool
+
     cores = usable_cores()
     n = size.pick(3000, 150_000, 150_000)
     n_issue3 = size.pick(4000, 200_000, 200_000)
     n_cs1 = size.pick(1000, 10_000, 30_000)
     repeats = size.repeats
     context = multiprocessing.get_context(start_method)
-    rows: list[Row] = []
-    issue3: list[Row] = []
+    scale = n / n_cs1
 
-    def nestpool_map(count: int) -> Callable[[], None]:
-        return lambda: _check(sum(tasks.np_identity.map(range(count))), count)
-
-    with Pool(cores, start_method=start_method):
+    # Every engine is open at once (idle processes cost nothing) and the
+    # repeats go round-robin over them, so that a burst of load from elsewhere
+    # hits them all alike instead of one engine's repeats.
+    with (
+        Pool(cores, start_method=start_method),
+        ProcessPoolExecutor(cores, mp_context=context) as executor,
+        context.Pool(cores) as mp_pool,
+        WorkerPool(n_jobs=cores, start_method=start_method, keep_alive=True) as mpire_pool,
+        Parallel(n_jobs=cores) as parallel,
+    ):
         list(tasks.np_tiny_warm.map(range(1000)))
-        nestpool = Row("nestpool: task.map, no chunksize", _times(nestpool_map(n), repeats))
-        issue3.append(
-            Row("nestpool: task.map, no chunksize", _times(nestpool_map(n_issue3), repeats))
-        )
-
-    with ProcessPoolExecutor(cores, mp_context=context) as executor:
         list(executor.map(tasks.identity, range(1000), chunksize=10))
+        mp_pool.map(tasks.identity, range(1000))
+        mpire_pool.map(tasks.identity, range(1000), progress_bar=False)
+        parallel(delayed(tasks.identity)(i) for i in range(1000))
+
+        def nestpool_map(count: int) -> Callable[[], None]:
+            return lambda: _check(sum(tasks.np_identity.map(range(count))), count)
 
         def ppe(count: int, chunksize: int) -> Callable[[], None]:
             return lambda: _check(
                 sum(executor.map(tasks.identity, range(count), chunksize=chunksize)), count
             )
 
-        scale = n / n_cs1
-        cs1 = [t * scale for t in _times(ppe(n_cs1, 1), repeats)]
-        rows.append(
-            Row(
-                "ProcessPoolExecutor.map, chunksize=1",
-                cs1,
-                note=f"timed on {n_cs1:,} items, x{scale:g}",
-            )
-        )
         candidates = CHUNKSIZES if not size.quick else CHUNKSIZES[2:]
         search = {cs: min(_times(ppe(n, cs), 2)) for cs in candidates}
         best_cs = min(search, key=search.__getitem__)
-        rows.append(
-            Row(
-                f"ProcessPoolExecutor.map, best chunksize={best_cs}",
-                _times(ppe(n, best_cs), repeats),
-                note="searched: "
-                + ", ".join(f"{cs}: {t * 1000:.0f} ms" for cs, t in search.items()),
-            )
-        )
         search3 = {cs: min(_times(ppe(n_issue3, cs), 2)) for cs in candidates}
         best3 = min(search3, key=search3.__getitem__)
-        issue3.append(
-            Row(
-                f"ProcessPoolExecutor.map, best chunksize={best3}",
-                _times(ppe(n_issue3, best3), repeats),
-            )
-        )
 
-    with context.Pool(cores) as mp_pool:
-        mp_pool.map(tasks.identity, range(1000))
-        rows.append(
-            Row(
-                "multiprocessing.Pool.map (automatic chunksize)",
-                _times(lambda: _check(sum(mp_pool.map(tasks.identity, range(n))), n), repeats),
-            )
-        )
-
-    from mpire import WorkerPool
-
-    with WorkerPool(n_jobs=cores, start_method=start_method, keep_alive=True) as mpire_pool:
-        mpire_pool.map(tasks.identity, range(1000), progress_bar=False)
-        rows.append(
-            Row(
-                "mpire WorkerPool.map (automatic chunk size)",
-                _times(
-                    lambda: _check(
-                        sum(mpire_pool.map(tasks.identity, range(n), progress_bar=False)), n
-                    ),
-                    repeats,
+        plan: list[tuple[Row, Callable[[], None], float]] = [
+            (Row("nestpool: task.map, no chunksize", []), nestpool_map(n), 1.0),
+            (
+                Row(
+                    "ProcessPoolExecutor.map, chunksize=1",
+                    [],
+                    note=f"timed on {n_cs1:,} items, x{scale:g}",
                 ),
-            )
-        )
-
-    from joblib import Parallel, delayed
-
-    with Parallel(n_jobs=cores) as parallel:
-        parallel(delayed(tasks.identity)(i) for i in range(1000))
-        rows.append(
-            Row(
-                "joblib Parallel (automatic batching)",
-                _times(
-                    lambda: _check(sum(parallel(delayed(tasks.identity)(i) for i in range(n))), n),
-                    repeats,
+                ppe(n_cs1, 1),
+                scale,
+            ),
+            (
+                Row(
+                    f"ProcessPoolExecutor.map, best chunksize={best_cs}",
+                    [],
+                    note="searched: "
+                    + ", ".join(f"{cs}: {t * 1000:.0f} ms" for cs, t in search.items()),
                 ),
-            )
-        )
-    from joblib.externals.loky import get_reusable_executor
-
+                ppe(n, best_cs),
+                1.0,
+            ),
+            (
+                Row("multiprocessing.Pool.map (automatic chunksize)", []),
+                lambda: _check(sum(mp_pool.map(tasks.identity, range(n))), n),
+                1.0,
+            ),
+            (
+                Row("mpire WorkerPool.map (automatic chunk size)", []),
+                lambda: _check(
+                    sum(mpire_pool.map(tasks.identity, range(n), progress_bar=False)), n
+                ),
+                1.0,
+            ),
+            (
+                Row("joblib Parallel (automatic batching)", []),
+                lambda: _check(sum(parallel(delayed(tasks.identity)(i) for i in range(n))), n),
+                1.0,
+            ),
+        ]
+        plan3: list[tuple[Row, Callable[[], None], float]] = [
+            (Row("nestpool: task.map, no chunksize", []), nestpool_map(n_issue3), 1.0),
+            (
+                Row(f"ProcessPoolExecutor.map, best chunksize={best3}", []),
+                ppe(n_issue3, best3),
+                1.0,
+            ),
+        ]
+        for _ in range(repeats):
+            for row, fn, factor in [*plan, *plan3]:
+                row.values.append(timed(fn) * factor)
     get_reusable_executor().shutdown(wait=True, kill_workers=True)
 
+    nestpool = plan[0][0]
+    rows = [row for row, _, _ in plan[1:]]
+    issue3 = [row for row, _, _ in plan3]
     ratio_rows(rows, nestpool)  # baseline / nestpool: nestpool's relative throughput
     nestpool.ratio_min = nestpool.ratio_median = 1.0
     best = min(rows, key=lambda r: r.min)
