@@ -163,6 +163,15 @@ def run(size: Size, start_method: str = "forkserver") -> Result:
             )
             for tpp in tpps
         ]
+        engines.append(
+            _engines.Nestpool(
+                f"nestpool (recommended), {over} processes, tasks_per_process=1",
+                over,
+                threads=per_task,
+                tasks_per_process=1,
+                start_method=start_method,
+            )
+        )
         engines += [
             _engines.Stdlib(
                 f"naive: new ThreadPoolExecutor per task, {cores} processes",
@@ -201,7 +210,7 @@ def run(size: Size, start_method: str = "forkserver") -> Result:
         server.kill()
         server.join(5)
     ideal_rows(rows, ideal)
-    best = next((r for r in rows if r.label.endswith(f"={RECOMMENDED_TPP}")), rows[0])
+    best = next(r for r in rows if r.label.startswith("nestpool (recommended)"))
     assert best.ratio_min is not None and best.ratio_median is not None
     table = Table(
         f"{count} process tasks x {per_task} pages, {latency_ms:g} ms server latency, "
