@@ -27,6 +27,7 @@ from concurrent.futures import CancelledError, Future
 from concurrent.futures import TimeoutError as FuturesTimeoutError
 from typing import Any, Generic, Literal, cast, overload
 
+from ._serialize import ChunkValues
 from ._subtasks import SubtaskFuture, is_helper
 from ._typing import FutureLike, R, T
 
@@ -50,6 +51,11 @@ TARGET_CHUNK_SECONDS = 0.02
 MAX_AUTO_CHUNK = 8192
 #: with no buffersize, this many chunks per worker slot are kept in flight
 CHUNKS_PER_SLOT = 4
+#: ... but no more items than this many full-size automatic chunks per slot:
+#: chunks that large are tiny items, for which one running and one waiting
+#: per slot keep the workers busy, and more only costs the parent memory
+#: (issue 6: a map over millions of items keeps the parent within a few MB).
+FULL_CHUNKS_PER_SLOT = 2
 
 
 class ChunkSizer:
@@ -131,10 +137,15 @@ class MapIterator(Iterator[R], Generic[R]):
         buffersize: int | None = None,
         max_units: int = 8,
         timeout: float | None = None,
+        unary: bool = False,
+        max_items: int | None = None,
     ) -> None:
         if buffersize is not None and buffersize < 1:
             raise ValueError("buffersize must be None or > 0")
-        self._items: Iterator[Item] = zip(*iterables, strict=False)
+        # unary (one iterable, asked for by the submitter): the items are the
+        # input's values themselves, not 1-tuples (no tuple per item to build,
+        # pickle and unpickle: the tiny-task hot path, issue 6).
+        self._items: Iterator[Any] = iter(iterables[0]) if unary else zip(*iterables, strict=False)
         self._submit = submit
         self._sizer = sizer
         #: the size of the next unit, chosen once: asking the sizer again on
@@ -142,12 +153,16 @@ class MapIterator(Iterator[R], Generic[R]):
         self._size: int | None = None
         self._buffersize = buffersize
         self._max_units = max(1, max_units)
+        self._max_items = max_items
         self._deadline = None if timeout is None else time.monotonic() + timeout
         self._ordered = ordered
         self._window: deque[_Unit] = deque()  # ordered: submitted, in input order
         self._running: dict[Future[Any], _Unit] = {}  # unordered: submitted
         self._done: queue.SimpleQueue[Future[Any]] = queue.SimpleQueue()  # unordered
-        self._ready: deque[Outcome] = deque()  # outcomes of a unit being handed out
+        #: what is left of the unit being handed out: bare values when every
+        #: item succeeded (``_ready_plain``, the hot path), else outcomes
+        self._ready: deque[Any] = deque()
+        self._ready_plain = False
         self._in_flight = 0  # items taken from the input and not yet handed out
         self._input_error: BaseException | None = None
         self._exhausted = False
@@ -164,12 +179,15 @@ class MapIterator(Iterator[R], Generic[R]):
                 if self._finished:
                     raise StopIteration
                 self._take_unit()
-            ok, value = ready.popleft()
-            if not ok:
-                try:
-                    raise value
-                finally:
-                    del value
+            if self._ready_plain:
+                value = ready.popleft()
+            else:
+                ok, value = ready.popleft()
+                if not ok:
+                    try:
+                        raise value
+                    finally:
+                        del value
             if self._buffersize is not None:
                 # Bounded by items: taken but not yet handed out <= buffersize.
                 self._in_flight -= 1
@@ -209,6 +227,7 @@ class MapIterator(Iterator[R], Generic[R]):
         while not self._exhausted:
             if buffersize is None and (
                 (len(self._window) if self._ordered else len(self._running)) >= self._max_units
+                or (self._max_items is not None and self._in_flight >= self._max_items)
             ):
                 return
             size = self._size
@@ -225,8 +244,14 @@ class MapIterator(Iterator[R], Generic[R]):
                     size = room
             batch: list[Item] = []
             try:
-                # extend() keeps what it took if the input raises midway.
-                batch.extend(itertools.islice(self._items, size))
+                if size == 1:
+                    # One item per unit (a subtask's map): no islice per item.
+                    batch.append(next(self._items))
+                else:
+                    # extend() keeps what it took if the input raises midway.
+                    batch.extend(itertools.islice(self._items, size))
+            except StopIteration:
+                pass
             except BaseException as exc:
                 # The input itself failed: hand out what was taken, then raise it.
                 self._input_error = exc
@@ -288,6 +313,8 @@ class MapIterator(Iterator[R], Generic[R]):
             # Bounded by units: refill once per unit, not per item (hot path).
             self._in_flight -= unit.count
             self._fill()
+        # Every item succeeded: hand the values out as they are (no tuple per item).
+        self._ready_plain = type(outcomes) is ChunkValues
         self._ready.extend(outcomes)
 
     def _end(self) -> None:
@@ -297,7 +324,9 @@ class MapIterator(Iterator[R], Generic[R]):
             self._input_error = None
             raise error
 
-    def _outcomes(self, unit: _Unit) -> list[Outcome]:
+    def _outcomes(self, unit: _Unit) -> list[Any]:
+        """The unit's outcomes, or its bare values (a ``ChunkValues``) when every
+        item succeeded."""
         future = unit.future
         try:
             exc = future.exception(self._remaining())
@@ -308,7 +337,7 @@ class MapIterator(Iterator[R], Generic[R]):
         value = future.result()
         if unit.is_chunk:
             return value  # type: ignore[no-any-return]
-        return [(True, value)]
+        return ChunkValues((value,))
 
     def _next_completed(self) -> Future[Any]:
         done = self._done

@@ -50,6 +50,7 @@ import threading
 import time
 import weakref
 from collections import deque
+from collections.abc import Sequence
 from concurrent.futures import CancelledError, Future
 from typing import Any
 
@@ -62,8 +63,11 @@ from ._errors import (
     describe_exit,
     signal_name,
 )
-from ._serialize import dumps, loads, pickling_error
+from ._serialize import ChunkValues, dumps, loads, pickling_error
 from ._worker import (
+    CALL_CHUNK,
+    CALL_SINGLE,
+    CALL_UNARY,
     MSG_ACK,
     MSG_ARGS_FAILED,
     MSG_BOOTED,
@@ -126,6 +130,8 @@ class Task:
         "slot",
         "state",
         "timeout",
+        "unary",
+        "values",
         "worker",
     )
 
@@ -137,7 +143,8 @@ class Task:
         payload: bytes,
         future: Future[Any],
         timeout: float | None,
-        items: list[tuple[tuple[Any, ...], dict[str, Any]]] | None,
+        items: list[Any] | None,
+        unary: bool = False,
     ) -> None:
         self.id = task_id
         self.name = name
@@ -145,16 +152,32 @@ class Task:
         self.payload = payload
         self.future = future
         self.timeout = timeout
-        #: chunk only: the original items, kept to re-send the unfinished ones.
+        #: chunk only: the original items (positional-argument tuples, or with
+        #: ``unary`` the single arguments themselves), kept to re-send the
+        #: unfinished ones.
         self.items = items
+        self.unary = unary
         self.outcomes: list[Outcome | None] | None = None if items is None else [None] * len(items)
-        #: chunk only: original positions of the items in ``payload``.
-        self.indices: list[int] | None = None if items is None else list(range(len(items)))
+        #: chunk only: original positions of the items in ``payload`` (a range
+        #: until a re-run sends a subset: no list of ints per chunk on the hot path).
+        self.indices: Sequence[int] | None = None if items is None else range(len(items))
+        #: chunk only: the leading items' bare values, while every flush so far
+        #: came plain and in order (no outcome tuple per item on the hot path);
+        #: ``materialize()`` moves them into ``outcomes`` before anything else
+        #: reads those.
+        self.values: list[Any] | None = None if items is None else []
         self.state = TaskState.PENDING
         self.worker: WorkerHandle | None = None
         self.deadline: float | None = None
         #: the worker's runner slot that acknowledged it
         self.slot = 0
+
+    def materialize(self) -> None:
+        """Move the bare values received so far into ``outcomes``."""
+        values = self.values
+        if values and self.outcomes is not None:
+            self.outcomes[: len(values)] = [(True, value) for value in values]
+        self.values = None
 
     def move(self, new: TaskState) -> None:
         """Change state, refusing any transition the table does not allow."""
@@ -538,7 +561,9 @@ class Dispatcher:
         task.worker = worker
         worker.tasks[task.id] = task
         worker.sent_count += 1
-        message = (MSG_CALL, task.id, task.name, task.fn_payload, task.payload, task.indices)
+        # The last field says how ``payload`` reads (see ``MSG_CALL``).
+        chunk = CALL_SINGLE if task.indices is None else CALL_UNARY if task.unary else CALL_CHUNK
+        message = (MSG_CALL, task.id, task.name, task.fn_payload, task.payload, chunk)
         self._send(worker, message)
 
     # ---------------------------------------------------------- waiting
@@ -597,29 +622,56 @@ class Dispatcher:
             self._break(message[1])
 
     def _take_result(self, message: tuple[Any, ...]) -> None:
-        _, task_id, first, count, final, busy, blob = message
+        _, task_id, first, count, final, busy, blob, plain = message
         task = self._tasks.get(task_id)
         if task is None or task.state is TaskState.DONE:
             return  # already failed by a timeout; a late result
-        outcomes: list[Outcome]
+        data: list[Any]
         if isinstance(blob, bytes):
             try:
-                outcomes = loads(blob)
+                data = loads(blob)
             except Exception as exc:
                 error = pickling_error(task.name, "result (unpickling in the parent)", exc)
-                outcomes = [(False, error)] * count
-        else:  # one pickle per item: a bad one fails alone
-            outcomes = [_load_outcome(task.name, data) for data in blob]
-        if outcomes:
-            self._record_speed(task.name, busy / len(outcomes))
-        if task.indices is None:
-            ok, value = outcomes[0]
+                data = [(False, error)] * count
+                plain = False
+        else:
+            # One pickle per item (values of types the parent might fail to
+            # rebuild): a bad one fails alone (issue 4).
+            data = [_load_outcome(task.name, item, plain) for item in blob]
+            if plain:
+                if all(ok for ok, _ in data):
+                    data = [value for _, value in data]
+                else:
+                    plain = False
+        if count:
+            self._record_speed(task.name, busy / count)
+        indices = task.indices
+        if indices is None:
             self._finish(task)
-            _resolve(task.future, ok, value)
+            if plain:
+                task.future.set_result(data[0])
+            else:
+                ok, value = data[0]
+                _resolve(task.future, ok, value)
             return
+        values = task.values
+        if plain and values is not None and first == len(values) and type(indices) is range:
+            # Every item so far a value, in order: the values go to the map as
+            # they are (no outcome tuple per item).
+            values += data
+            if final:
+                self._finish(task)
+                task.future.set_result(ChunkValues(values))
+            return
+        task.materialize()
+        outcomes: list[Outcome] = [(True, v) for v in data] if plain else data
         assert task.outcomes is not None
-        for offset, outcome in enumerate(outcomes):
-            task.outcomes[task.indices[first + offset]] = outcome
+        if type(indices) is range:
+            # Not re-run: the positions are the offsets (one slice, no loop per item).
+            task.outcomes[first : first + len(outcomes)] = outcomes
+        else:
+            for offset, outcome in enumerate(outcomes):
+                task.outcomes[indices[first + offset]] = outcome
         if final:
             self._finish(task)
             task.future.set_result(task.outcomes)
@@ -628,6 +680,7 @@ class Dispatcher:
         task = self._tasks.get(task_id)
         if task is None or task.state is TaskState.DONE:
             return
+        task.materialize()
         if task.indices is not None and len(task.indices) > 1 and task.items is not None:
             # One bad item spoils the chunk's pickle: send each item on its own
             # to find it, so the others still run.
@@ -645,7 +698,7 @@ class Dispatcher:
             new_task_id(),
             chunk.name,
             chunk.fn_payload,
-            dumps([chunk.items[index]]),
+            dumps([((chunk.items[index],) if chunk.unary else chunk.items[index], {})]),
             Future(),
             chunk.timeout,
             None,
@@ -701,6 +754,7 @@ class Dispatcher:
         del self._tasks[task.id]
 
     def _resolve_error(self, task: Task, error: BaseException) -> None:
+        task.materialize()
         if task.state is not TaskState.DONE:
             self._release(task)
             task.move(TaskState.DONE)
@@ -844,6 +898,7 @@ class Dispatcher:
     def _fail_or_requeue(
         self, task: Task, worker: WorkerHandle, exitcode: int | None, running: int = 1
     ) -> None:
+        task.materialize()
         task.worker = None
         if task.state is TaskState.SENT and not self._terminating:
             # It never started: run it on another worker.
@@ -936,11 +991,15 @@ def _copy_initializer_error(error: InitializerError) -> InitializerError:
     return copy
 
 
-def _load_outcome(name: str, data: bytes) -> Outcome:
+def _load_outcome(name: str, data: bytes, plain: bool) -> Outcome:
+    """One item's outcome from its own pickle (of its bare value if ``plain``)."""
     try:
-        outcome: Outcome = loads(data)
+        loaded = loads(data)
     except Exception as exc:
         return False, pickling_error(name, "result (unpickling in the parent)", exc)
+    if plain:
+        return True, loaded
+    outcome: Outcome = loaded
     return outcome
 
 

@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING, Any, overload
 from . import _routing
 from ._collate import (
     CHUNKS_PER_SLOT,
+    FULL_CHUNKS_PER_SLOT,
+    MAX_AUTO_CHUNK,
     ChunkSizer,
-    Item,
     MapIterator,
     Progress,
     make_reporter,
@@ -37,7 +38,7 @@ from ._dispatcher import Dispatcher, Task, join_all_dispatchers, new_task_id
 from ._errors import PoolClosedError
 from ._inline import map_inline, run_inline
 from ._routing import TaskOptions
-from ._serialize import CallableByValue, dumps, dumps_callable, pickling_error
+from ._serialize import CallableByValue, as_outcomes, dumps, dumps_callable, pickling_error
 from ._subtasks import SubtaskPool
 from ._typing import P, R
 
@@ -397,19 +398,28 @@ class Pool(Executor):
         def measure() -> float | None:
             return dispatcher.item_seconds.get(name)
 
-        def submit(items: list[Item]) -> tuple[Future[Any], bool]:
+        # One iterable: a chunk carries the bare arguments (``unary``), not
+        # 1-tuples of them.
+        unary = len(iterables) == 1
+
+        def submit(items: list[Any]) -> tuple[Future[Any], bool]:
             future: Future[Any] = Future()
             try:
                 payload = fn_payload()
             except Exception as exc:
                 future.set_exception(pickling_error(name, "function", exc))
                 return future, True
-            pairs: list[tuple[Item, dict[str, Any]]] = [(args, {}) for args in items]
+            # A chunk travels as its positional-argument tuples: no kwargs dict
+            # per item (a map has none), which halves the pickling per item.
             try:
-                args_payload = dumps(pairs)
+                args_payload = dumps(items)
             except Exception:
-                return _submit_picklable_items(dispatcher, name, payload, pairs, task_timeout)
-            task = Task(new_task_id(), name, payload, args_payload, future, task_timeout, pairs)
+                return _submit_picklable_items(
+                    dispatcher, name, payload, items, task_timeout, unary
+                )
+            task = Task(
+                new_task_id(), name, payload, args_payload, future, task_timeout, items, unary
+            )
             dispatcher.submit(task)
             return future, True
 
@@ -421,6 +431,8 @@ class Pool(Executor):
             buffersize=buffersize,
             max_units=CHUNKS_PER_SLOT * slots,
             timeout=timeout,
+            unary=unary,
+            max_items=FULL_CHUNKS_PER_SLOT * MAX_AUTO_CHUNK * slots if chunksize is None else None,
         )
 
     # ------------------------------------------------------------ Executor
@@ -717,15 +729,16 @@ def _submit_picklable_items(
     dispatcher: Dispatcher,
     name: str,
     payload: bytes,
-    pairs: list[tuple[Item, dict[str, Any]]],
+    items: list[Any],
     task_timeout: float | None,
+    unary: bool = False,
 ) -> tuple[Future[Any], bool]:
     """A chunk did not pickle: fail the bad items alone, send the others."""
-    outcomes: list[tuple[bool, Any] | None] = [None] * len(pairs)
+    outcomes: list[tuple[bool, Any] | None] = [None] * len(items)
     good: list[int] = []
-    for index, pair in enumerate(pairs):
+    for index, args in enumerate(items):
         try:
-            dumps(pair)
+            dumps(args)
         except Exception as exc:
             outcomes[index] = (False, pickling_error(name, "argument", exc))
         else:
@@ -735,16 +748,19 @@ def _submit_picklable_items(
         future.set_result(outcomes)
         return future, True
     inner: Future[Any] = Future()
-    good_pairs = [pairs[i] for i in good]
-    task = Task(new_task_id(), name, payload, dumps(good_pairs), inner, task_timeout, good_pairs)
+    good_items = [items[i] for i in good]
+    task = Task(
+        new_task_id(), name, payload, dumps(good_items), inner, task_timeout, good_items, unary
+    )
 
     def merge(done: Future[Any]) -> None:
         if done.cancelled():
             future.cancel()
             return
         exc = done.exception()
+        sent = None if exc is not None else as_outcomes(done.result())
         for position, index in enumerate(good):
-            outcomes[index] = (False, exc) if exc is not None else done.result()[position]
+            outcomes[index] = (False, exc) if sent is None else sent[position]
         if future.set_running_or_notify_cancel():  # False: its map was closed
             future.set_result(outcomes)
 

@@ -25,6 +25,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
+from concurrent.futures._base import FINISHED, PENDING
 from typing import Any
 
 from ._errors import PoolClosedError
@@ -101,7 +102,8 @@ class _HelpingWaiters(list[Any]):
     __slots__ = ("future_ref",)
 
     def __init__(self, future: SubtaskFuture[Any]) -> None:
-        super().__init__()
+        # (list's own __init__ with no argument does nothing: not called, as
+        # this runs once per subtask)
         self.future_ref = weakref.ref(future)
 
     def append(self, waiter: Any) -> None:
@@ -119,10 +121,17 @@ class SubtaskFuture(Future[R]):
     """A ``concurrent.futures.Future`` whose waiter runs it if nobody started it."""
 
     def __init__(self, work: _Work) -> None:
-        super().__init__()
+        # Future.__init__'s fields, set here directly (it would make a waiter
+        # list only to be replaced): one of these is made per subtask call,
+        # the hot path of issue 6.
+        self._condition = threading.Condition()
+        self._state = PENDING
+        self._result: Any = None
+        self._exception: BaseException | None = None
+        self._waiters: list[Any] = _HelpingWaiters(self)
+        self._done_callbacks: list[Callable[[Future[Any]], object]] = []
         # A one-slot list: list.pop() is atomic, so exactly one thread claims it.
         self._work: list[_Work] = [work]
-        self._waiters: list[Any] = _HelpingWaiters(self)
 
     def pending_work(self) -> bool:
         """True while no thread has claimed this subtask."""
@@ -163,6 +172,10 @@ class SubtaskFuture(Future[R]):
             and threading.get_ident() in _helper_idents
         ):
             self.run_here(helping=True)
+        if self._state == FINISHED and self._exception is None:
+            # Done (typically just now, by this thread): FINISHED never changes
+            # again, so the value can be read without taking the lock.
+            return self._result  # type: ignore[no-any-return]
         return super().result(timeout)
 
     def exception(self, timeout: float | None = None) -> BaseException | None:

@@ -53,14 +53,22 @@ from ._subtasks import SubtaskPool, become_helper, process_pool
 __all__ = ["WorkerConfig", "worker_main"]
 
 # Parent -> worker messages.
+#: ``chunk`` says how args_payload reads: CALL_SINGLE, [(args, kwargs)] (one
+#: call); CALL_CHUNK, a list of positional-argument tuples (a map's chunk);
+#: CALL_UNARY, a list of single arguments (a map over one iterable).
 MSG_CALL = 1  # (MSG_CALL, task_id, name, fn_payload, args_payload, chunk)
+CALL_SINGLE = 0
+CALL_CHUNK = 1
+CALL_UNARY = 2
 MSG_EXIT = 2  # (MSG_EXIT,)
 # Worker -> parent messages.
 MSG_READY = 10  # (MSG_READY, pid)
 MSG_INIT_FAILED = 11  # (MSG_INIT_FAILED, error_payload)
 MSG_ACK = 12  # (MSG_ACK, task_id, slot)
-# outcomes: one pickle of the list of (ok, value), or a list of one pickle per item
-MSG_RESULT = 13  # (MSG_RESULT, task_id, first, count, final, busy_seconds, outcomes)
+#: outcomes: one pickle of the list, or a list of one pickle per item; ``plain``:
+#: True when the items are their bare values (every one succeeded), False when
+#: they are (ok, value_or_exception) outcomes.
+MSG_RESULT = 13  # (MSG_RESULT, task_id, first, count, final, busy_seconds, outcomes, plain)
 MSG_ARGS_FAILED = 14  # (MSG_ARGS_FAILED, task_id, error_payload)
 MSG_BOOTED = 15  # (MSG_BOOTED, pid): the interpreter is up, nestpool's code runs
 
@@ -297,11 +305,11 @@ def _runner(
         message = calls.get()
         if message is None:
             return
-        _, task_id, name, fn_payload, args_payload, _chunk = message
+        _, task_id, name, fn_payload, args_payload, chunk = message
         del message
         slots[slot] = 0
         channel.send((MSG_ACK, task_id, slot))
-        _run_call(slot, task_id, name, fn_payload, args_payload, channel, slots)
+        _run_call(slot, task_id, name, fn_payload, args_payload, channel, slots, chunk)
 
 
 def _run_call(
@@ -312,6 +320,7 @@ def _run_call(
     args_payload: bytes,
     channel: _Channel,
     slots: Any,
+    chunk: int = CALL_SINGLE,
 ) -> None:
     try:
         fn = _load_function(fn_payload)
@@ -320,33 +329,54 @@ def _run_call(
         channel.send((MSG_ARGS_FAILED, task_id, exception_payload(error, name)))
         return
     try:
-        items: list[tuple[tuple[Any, ...], dict[str, Any]]] = loads(args_payload)
+        items: list[Any] = loads(args_payload)
     except BaseException as exc:
         error = pickling_error(name, "argument (unpickling in the worker)", exc)
         channel.send((MSG_ARGS_FAILED, task_id, exception_payload(error, name)))
         return
     del args_payload
 
-    outcomes: list[tuple[bool, Any]] = []
+    # While every item succeeds, only the values are kept and sent (a third
+    # of the pickling of (ok, value) pairs, per item); from the first failure
+    # on, this flush carries (ok, value_or_exception) outcomes.
+    values: list[Any] = []
+    outcomes: list[tuple[bool, Any]] | None = None
     first = 0
     last = len(items) - 1
     clock = time.perf_counter
     flushed_at = started = clock()
-    for index, (args, kwargs) in enumerate(items):
+    for index, item in enumerate(items):
         slots[slot] = index
         try:
-            outcomes.append((True, fn(*args, **kwargs)))
+            if chunk == CALL_UNARY:
+                value = fn(item)
+            elif chunk == CALL_CHUNK:
+                value = fn(*item)
+            else:
+                args, kwargs = item
+                value = fn(*args, **kwargs)
         except BaseException as exc:
+            if outcomes is None:
+                outcomes = [(True, v) for v in values]
             outcomes.append((False, exception_payload(exc, name)))
             del exc
+        else:
+            if outcomes is None:
+                values.append(value)
+            else:
+                outcomes.append((True, value))
+            del value
         now = clock()
         if index == last or now - flushed_at >= FLUSH_SECONDS:
-            _send_outcomes(channel, task_id, name, first, outcomes, index == last, now - started)
+            _send_outcomes(
+                channel, task_id, name, first, values, outcomes, index == last, now - started
+            )
             first = index + 1
-            outcomes = []
+            values = []
+            outcomes = None
             flushed_at = started = now
     if not items:
-        _send_outcomes(channel, task_id, name, 0, [], True, 0.0)
+        _send_outcomes(channel, task_id, name, 0, [], None, True, 0.0)
 
 
 #: results of these exact types always unpickle: a flush of only these travels
@@ -359,7 +389,8 @@ def _send_outcomes(
     task_id: int,
     name: str,
     first: int,
-    outcomes: list[tuple[bool, Any]],
+    values: list[Any],
+    outcomes: list[tuple[bool, Any]] | None,
     final: bool,
     busy: float,
 ) -> None:
@@ -367,16 +398,29 @@ def _send_outcomes(
     # cannot unpickle them it still knows which task and items they were for.
     # Items that may fail to unpickle in the parent (a type it cannot import
     # or rebuild) are pickled one by one, so that one bad item of a chunk
-    # fails alone (issue 4).
-    blob: bytes | list[bytes]
-    if len(outcomes) == 1 or all(type(value) in _PLAIN_TYPES for _, value in outcomes):
+    # fails alone (issue 4); a flush of plain values goes as one pickle, and
+    # while every item succeeded as the bare values (``plain``: no outcome
+    # tuple per item, the tiny-task hot path, issue 6).
+    plain = outcomes is None
+    entries: list[Any] = values if outcomes is None else outcomes
+    blob: bytes | list[bytes] | None = None
+    if len(entries) <= 1 or all(
+        type(value) in _PLAIN_TYPES for value in (values if plain else (v for _, v in entries))
+    ):
         try:
-            blob = dumps(outcomes)
+            blob = dumps(entries)
         except Exception:
-            blob = _dumps_each(name, outcomes)
-    else:
-        blob = _dumps_each(name, outcomes)
-    channel.send((MSG_RESULT, task_id, first, len(outcomes), final, busy, blob))
+            blob = None
+    if blob is None:
+        if plain:
+            try:
+                blob = [dumps(value) for value in values]
+            except Exception:
+                plain = False
+                entries = [(True, value) for value in values]
+        if not plain:
+            blob = _dumps_each(name, entries)
+    channel.send((MSG_RESULT, task_id, first, len(entries), final, busy, blob, plain))
 
 
 def _dumps_each(name: str, outcomes: list[tuple[bool, Any]]) -> list[bytes]:

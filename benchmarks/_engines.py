@@ -1,0 +1,191 @@
+"""The engines compared: nestpool and its baselines, behind one small interface.
+
+An engine is a context manager (entering starts its processes, leaving stops
+them) with ``run(fn, jobs)``: call ``fn(*job)`` for every job, in parallel,
+and return the values in order. Start-up is never timed: each workload warms
+an engine up before its timed repeats.
+
+``style`` says which version of a workload's function the engine runs:
+``"nestpool"`` (decorated tasks), ``"naive"`` (a new thread pool per task) or
+``"persistent"`` (a per-worker thread pool made once).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+from benchmarks import tasks
+from nestpool import Pool
+
+Job = tuple[Any, ...]
+
+
+class Engine:
+    """Base: a label, a style, and the processes it runs on."""
+
+    style = "persistent"
+
+    def __init__(self, label: str, processes: int) -> None:
+        self.label = label
+        self.processes = processes
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def run(self, fn: Callable[..., Any], jobs: list[Job]) -> list[Any]:
+        raise NotImplementedError
+
+
+class Nestpool(Engine):
+    """``Pool(processes, threads, tasks_per_process)``; jobs go through ``task.map``."""
+
+    style = "nestpool"
+
+    def __init__(
+        self,
+        label: str,
+        processes: int,
+        *,
+        threads: int | None = None,
+        tasks_per_process: int = 1,
+        start_method: str | None = None,
+    ) -> None:
+        super().__init__(label, processes)
+        self.threads = threads
+        self.tasks_per_process = tasks_per_process
+        self.start_method = start_method
+        self.pool: Pool | None = None
+
+    def __enter__(self) -> Nestpool:
+        self.pool = Pool(
+            self.processes,
+            self.threads,
+            tasks_per_process=self.tasks_per_process,
+            start_method=self.start_method,
+        )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.pool is not None
+        self.pool.shutdown(wait=True)
+
+    def run(self, fn: Callable[..., Any], jobs: list[Job]) -> list[Any]:
+        return list(fn.map(*zip(*jobs, strict=True)))  # type: ignore[attr-defined]
+
+
+class Stdlib(Engine):
+    """``ProcessPoolExecutor``; ``persistent`` makes a per-worker thread pool in
+    the initializer; ``naive`` does not (each task makes its own)."""
+
+    def __init__(
+        self, label: str, processes: int, *, style: str, threads: int, start_method: str
+    ) -> None:
+        super().__init__(label, processes)
+        self.style = style
+        self.threads = threads
+        self.start_method = start_method
+        self.executor: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> Stdlib:
+        options: dict[str, Any] = {}
+        if self.style == "persistent":
+            options = {"initializer": tasks.init_thread_pool, "initargs": (self.threads,)}
+        self.executor = ProcessPoolExecutor(
+            self.processes,
+            mp_context=multiprocessing.get_context(self.start_method),
+            **options,
+        )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.executor is not None
+        self.executor.shutdown(wait=True)
+
+    def run(self, fn: Callable[..., Any], jobs: list[Job]) -> list[Any]:
+        assert self.executor is not None
+        return list(self.executor.map(fn, *zip(*jobs, strict=True)))
+
+
+class Loky(Engine):
+    """loky's reusable executor, the per-worker thread pool made in its initializer."""
+
+    def __init__(self, label: str, processes: int, *, threads: int) -> None:
+        super().__init__(label, processes)
+        self.threads = threads
+        self.executor: Any = None
+
+    def __enter__(self) -> Loky:
+        import loky
+
+        self.executor = loky.get_reusable_executor(
+            max_workers=self.processes,
+            initializer=tasks.init_thread_pool,
+            initargs=(self.threads,),
+            reuse=False,
+        )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.executor.shutdown(wait=True, kill_workers=True)
+
+    def run(self, fn: Callable[..., Any], jobs: list[Job]) -> list[Any]:
+        return list(self.executor.map(fn, *zip(*jobs, strict=True)))
+
+
+class Mpire(Engine):
+    """mpire's ``WorkerPool``; the thread pool is made by the task on first use
+    in each worker. Not its default start method (fork): forking this runner,
+    which has threads, hung a worker in one run."""
+
+    def __init__(self, label: str, processes: int, *, start_method: str) -> None:
+        super().__init__(label, processes)
+        self.start_method = start_method
+        self.pool: Any = None
+
+    def __enter__(self) -> Mpire:
+        from mpire import WorkerPool
+
+        self.pool = WorkerPool(
+            n_jobs=self.processes, keep_alive=True, start_method=self.start_method
+        )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.pool.terminate()
+
+    def run(self, fn: Callable[..., Any], jobs: list[Job]) -> list[Any]:
+        # mpire unpacks a tuple into the arguments; chunk_size 1: as the others.
+        return list(self.pool.map(fn, jobs, chunk_size=1, progress_bar=False))
+
+
+class Joblib(Engine):
+    """joblib's ``Parallel`` (loky backend, its automatic batching); the thread
+    pool is made by the task on first use in each worker."""
+
+    def __init__(self, label: str, processes: int) -> None:
+        super().__init__(label, processes)
+        self.parallel: Any = None
+
+    def __enter__(self) -> Joblib:
+        from joblib import Parallel
+
+        self.parallel = Parallel(n_jobs=self.processes, backend="loky")
+        self.parallel.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.parallel.__exit__(None, None, None)
+        from joblib.externals.loky import get_reusable_executor
+
+        get_reusable_executor().shutdown(wait=True, kill_workers=True)
+
+    def run(self, fn: Callable[..., Any], jobs: list[Job]) -> list[Any]:
+        from joblib import delayed
+
+        return list(self.parallel(delayed(fn)(*job) for job in jobs))

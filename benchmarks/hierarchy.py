@@ -1,0 +1,245 @@
+"""Workload 1, hierarchy: the seed tutorial's shape, scaled.
+
+P process tasks; each fans out S IO subtasks (``time.sleep`` of ``io_ms``,
+all of one task's waits able to overlap) and then spends ``cpu_ms`` of
+pure-Python CPU work (``spin``: a fixed number of loop turns, calibrated at the
+start of the run to take ``cpu_ms`` on one idle core; it holds the GIL).
+
+The ideal is the lower bound max(total CPU / cores, longest chain), with
+total CPU = P * cpu_ms and the longest chain = io_ms + cpu_ms (one task's
+waits, all at once, then its CPU work). Every engine's time is shown divided
+by it. A second, *measured* floor runs the CPU work alone (no IO) in P tasks
+over the cores with ``ProcessPoolExecutor`` (big chunks): on a shared, busy
+machine it is what the cores actually gave this run, so "nestpool / measured
+floor" tells the engine's cost apart from the machine's contention.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from benchmarks import _engines, tasks
+from benchmarks._harness import (
+    Check,
+    Result,
+    Row,
+    Size,
+    Table,
+    calibrate_spin,
+    ideal_rows,
+    timed,
+    usable_cores,
+)
+
+NAME = "hierarchy"
+TITLE = "Hierarchy: process tasks that fan out IO subtasks, then compute"
+
+#: The shape recommended for CPU work that holds the GIL (docs/performance.md):
+#: more processes than cores, one task each. Tasks of one process share its
+#: GIL, so tasks_per_process > 1 overlaps IO and CPU less well than processes
+#: do (measured: 4-6 tasks per process ~1.45x the ideal, 3 processes per core
+#: ~1.05-1.25x). RECOMMENDED_TPP is the best tasks_per_process at cores
+#: processes, shown for comparison.
+RECOMMENDED_PROCESSES_PER_CORE = 3
+RECOMMENDED_TPP = 4
+#: processes per core of the oversubscribed baselines ("more processes than
+#: cores", the standard library's best shape for this workload)
+OVERSUBSCRIBE = 3
+
+
+def engines(
+    cores: int, subtasks: int, tpps: list[int], oversubscribe: int, start_method: str
+) -> list[_engines.Engine]:
+    """nestpool at each tasks_per_process, then the baselines of issue 6."""
+    over = cores * oversubscribe
+    out: list[_engines.Engine] = [
+        _engines.Nestpool(
+            f"nestpool, tasks_per_process={tpp}",
+            cores,
+            threads=subtasks * tpp,
+            tasks_per_process=tpp,
+            start_method=start_method,
+        )
+        for tpp in tpps
+    ]
+    out.append(
+        _engines.Nestpool(
+            f"nestpool (recommended), {over} processes, tasks_per_process=1",
+            over,
+            threads=subtasks,
+            tasks_per_process=1,
+            start_method=start_method,
+        )
+    )
+    out += [
+        _engines.Stdlib(
+            f"naive: new ThreadPoolExecutor per task, {cores} processes",
+            cores,
+            style="naive",
+            threads=subtasks,
+            start_method=start_method,
+        ),
+        _engines.Stdlib(
+            f"stdlib: persistent thread pool, {cores} processes",
+            cores,
+            style="persistent",
+            threads=subtasks,
+            start_method=start_method,
+        ),
+        _engines.Stdlib(
+            f"stdlib: persistent thread pool, {over} processes",
+            over,
+            style="persistent",
+            threads=subtasks,
+            start_method=start_method,
+        ),
+        _engines.Loky(f"loky: persistent thread pool, {over} processes", over, threads=subtasks),
+        _engines.Mpire(
+            f"mpire: persistent thread pool, {over} processes", over, start_method=start_method
+        ),
+        _engines.Joblib(f"joblib: persistent thread pool, {over} processes", over),
+    ]
+    return out
+
+
+def measure_engine(
+    engine: _engines.Engine,
+    fns: dict[str, Callable[..., Any]],
+    jobs_for: Callable[[str], list[tuple[Any, ...]]],
+    warm_for: Callable[[str], list[tuple[Any, ...]]],
+    expected: list[Any],
+    repeats: int,
+) -> list[float]:
+    """Warm ``engine`` up, then time ``repeats`` runs of all the jobs; check values."""
+    fn = fns[engine.style]
+    jobs = jobs_for(engine.style)
+    with engine:
+        engine.run(fn, warm_for(engine.style))
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            values = engine.run(fn, jobs)
+            times.append(time.perf_counter() - started)
+            if values != expected:
+                raise AssertionError(f"{engine.label}: wrong results")
+    return times
+
+
+def run(size: Size, start_method: str = "forkserver") -> Result:
+    cores = usable_cores()
+    count = size.pick(4, 32, 96)
+    subtasks = size.pick(5, 50, 50)
+    io_ms = size.pick(5.0, 20.0, 20.0)
+    cpu_ms = size.pick(5.0, 20.0, 20.0)
+    tpps = size.pick([2], [2, RECOMMENDED_TPP], [1, 2, 3, RECOMMENDED_TPP, 6, 8])
+    oversubscribe = OVERSUBSCRIBE
+    per_ms = calibrate_spin()
+    iterations = int(cpu_ms * per_ms)
+    io_seconds = io_ms / 1000
+
+    def jobs_for(style: str, n: int = count) -> list[tuple[Any, ...]]:
+        if style == "nestpool":
+            return [(i, subtasks, io_seconds, iterations) for i in range(n)]
+        return [(i, subtasks, io_seconds, iterations, subtasks) for i in range(n)]
+
+    def warm_for(style: str) -> list[tuple[Any, ...]]:
+        return jobs_for(style, cores * max([*tpps, oversubscribe]))
+
+    fns = {
+        "nestpool": tasks.np_unit,
+        "naive": tasks.naive_unit,
+        "persistent": tasks.persistent_unit,
+    }
+    expected = [i + subtasks * (subtasks - 1) // 2 for i in range(count)]
+    ideal = max(count * cpu_ms / cores, io_ms + cpu_ms) / 1000
+
+    # The measured floor: the same CPU work with no IO, chunked over the
+    # cores, timed next to every engine (an executor kept open, idle between).
+    floor_engine = _engines.Stdlib(
+        "measured CPU floor (CPU work alone, stdlib, chunked)",
+        cores,
+        style="persistent",
+        threads=1,
+        start_method=start_method,
+    )
+    rows: list[Row] = []
+    floor_times: list[float] = []
+    corrected: list[Row] = []
+    with floor_engine:
+        executor = floor_engine.executor
+        assert executor is not None
+        chunk = max(1, count // cores)
+        list(executor.map(tasks.spin, [iterations] * cores))
+
+        def floor_once() -> float:
+            return timed(
+                lambda: list(executor.map(tasks.spin, [iterations] * count, chunksize=chunk))
+            )
+
+        for engine in engines(cores, subtasks, tpps, oversubscribe, start_method):
+            before = floor_once()
+            times = measure_engine(engine, fns, jobs_for, warm_for, expected, size.repeats)
+            after = floor_once()
+            floor_times += [before, after]
+            rows.append(Row(engine.label, times))
+            near = min(before, after)
+            corrected.append(
+                Row(
+                    engine.label,
+                    times,
+                    ratio_min=min(times) / near,
+                    ratio_median=sorted(times)[len(times) // 2] / near,
+                )
+            )
+    floor = Row(floor_engine.label, floor_times)
+    ideal_rows([*rows, floor], ideal)
+
+    best = next(r for r in rows if r.label.endswith(" processes, tasks_per_process=1"))
+    corrected_table = Table(
+        "the same runs against the CPU floor measured just before and after each engine",
+        "time / measured CPU floor (the lower of the two around it): what the engine "
+        "costs beyond what the cores gave this run",
+        corrected,
+    )
+    table = Table(
+        f"{count} process tasks x {subtasks} subtasks of {io_ms:g} ms IO, then {cpu_ms:g} ms CPU; "
+        f"{cores} cores; ideal {ideal * 1000:.0f} ms",
+        "time / ideal (lower is better; 1.00 is the ideal)",
+        [*rows, floor],
+    )
+    by_floor = best.min / floor.min
+    table.notes.append(
+        f"{best.label}: {by_floor:.2f}x the measured CPU floor (min), "
+        f"{best.median / floor.median:.2f}x (median)"
+    )
+    for label_start in ("naive", "stdlib: persistent thread pool, " + str(cores * oversubscribe)):
+        base = next((r for r in rows if r.label.startswith(label_start)), None)
+        if base is not None:
+            table.notes.append(
+                f"speed-up of {best.label} over '{base.label}': "
+                f"{base.min / best.min:.2f}x (min), {base.median / best.median:.2f}x (median)"
+            )
+    assert best.ratio_min is not None and best.ratio_median is not None
+    checks = [
+        Check(
+            f"hierarchy: {best.label} <= 1.10x ideal",
+            f"{best.ratio_min:.2f}x (min), {best.ratio_median:.2f}x (median)",
+            best.ratio_min <= 1.10,
+        )
+    ]
+    setup = (
+        f"spin calibrated at {per_ms:.0f} loop turns per ms; nestpool threads = "
+        f"{subtasks} x tasks_per_process; baselines: {subtasks} threads per process; "
+        f"oversubscribed baselines run {oversubscribe} processes per core; start method "
+        f"{start_method} (loky and joblib: loky's own); start-up not timed"
+    )
+    return Result(
+        NAME,
+        TITLE,
+        setup,
+        [table, corrected_table],
+        checks,
+        {"ideal_s": ideal, "cpu_ms": cpu_ms, "io_ms": io_ms, "tasks": count, "subtasks": subtasks},
+    )

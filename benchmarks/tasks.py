@@ -1,0 +1,283 @@
+"""The functions the engines run, importable by every kind of worker process.
+
+Each workload has one logic, written once per engine style:
+
+- nestpool: ``@process_task`` / ``@thread_subtask`` (``np_*``);
+- the tutorial's naive nesting: a new ``ThreadPoolExecutor`` in every task
+  (``naive_*``);
+- "done well" for the standard library, loky, mpire and joblib: a thread pool
+  created once per worker process and reused by every task there
+  (``persistent_*``; the standard library and loky create it in their
+  ``initializer``, mpire and joblib on first use).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import signal
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from html.parser import HTMLParser
+from typing import Any
+
+from benchmarks._harness import spin
+from nestpool import process_task, thread_subtask
+
+# ------------------------------------------------------------------ helpers
+
+_thread_pool: ThreadPoolExecutor | None = None
+_thread_pool_lock = threading.Lock()
+
+
+def init_thread_pool(threads: int) -> None:
+    """Initializer: this worker's persistent thread pool (stdlib, loky)."""
+    global _thread_pool
+    _thread_pool = ThreadPoolExecutor(threads, thread_name_prefix="bench-io")
+
+
+def persistent_thread_pool(threads: int) -> ThreadPoolExecutor:
+    """This worker's persistent thread pool, created on first use (mpire, joblib)."""
+    global _thread_pool
+    pool = _thread_pool
+    if pool is None:
+        with _thread_pool_lock:
+            pool = _thread_pool
+            if pool is None:
+                pool = _thread_pool = ThreadPoolExecutor(threads, thread_name_prefix="bench-io")
+    return pool
+
+
+def identity(x: Any) -> Any:
+    """A trivial function (tiny tasks)."""
+    return x
+
+
+def worker_pid(_: object = None) -> int:
+    """The pid of the process running the call."""
+    return os.getpid()
+
+
+# ------------------------------------------------------------------ hierarchy
+
+
+def io_sleep(seconds: float, value: int) -> int:
+    """An IO wait: it holds no CPU and releases the GIL."""
+    time.sleep(seconds)
+    return value
+
+
+def naive_unit(index: int, subtasks: int, io_seconds: float, iterations: int, threads: int) -> int:
+    """The tutorial's way: a new thread pool for every process task."""
+    with ThreadPoolExecutor(threads) as executor:
+        values = list(executor.map(io_sleep, [io_seconds] * subtasks, range(subtasks)))
+    spin(iterations)
+    return index + sum(values)
+
+
+def persistent_unit(
+    index: int, subtasks: int, io_seconds: float, iterations: int, threads: int
+) -> int:
+    """Done well: the worker's persistent thread pool (initializer or first use)."""
+    executor = persistent_thread_pool(threads)
+    values = list(executor.map(io_sleep, [io_seconds] * subtasks, range(subtasks)))
+    spin(iterations)
+    return index + sum(values)
+
+
+def persistent_unit_star(args: tuple[int, int, float, int, int]) -> int:
+    """``persistent_unit`` taking one tuple (mpire passes one argument)."""
+    return persistent_unit(*args)
+
+
+@thread_subtask
+def np_io_sleep(seconds: float, value: int) -> int:
+    """nestpool: the IO wait as a subtask."""
+    time.sleep(seconds)
+    return value
+
+
+@process_task
+def np_unit(index: int, subtasks: int, io_seconds: float, iterations: int) -> int:
+    """nestpool: a process task that fans out its IO waits as subtasks."""
+    values = list(np_io_sleep.map([io_seconds] * subtasks, range(subtasks)))
+    spin(iterations)
+    return index + sum(values)
+
+
+@process_task
+def np_spin(iterations: int) -> int:
+    """nestpool: CPU work only (the measured CPU floor)."""
+    return spin(iterations)
+
+
+# ------------------------------------------------------------------ crawl
+
+
+class PageParser(HTMLParser):
+    """Collects a page's links and text."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[str] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            self.links.extend(value for name, value in attrs if name == "href" and value)
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+_WORD = re.compile(r"[a-z]+")
+
+
+def parse_page(page: bytes) -> tuple[int, int, str]:
+    """CPU: the page's link count, word count and a digest of its text."""
+    parser = PageParser()
+    parser.feed(page.decode())
+    text = " ".join(parser.text)
+    words = len(_WORD.findall(text))
+    return len(parser.links), words, hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def fetch_url(url: str) -> bytes:
+    """IO: one HTTP GET with urllib."""
+    with urllib.request.urlopen(url, timeout=60) as response:
+        body: bytes = response.read()
+    return body
+
+
+def _summarise(pages: list[bytes]) -> tuple[int, int]:
+    links = words = 0
+    for page in pages:
+        page_links, page_words, _digest = parse_page(page)
+        links += page_links
+        words += page_words
+    return links, words
+
+
+def naive_crawl(urls: list[str], threads: int) -> tuple[int, int]:
+    """The tutorial's way: a new thread pool per batch of pages."""
+    with ThreadPoolExecutor(threads) as executor:
+        pages = list(executor.map(fetch_url, urls))
+    return _summarise(pages)
+
+
+def persistent_crawl(urls: list[str], threads: int) -> tuple[int, int]:
+    """Done well: the worker's persistent thread pool."""
+    pages = list(persistent_thread_pool(threads).map(fetch_url, urls))
+    return _summarise(pages)
+
+
+def persistent_crawl_star(args: tuple[list[str], int]) -> tuple[int, int]:
+    """``persistent_crawl`` taking one tuple (mpire)."""
+    return persistent_crawl(*args)
+
+
+@thread_subtask
+def np_fetch(url: str) -> bytes:
+    """nestpool: one fetch as a subtask."""
+    return fetch_url(url)
+
+
+@process_task
+def np_crawl(urls: list[str]) -> tuple[int, int]:
+    """nestpool: fetch a batch of pages in subtasks, parse them here."""
+    return _summarise(list(np_fetch.map(urls)))
+
+
+# ------------------------------------------------------------------ tiny tasks
+
+
+@process_task
+def np_identity(x: int) -> int:
+    """nestpool: a trivial process task."""
+    return x
+
+
+@process_task
+def np_tiny_warm(x: int) -> int:
+    """Used to start the workers (another task than the one timed, so that the
+    automatic chunk size learns nothing from it)."""
+    return x
+
+
+# ------------------------------------------------------------------ subtask hop
+
+
+@thread_subtask
+def np_trivial(x: int) -> int:
+    """nestpool: a trivial subtask."""
+    return x
+
+
+def _per_call(fn: Callable[[], object], count: int) -> float:
+    started = time.perf_counter()
+    fn()
+    return (time.perf_counter() - started) / count * 1e6
+
+
+@process_task
+def np_hop(count: int, threads: int) -> dict[str, float]:
+    """Inside one worker: microseconds per trivial subtask, nestpool vs a
+    ``ThreadPoolExecutor`` of the same size in the same process."""
+    list(np_trivial.map(range(200)))  # the persistent pool's threads exist
+
+    def call_and_wait() -> None:
+        for i in range(count):
+            np_trivial(i).result()
+
+    def submit_all() -> None:
+        futures = [np_trivial(i) for i in range(count)]
+        for future in futures:
+            future.result()
+
+    def via_map() -> None:
+        for _ in np_trivial.map(range(count)):
+            pass
+
+    out = {
+        "nestpool: call and wait": _per_call(call_and_wait, count),
+        "nestpool: submit all, then collect": _per_call(submit_all, count),
+        "nestpool: .map": _per_call(via_map, count),
+    }
+    with ThreadPoolExecutor(threads) as executor:
+        list(executor.map(identity, range(200)))
+
+        def tpe_one() -> None:
+            for i in range(count):
+                executor.submit(identity, i).result()
+
+        def tpe_all() -> None:
+            futures = [executor.submit(identity, i) for i in range(count)]
+            for future in futures:
+                future.result()
+
+        def tpe_map() -> None:
+            for _ in executor.map(identity, range(count)):
+                pass
+
+        out["ThreadPoolExecutor: submit().result() one by one"] = _per_call(tpe_one, count)
+        out["ThreadPoolExecutor: submit all, then collect"] = _per_call(tpe_all, count)
+        out["ThreadPoolExecutor: .map"] = _per_call(tpe_map, count)
+    return out
+
+
+# ------------------------------------------------------------------ latency, recovery
+
+
+@process_task
+def np_pid() -> int:
+    """nestpool: the worker's pid."""
+    return os.getpid()
+
+
+def kill_self() -> None:  # pragma: no cover - runs in a worker, which dies
+    """SIGKILL the calling process."""
+    os.kill(os.getpid(), signal.SIGKILL)

@@ -1,0 +1,46 @@
+"""Task functions for the chunk wire-format tests (importable by every worker)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+from nestpool import process_task
+
+
+@process_task
+def chunk_item(x: int, kill_at: int = -1, marker: str = "") -> object:
+    """x * 2; raises for x % 7 == 3; an unpicklable result for x % 11 == 5;
+    SIGKILLs its worker at ``x == kill_at`` the first time (``marker`` file)."""
+    if x == kill_at and not os.path.exists(marker):
+        with open(marker, "w"):
+            pass
+        os.kill(os.getpid(), signal.SIGKILL)
+    if x % 7 == 3:
+        raise ValueError(f"bad {x}")
+    if x % 11 == 5:
+        return threading.Lock()
+    return x * 2
+
+
+@process_task
+def unary_item(x: int | str) -> object:
+    """x * 2 for an int; for a str (a marker path), SIGKILL the worker the first
+    time (creating the marker), and return the str after."""
+    if isinstance(x, str):
+        if not os.path.exists(x):
+            with open(x, "w"):
+                pass
+            os.kill(os.getpid(), signal.SIGKILL)
+        return x
+    return x * 2
+
+
+@process_task
+def slow_item(x: int | str) -> object:
+    """``unary_item`` after a 2 ms sleep: a chunk of these is flushed in parts."""
+    import time
+
+    time.sleep(0.002)
+    return unary_item.sync(x)
