@@ -31,7 +31,7 @@ from nestpool import (
     WorkerDiedError,
 )
 from nestpool._dispatcher import MAX_STARTUP_DEATHS, Dispatcher, Task, TaskState
-from nestpool._serialize import RemoteTraceback, dumps
+from nestpool._serialize import RemoteTraceback, as_outcomes, dumps
 from tests import fault_tasks as ft
 from tests.conftest import START_METHODS, wait_until
 
@@ -216,15 +216,14 @@ def test_a_chunk_whose_worker_died_reruns_only_its_unstarted_items(
     with Pool(processes=2, threads=2, start_method=start_method) as pool:
         dispatcher = _dispatcher(pool)
         # Build the chunk the way Pool.map does, to read every item's outcome.
-        pairs: list[tuple[tuple[Any, ...], dict[str, Any]]] = [
-            ((x, bad, directory, how), {}) for x in range(n)
-        ]
+        # (a chunk travels as its items' positional-argument tuples)
+        items: list[tuple[Any, ...]] = [(x, bad, directory, how) for x in range(n)]
         chunk: Future[Any] = Future()
         payload = ft.chunk_item._self_options.get_payload()
-        dispatcher.submit(Task(10**9, "chunk_item", payload, dumps(pairs), chunk, None, pairs))
+        dispatcher.submit(Task(10**9, "chunk_item", payload, dumps(items), chunk, None, items))
         if how == "kill":
             os.kill(_wait_ready(tmp_path, "bad"), signal.SIGKILL)
-        outcomes = chunk.result(timeout=30)
+        outcomes = as_outcomes(chunk.result(timeout=30))
 
     runs = ft.read_runs(directory)
     first_pid = runs[0][1]

@@ -33,7 +33,7 @@ from nestpool import (
 )
 from nestpool._dispatcher import Task
 from nestpool._pool import _submit_picklable_items
-from nestpool._serialize import RemoteTraceback, dumps
+from nestpool._serialize import RemoteTraceback, as_outcomes, dumps
 from tests import fault_tasks as ft
 
 pytestmark = pytest.mark.timeout(60)
@@ -273,24 +273,20 @@ def test_wrong_arguments_fail_the_future_with_type_error(start_method: str) -> N
 def _run_chunk(pool: Pool, task: Any, items: list[tuple[Any, ...]]) -> list[tuple[bool, Any]]:
     """Run ``items`` as one chunk of ``task`` and return every item's outcome."""
     dispatcher = pool._get_dispatcher()
-    pairs: list[tuple[tuple[Any, ...], dict[str, Any]]] = [(args, {}) for args in items]
     future: Future[Any] = Future()
     payload = task._self_options.get_payload()
-    dispatcher.submit(Task(10**9, task.__qualname__, payload, dumps(pairs), future, None, pairs))
-    outcomes: list[tuple[bool, Any]] = future.result(timeout=30)
+    # A chunk travels as its items' positional-argument tuples.
+    dispatcher.submit(Task(10**9, task.__qualname__, payload, dumps(items), future, None, items))
+    outcomes: list[tuple[bool, Any]] = as_outcomes(future.result(timeout=30))
     return outcomes
 
 
 def test_the_bad_argument_of_a_chunk_fails_alone_in_the_parent() -> None:
     with Pool(processes=1) as pool:
-        pairs: list[tuple[tuple[Any, ...], dict[str, Any]]] = [
-            ((1,), {}),
-            ((threading.Lock(),), {}),
-            ((3,), {}),
-        ]
+        items: list[tuple[Any, ...]] = [(1,), (threading.Lock(),), (3,)]
         payload = ft.identity._self_options.get_payload()
         future, _ = _submit_picklable_items(
-            pool._get_dispatcher(), "identity", payload, pairs, None
+            pool._get_dispatcher(), "identity", payload, items, None
         )
         outcomes = future.result(timeout=30)
         assert outcomes[0] == (True, 1)
