@@ -404,8 +404,9 @@ def _send_outcomes(
     plain = outcomes is None
     entries: list[Any] = values if outcomes is None else outcomes
     blob: bytes | list[bytes] | None = None
-    if len(entries) <= 1 or all(
-        type(value) in _PLAIN_TYPES for value in (values if plain else (v for _, v in entries))
+    # set(map(type, ...)) runs in C: no Python-level step per item.
+    if len(entries) <= 1 or _PLAIN_TYPES.issuperset(
+        map(type, values if plain else [value for _, value in entries])
     ):
         try:
             blob = dumps(entries)
