@@ -227,28 +227,47 @@ class WorkerHandle:
 
 
 class _Wakeup:
-    """A self-pipe: other threads write a byte to end the dispatcher's wait."""
+    """A self-pipe: other threads write a byte to end the dispatcher's wait.
+
+    ``pending`` saves a write per submit while a byte is already waiting. It
+    must never be True while the pipe is empty, or every later ``wake()``
+    skips its write and the dispatcher sleeps through new work (a lost
+    wake-up: a Ctrl-C test hung on it). So ``wake()`` writes *before* it sets
+    the flag (a KeyboardInterrupt between the two leaves an extra byte, which
+    is harmless), and ``clear()`` drains *before* it resets the flag, both
+    under one lock: otherwise ``clear()`` could reset the flag, then drain a
+    byte that a ``wake()`` wrote after the reset, and leave the flag set over
+    an empty pipe. Submitters put their work in the inbox before ``wake()``,
+    and the dispatcher reads the inbox after ``clear()``, so nothing is missed.
+    """
 
     def __init__(self) -> None:
         self.reader, self.writer = os.pipe()
         os.set_blocking(self.reader, False)
         self.pending = False
+        self._lock = threading.Lock()
 
     def wake(self) -> None:
-        if not self.pending:
-            self.pending = True
-            try:
-                os.write(self.writer, b"\0")
-            except OSError:  # closed at the very end of shutdown
-                pass
+        if self.pending:
+            # A byte is waiting (or clear() is draining, and the dispatcher
+            # reads the inbox after it): no write needed.
+            return
+        with self._lock:
+            if not self.pending:
+                try:
+                    os.write(self.writer, b"\0")
+                except OSError:  # closed at the very end of shutdown
+                    return
+                self.pending = True
 
     def clear(self) -> None:
-        self.pending = False
-        try:
-            while os.read(self.reader, 4096):
+        with self._lock:
+            try:
+                while os.read(self.reader, 4096):
+                    pass
+            except (BlockingIOError, OSError):
                 pass
-        except (BlockingIOError, OSError):
-            pass
+            self.pending = False
 
     def close(self) -> None:
         for fd in (self.reader, self.writer):

@@ -38,7 +38,11 @@ CTRL_C_BOUND = 3.0
 ORPHAN_BOUND = 5.0
 
 _PRELUDE = """
-import json, os, sys, time
+import json, os, signal, sys, time
+# Ctrl-C as in a terminal, whatever launched the test: a shell's background
+# job starts its children with SIGINT ignored, and Python then installs no
+# KeyboardInterrupt handler.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import multiprocessing.forkserver, multiprocessing.resource_tracker
 from pathlib import Path
 from nestpool import Pool
