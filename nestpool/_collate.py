@@ -28,7 +28,7 @@ from concurrent.futures import TimeoutError as FuturesTimeoutError
 from typing import Any, Generic, Literal, cast, overload
 
 from ._serialize import ChunkValues
-from ._subtasks import SubtaskFuture, is_helper
+from ._subtasks import POLL_SECONDS, SubtaskFuture, is_helper, wait_event
 from ._typing import FutureLike, R, T
 
 __all__ = [
@@ -56,6 +56,9 @@ CHUNKS_PER_SLOT = 4
 #: per slot keep the workers busy, and more only costs the parent memory
 #: (issue 6: a map over millions of items keeps the parent within a few MB).
 FULL_CHUNKS_PER_SLOT = 2
+#: how much larger than the last one a chunk may be once the map's own items
+#: have been measured (before that: twice)
+CONFIRMED_GROWTH = 8
 
 
 class ChunkSizer:
@@ -64,12 +67,16 @@ class ChunkSizer:
     The automatic size starts at 1 and, once the workers have reported how long
     an item takes, aims at ``TARGET_CHUNK_SECONDS`` of work per chunk, so tiny
     tasks are not dominated by dispatch cost and long ones still spread out.
-    It at most doubles from one chunk to the next: a measurement taken from an
-    earlier, quicker call of the task (a warm-up call with no work) must not put
-    a whole map into one chunk on one worker.
+    Until the map's own first result is back (``confirm()``) it at most
+    doubles from one chunk to the next: the measurement may come from an
+    earlier, quicker call of the task (a warm-up call with no work), which
+    must not put a whole map into one chunk on one worker. Once this map's
+    items have been measured too, it grows up to ``CONFIRMED_GROWTH`` times a
+    chunk, so a map of tiny items reaches full-size chunks in a few steps
+    rather than a dozen round trips (issue 6).
     """
 
-    __slots__ = ("cap", "fixed", "last", "measure")
+    __slots__ = ("cap", "confirmed", "fixed", "last", "measure")
 
     def __init__(
         self,
@@ -81,6 +88,11 @@ class ChunkSizer:
         self.measure: Callable[[], float | None] | None = measure
         self.cap: int = max(1, cap)
         self.last: int = 0
+        self.confirmed: bool = False
+
+    def confirm(self) -> None:
+        """The map's own first result is back: the measurement includes it."""
+        self.confirmed = True
 
     def __call__(self) -> int:
         if self.fixed is not None:
@@ -92,7 +104,8 @@ class ChunkSizer:
             size = min(MAX_AUTO_CHUNK, self.cap)
         else:
             size = max(1, min(int(TARGET_CHUNK_SECONDS / seconds), MAX_AUTO_CHUNK, self.cap))
-        size = min(size, max(1, 2 * self.last))
+        growth = CONFIRMED_GROWTH if self.confirmed else 2
+        size = min(size, max(1, growth * self.last))
         self.last = size
         return size
 
@@ -106,7 +119,313 @@ class _Unit:
         self.is_chunk = is_chunk
 
 
-class MapIterator(Iterator[R], Generic[R]):
+class _MapState:
+    """Everything a map knows but the iterator protocol: the input, the units
+    in flight, the refill and the cancellation.
+
+    Kept apart from ``MapIterator`` so that the generator of units
+    (``_units``) refers to this and never to the iterator: dropping the
+    iterator then drops the generator and this state at once (no reference
+    cycle waiting for the cyclic GC), and ``__del__`` cancels what has not
+    started (issue 3).
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "buffersize",
+        "current",
+        "deadline",
+        "done",
+        "exhausted",
+        "in_flight",
+        "input_error",
+        "items",
+        "left",
+        "max_items",
+        "max_units",
+        "ordered",
+        "running",
+        "size",
+        "sizer",
+        "submit",
+        "window",
+    )
+
+    def __init__(
+        self,
+        iterables: tuple[Iterable[Any], ...],
+        submit: SubmitUnit,
+        sizer: ChunkSizer,
+        *,
+        ordered: bool,
+        buffersize: int | None,
+        max_units: int,
+        timeout: float | None,
+        unary: bool,
+        max_items: int | None,
+    ) -> None:
+        if buffersize is not None and buffersize < 1:
+            raise ValueError("buffersize must be None or > 0")
+        # unary (one iterable, asked for by the submitter): the items are the
+        # input's values themselves, not 1-tuples (no tuple per item to build,
+        # pickle and unpickle: the tiny-task hot path, issue 6).
+        self.items: Iterator[Any] = iter(iterables[0]) if unary else zip(*iterables, strict=False)
+        self.submit = submit
+        self.sizer = sizer
+        #: the size of the next unit, chosen once: asking the sizer again on
+        #: every refill that finds no room would ramp the size up unused.
+        self.size: int | None = None
+        self.buffersize = buffersize
+        self.max_units = max(1, max_units)
+        self.max_items = max_items
+        self.deadline = None if timeout is None else time.monotonic() + timeout
+        self.ordered = ordered
+        self.window: deque[_Unit] = deque()  # ordered: submitted, in input order
+        self.running: dict[Future[Any], _Unit] = {}  # unordered: submitted
+        self.done: queue.SimpleQueue[Future[Any]] = queue.SimpleQueue()  # unordered
+        #: items taken from the input and not yet handed out (those of the
+        #: unit being handed out included)
+        self.in_flight = 0
+        self.input_error: BaseException | None = None
+        self.exhausted = False
+        #: the unit being handed out: its values (reversed, popped one by one
+        #: so that none is kept alive here once handed out, as the standard
+        #: library's map, CPython issue 14406) and the pops left to make
+        self.current: list[Any] = []
+        self.left: Iterator[list[Any]] = iter(())
+        self.fill()
+
+    def __del__(self) -> None:
+        try:
+            self.cancel()
+        except Exception:  # pragma: no cover - interpreter shutdown
+            pass
+
+    # -------------------------------------------------------------- input
+
+    def fill(self) -> None:
+        """Submit units while there is room and input."""
+        buffersize = self.buffersize
+        while not self.exhausted:
+            if buffersize is None and (
+                (len(self.window) if self.ordered else len(self.running)) >= self.max_units
+                or (self.max_items is not None and self.in_flight >= self.max_items)
+            ):
+                return
+            size = self.size
+            if size is None:
+                size = self.size = self.sizer()
+            if buffersize is not None:
+                room = buffersize - self.in_flight
+                if room < size:
+                    if self.in_flight > 0:
+                        # Wait for room for a whole unit: topping up with
+                        # one-item units as each value is handed out would
+                        # undo the batching (issue 3).
+                        return
+                    size = room
+            batch: list[Item] = []
+            try:
+                if size == 1:
+                    # One item per unit (a subtask's map): no islice per item.
+                    batch.append(next(self.items))
+                else:
+                    # extend() keeps what it took if the input raises midway.
+                    batch.extend(itertools.islice(self.items, size))
+            except StopIteration:
+                pass
+            except BaseException as exc:
+                # The input itself failed: hand out what was taken, then raise it.
+                self.input_error = exc
+                self.exhausted = True
+            self.size = None
+            if len(batch) < size:
+                self.exhausted = True
+                self.items = iter(())
+            if not batch:
+                return
+            future, is_chunk = self.submit(batch)
+            unit = _Unit(future, len(batch), is_chunk)
+            self.in_flight += unit.count
+            if self.ordered:
+                self.window.append(unit)
+            else:
+                self.running[future] = unit
+                future.add_done_callback(self.done.put)
+
+    def finish(self) -> None:
+        """The map is over: no more input, cancel what has not started."""
+        self.exhausted = True
+        self.items = iter(())
+        self.input_error = None
+        self.cancel()
+
+    def cancel(self) -> None:
+        window = self.window
+        while window:
+            window.popleft().future.cancel()
+        running = self.running
+        while running:
+            running.popitem()[0].cancel()
+
+    # -------------------------------------------------------------- output
+
+    def remaining(self) -> float | None:
+        if self.deadline is None:
+            return None
+        return self.deadline - time.monotonic()
+
+    def next_unit(self) -> tuple[_Unit, list[Any]] | None:
+        """The next unit (ordered: the oldest; unordered: the first completed)
+        and its outcomes, waiting for it; None at the end of the input."""
+        if self.ordered:
+            window = self.window
+            if not window:
+                return None
+            outcomes = self.outcomes(window[0])  # a timeout leaves it to finish()
+            unit = window.popleft()
+        else:
+            if not self.running:
+                return None
+            unit = self.running.pop(self.next_completed())
+            outcomes = self.outcomes(unit)
+        self.sizer.confirm()
+        if self.buffersize is None:
+            # Bounded by units: what is taken no longer counts.
+            self.in_flight -= unit.count
+            self.fill()
+        return unit, outcomes
+
+    def hand_out(self, values: list[Any]) -> Iterator[Any]:
+        """An iterator, all in C, that hands out ``values`` in order and keeps
+        none of them once handed out."""
+        values.reverse()
+        self.current = values
+        # list.pop(values) takes no index to parse: the cheapest C step per value.
+        left = self.left = itertools.repeat(values, len(values))
+        return map(list.pop, left)
+
+    def drop_current(self) -> None:
+        """Hand out nothing more of the current unit (``close()``)."""
+        deque(self.left, maxlen=0)  # exhausts the pops left, in C
+        self.current.clear()
+
+    def end(self) -> None:
+        error = self.input_error
+        if error is not None:
+            self.input_error = None
+            raise error
+
+    def outcomes(self, unit: _Unit) -> list[Any]:
+        """The unit's outcomes, or its bare values (a ``ChunkValues``) when every
+        item succeeded."""
+        future = unit.future
+        try:
+            exc = _exception(future, self.remaining())
+        except CancelledError as cancelled:
+            return [(False, cancelled)] * unit.count
+        if exc is not None:
+            return [(False, exc)] * unit.count
+        value = future.result()
+        if unit.is_chunk:
+            return value  # type: ignore[no-any-return]
+        return ChunkValues((value,))
+
+    def next_completed(self) -> Future[Any]:
+        done = self.done
+        while True:
+            try:
+                return done.get_nowait()
+            except queue.Empty:
+                pass
+            # Nothing finished yet: run one unstarted subtask here rather than
+            # block (a pool thread waiting here must never deadlock its pool).
+            if is_helper() and self.run_one_unstarted():
+                continue
+            remaining = self.remaining()
+            try:
+                return done.get(timeout=None if remaining is None else max(0.0, remaining))
+            except queue.Empty:
+                raise FuturesTimeoutError() from None
+
+    def run_one_unstarted(self) -> bool:
+        for future in self.running:
+            if isinstance(future, SubtaskFuture) and future.pending_work():
+                future.run_here(helping=True)
+                return True
+        return False
+
+
+def _exception(future: Future[Any], timeout: float | None) -> BaseException | None:
+    """``future.exception(timeout)``, waiting in slices of ``POLL_SECONDS`` when
+    there is no timeout, so that Ctrl-C gets through promptly."""
+    if timeout is not None:
+        return future.exception(timeout)
+    while True:
+        try:
+            return future.exception(POLL_SECONDS)
+        except FuturesTimeoutError:
+            pass
+
+
+def _units(state: _MapState) -> Iterator[Iterator[Any]]:
+    """The values of a map, a unit at a time: an iterator over each unit's
+    values, in turn; an item's exception is raised in its turn, after the
+    values before it, and ends the map (as ``concurrent.futures.Executor.map``
+    does).
+
+    ``MapIterator`` (an ``itertools.chain`` over this) hands the values out
+    one by one in C: Python runs here once per unit, not once per item (the
+    tiny-task hot path, issue 6). With a ``buffersize`` the bound counts
+    items exactly, so each value goes out on its own, after its count.
+    """
+    exact = state.buffersize is not None
+    try:
+        while True:
+            taken = state.next_unit()
+            if taken is None:
+                state.end()
+                return
+            outcomes = taken[1]
+            del taken
+            failure: BaseException | None = None
+            if type(outcomes) is ChunkValues:
+                # Every item succeeded: the values go out as they are.
+                values: list[Any] = outcomes
+            else:
+                values = []
+                value = None
+                for ok, value in outcomes:
+                    if not ok:
+                        failure = value
+                        break
+                    values.append(value)
+                del value
+            del outcomes
+            if not exact:
+                if values:
+                    yield state.hand_out(values)
+            else:
+                values.reverse()
+                while values:
+                    # Taken but not yet handed out <= buffersize: this one
+                    # leaves the count as it goes out.
+                    state.in_flight -= 1
+                    state.fill()
+                    yield state.hand_out([values.pop()])
+            del values
+            if failure is not None:
+                try:
+                    raise failure
+                finally:
+                    del failure
+    finally:
+        # The end, an item's error, a timeout, Ctrl-C, close() or a dropped
+        # iterator: what has not started is cancelled.
+        state.finish()
+
+
+class MapIterator(itertools.chain[R]):
     """The iterator ``map`` returns: lazy, bounded, cancel-on-close.
 
     Work starts when ``map`` is called (the first units are submitted then);
@@ -122,13 +441,17 @@ class MapIterator(Iterator[R], Generic[R]):
         >>> totals.close()               # what has not started is cancelled
     """
 
-    # Not a generator: a generator made from a method holds ``self``, and that
-    # cycle kept a dropped or abandoned map (``break``) running until the
-    # cyclic GC ran (issue 3). Nothing here refers back to the iterator, so
-    # dropping it cancels at once; and no value handed out is kept alive here.
+    # An itertools.chain over the generator of units: chain's own C code
+    # hands out each value, so a map costs no Python call per item. The
+    # generator holds only the state (never this iterator), so dropping the
+    # iterator cancels at once (a cycle kept an abandoned map running until
+    # the cyclic GC ran, issue 3); and no value handed out is kept alive here.
 
-    def __init__(
-        self,
+    _state: _MapState
+    _units: Iterator[Iterator[Any]]
+
+    def __new__(
+        cls,
         iterables: tuple[Iterable[Any], ...],
         submit: SubmitUnit,
         sizer: ChunkSizer,
@@ -139,64 +462,24 @@ class MapIterator(Iterator[R], Generic[R]):
         timeout: float | None = None,
         unary: bool = False,
         max_items: int | None = None,
-    ) -> None:
-        if buffersize is not None and buffersize < 1:
-            raise ValueError("buffersize must be None or > 0")
-        # unary (one iterable, asked for by the submitter): the items are the
-        # input's values themselves, not 1-tuples (no tuple per item to build,
-        # pickle and unpickle: the tiny-task hot path, issue 6).
-        self._items: Iterator[Any] = iter(iterables[0]) if unary else zip(*iterables, strict=False)
-        self._submit = submit
-        self._sizer = sizer
-        #: the size of the next unit, chosen once: asking the sizer again on
-        #: every refill that finds no room would ramp the size up unused.
-        self._size: int | None = None
-        self._buffersize = buffersize
-        self._max_units = max(1, max_units)
-        self._max_items = max_items
-        self._deadline = None if timeout is None else time.monotonic() + timeout
-        self._ordered = ordered
-        self._window: deque[_Unit] = deque()  # ordered: submitted, in input order
-        self._running: dict[Future[Any], _Unit] = {}  # unordered: submitted
-        self._done: queue.SimpleQueue[Future[Any]] = queue.SimpleQueue()  # unordered
-        #: what is left of the unit being handed out: bare values when every
-        #: item succeeded (``_ready_plain``, the hot path), else outcomes
-        self._ready: deque[Any] = deque()
-        self._ready_plain = False
-        self._in_flight = 0  # items taken from the input and not yet handed out
-        self._input_error: BaseException | None = None
-        self._exhausted = False
-        self._finished = False
-        self._fill()
-
-    def __iter__(self) -> MapIterator[R]:
+    ) -> MapIterator[R]:
+        state = _MapState(
+            iterables,
+            submit,
+            sizer,
+            ordered=ordered,
+            buffersize=buffersize,
+            max_units=max_units,
+            timeout=timeout,
+            unary=unary,
+            max_items=max_items,
+        )
+        units = _units(state)
+        self = super().from_iterable(units)
+        assert isinstance(self, MapIterator)
+        self._state = state
+        self._units = units
         return self
-
-    def __next__(self) -> R:
-        try:
-            ready = self._ready
-            while not ready:
-                if self._finished:
-                    raise StopIteration
-                self._take_unit()
-            if self._ready_plain:
-                value = ready.popleft()
-            else:
-                ok, value = ready.popleft()
-                if not ok:
-                    try:
-                        raise value
-                    finally:
-                        del value
-            if self._buffersize is not None:
-                # Bounded by items: taken but not yet handed out <= buffersize.
-                self._in_flight -= 1
-                self._fill()
-            return value  # type: ignore[no-any-return]
-        except BaseException:
-            # An item's error, a timeout, Ctrl-C, the end: the map is over.
-            self._finish()
-            raise
 
     def __enter__(self) -> MapIterator[R]:
         return self
@@ -212,156 +495,16 @@ class MapIterator(Iterator[R], Generic[R]):
             >>> first = next(totals)
             >>> totals.close()           # no more batches are sent to workers
         """
-        self._finish()
-
-    def __del__(self) -> None:
-        try:
-            self._cancel()
-        except Exception:  # pragma: no cover - interpreter shutdown
-            pass
-
-    # -------------------------------------------------------------- input
-
-    def _fill(self) -> None:
-        buffersize = self._buffersize
-        while not self._exhausted:
-            if buffersize is None and (
-                (len(self._window) if self._ordered else len(self._running)) >= self._max_units
-                or (self._max_items is not None and self._in_flight >= self._max_items)
-            ):
-                return
-            size = self._size
-            if size is None:
-                size = self._size = self._sizer()
-            if buffersize is not None:
-                room = buffersize - self._in_flight
-                if room < size:
-                    if self._in_flight > 0:
-                        # Wait for room for a whole unit: topping up with
-                        # one-item units as each value is handed out would
-                        # undo the batching (issue 3).
-                        return
-                    size = room
-            batch: list[Item] = []
+        state = self._state
+        state.finish()
+        # chain would go on with the unit it holds: leave nothing in it.
+        state.drop_current()
+        close = getattr(self._units, "close", None)
+        if close is not None:
             try:
-                if size == 1:
-                    # One item per unit (a subtask's map): no islice per item.
-                    batch.append(next(self._items))
-                else:
-                    # extend() keeps what it took if the input raises midway.
-                    batch.extend(itertools.islice(self._items, size))
-            except StopIteration:
+                close()
+            except ValueError:  # pragma: no cover - closed while running elsewhere
                 pass
-            except BaseException as exc:
-                # The input itself failed: hand out what was taken, then raise it.
-                self._input_error = exc
-                self._exhausted = True
-            self._size = None
-            if len(batch) < size:
-                self._exhausted = True
-                self._items = iter(())
-            if not batch:
-                return
-            future, is_chunk = self._submit(batch)
-            unit = _Unit(future, len(batch), is_chunk)
-            self._in_flight += unit.count
-            if self._ordered:
-                self._window.append(unit)
-            else:
-                self._running[future] = unit
-                future.add_done_callback(self._done.put)
-
-    def _finish(self) -> None:
-        self._finished = self._exhausted = True
-        self._items = iter(())
-        self._input_error = None
-        self._ready.clear()
-        self._cancel()
-
-    def _cancel(self) -> None:
-        window = self._window
-        while window:
-            window.popleft().future.cancel()
-        running = self._running
-        while running:
-            running.popitem()[0].cancel()
-
-    # -------------------------------------------------------------- output
-
-    def _remaining(self) -> float | None:
-        if self._deadline is None:
-            return None
-        return self._deadline - time.monotonic()
-
-    def _take_unit(self) -> None:
-        """Move the next unit's outcomes (ordered: the oldest; unordered: the
-        first completed) to ``_ready``, waiting for it; or end the map."""
-        if self._ordered:
-            window = self._window
-            if not window:
-                self._end()
-                return
-            outcomes = self._outcomes(window[0])  # a timeout leaves it to _finish
-            unit = window.popleft()
-        else:
-            if not self._running:
-                self._end()
-                return
-            unit = self._running.pop(self._next_completed())
-            outcomes = self._outcomes(unit)
-        if self._buffersize is None:
-            # Bounded by units: refill once per unit, not per item (hot path).
-            self._in_flight -= unit.count
-            self._fill()
-        # Every item succeeded: hand the values out as they are (no tuple per item).
-        self._ready_plain = type(outcomes) is ChunkValues
-        self._ready.extend(outcomes)
-
-    def _end(self) -> None:
-        self._finished = True
-        error = self._input_error
-        if error is not None:
-            self._input_error = None
-            raise error
-
-    def _outcomes(self, unit: _Unit) -> list[Any]:
-        """The unit's outcomes, or its bare values (a ``ChunkValues``) when every
-        item succeeded."""
-        future = unit.future
-        try:
-            exc = future.exception(self._remaining())
-        except CancelledError as cancelled:
-            return [(False, cancelled)] * unit.count
-        if exc is not None:
-            return [(False, exc)] * unit.count
-        value = future.result()
-        if unit.is_chunk:
-            return value  # type: ignore[no-any-return]
-        return ChunkValues((value,))
-
-    def _next_completed(self) -> Future[Any]:
-        done = self._done
-        while True:
-            try:
-                return done.get_nowait()
-            except queue.Empty:
-                pass
-            # Nothing finished yet: run one unstarted subtask here rather than
-            # block (a pool thread waiting here must never deadlock its pool).
-            if is_helper() and self._run_one_unstarted():
-                continue
-            remaining = self._remaining()
-            try:
-                return done.get(timeout=None if remaining is None else max(0.0, remaining))
-            except queue.Empty:
-                raise FuturesTimeoutError() from None
-
-    def _run_one_unstarted(self) -> bool:
-        for future in self._running:
-            if isinstance(future, SubtaskFuture) and future.pending_work():
-                future.run_here(helping=True)
-                return True
-        return False
 
 
 def run_chunk(fn: Callable[..., Any], items: list[Item]) -> list[Outcome]:
@@ -480,7 +623,7 @@ def _wait_all(fs: list[Future[Any]], *, stop_on_failure: bool) -> Future[Any] | 
                 break
             if isinstance(f, SubtaskFuture) and f.pending_work():
                 f.run_here(helping=True)
-    gathering.event.wait()
+    wait_event(gathering.event)
     return gathering.failed
 
 

@@ -64,6 +64,7 @@ from ._errors import (
     signal_name,
 )
 from ._serialize import ChunkValues, dumps, loads, pickling_error
+from ._subtasks import wait_event
 from ._worker import (
     CALL_CHUNK,
     CALL_SINGLE,
@@ -350,6 +351,8 @@ class Dispatcher:
         self._terminating = False
         self._closing_lock = threading.Lock()
         self._closed = False
+        #: set as the dispatcher thread's very last step (every worker is gone)
+        self._ended = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"{name}-dispatcher", daemon=True)
         self._thread.start()
         _live.add(self)
@@ -385,13 +388,19 @@ class Dispatcher:
         self._wakeup.wake()
 
     def join(self, timeout: float | None = None) -> None:
-        """Wait for the dispatcher thread (and so every worker) to end."""
+        """Wait for the dispatcher thread (and so every worker) to end.
+
+        Not ``Thread.join()``: a Ctrl-C that interrupts it on Python 3.11 marks
+        the running thread as stopped (bpo-45274's fix), after which a second
+        join returns at once, before the workers are killed; and the wait goes
+        in slices, so that Ctrl-C gets through promptly (``POLL_SECONDS``).
+        """
         if threading.current_thread() is not self._thread:
-            self._thread.join(timeout)
+            wait_event(self._ended, timeout)
 
     def is_alive(self) -> bool:
         """True while the dispatcher thread runs."""
-        return self._thread.is_alive()
+        return not self._ended.is_set()
 
     def worker_pids(self) -> list[int]:
         """Pids of the live workers (read from another thread: a snapshot)."""
@@ -439,6 +448,7 @@ class Dispatcher:
                     value.future.set_exception(
                         PoolClosedError("cannot schedule new futures after shutdown")
                     )
+            self._ended.set()
 
     def _take_inbox(self) -> None:
         self._wakeup.clear()
@@ -566,7 +576,9 @@ class Dispatcher:
             worker = min(open_workers, key=lambda w: len(w.tasks))
             task = self._pending.popleft()
             # The future leaves PENDING here, so a queued call can no longer
-            # be cancelled (as in the standard library).
+            # be cancelled (as in the standard library). A task is sent only
+            # to a worker with a free runner, so it starts at once: nothing
+            # waits in a worker's pipe, where it could not be cancelled.
             if not _ensure_running(task.future):
                 task.move(TaskState.DONE)
                 del self._tasks[task.id]
@@ -645,6 +657,13 @@ class Dispatcher:
         task = self._tasks.get(task_id)
         if task is None or task.state is TaskState.DONE:
             return  # already failed by a timeout; a late result
+        if final and self._pending:
+            # The worker's runner is free: send it its next task before
+            # unpickling these values, so that its work overlaps ours instead
+            # of waiting a round trip (tiny chunks kept both workers idle a
+            # third of the time, issue 6).
+            self._release(task)
+            self._dispatch_ready()
         data: list[Any]
         if isinstance(blob, bytes):
             try:
@@ -677,10 +696,15 @@ class Dispatcher:
         if plain and values is not None and first == len(values) and type(indices) is range:
             # Every item so far a value, in order: the values go to the map as
             # they are (no outcome tuple per item).
-            values += data
             if final:
                 self._finish(task)
-                task.future.set_result(ChunkValues(values))
+                if values:
+                    values += data
+                    data = values
+                # (one flush, the usual case for tiny items: one copy, not two)
+                task.future.set_result(ChunkValues(data))
+            else:
+                values += data
             return
         task.materialize()
         outcomes: list[Outcome] = [(True, v) for v in data] if plain else data

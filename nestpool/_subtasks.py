@@ -21,6 +21,7 @@ import itertools
 import os
 import queue
 import threading
+import time
 import weakref
 from collections import deque
 from collections.abc import Callable
@@ -32,6 +33,7 @@ from ._errors import PoolClosedError
 from ._typing import R
 
 __all__ = [
+    "POLL_SECONDS",
     "SubtaskFuture",
     "SubtaskPool",
     "become_helper",
@@ -39,7 +41,29 @@ __all__ = [
     "is_helper",
     "process_pool",
     "stop_helping",
+    "wait_event",
 ]
+
+#: The longest single block of nestpool's own waits in a caller's thread.
+#: CPython acts on a signal that arrives just before an untimed lock wait only
+#: when that wait ends; waiting in slices lets Ctrl-C through within this
+#: (SPEC: Ctrl-C leaves the ``with`` block promptly, issue 4).
+POLL_SECONDS = 0.1
+
+
+def wait_event(event: threading.Event, timeout: float | None = None) -> bool:
+    """``event.wait(timeout)``, in slices of at most ``POLL_SECONDS`` (see there)."""
+    if timeout is None:
+        while not event.wait(POLL_SECONDS):
+            pass
+        return True
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return event.is_set()
+        if event.wait(min(POLL_SECONDS, remaining)):
+            return True
 
 
 #: Threads that run a waited-on subtask themselves when nobody has started it:
@@ -211,6 +235,9 @@ class SubtaskPool:
         self.idle: int = 0
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
+        #: notified (under _lock) as each thread ends; _live counts the others
+        self._ended = threading.Condition(self._lock)
+        self._live = 0
         self._shutdown = False
 
     def submit(
@@ -247,10 +274,12 @@ class SubtaskPool:
         # Listed before it starts: its first subtask may run (and ask
         # thread_idents()) before start() returns here.
         self._threads.append(thread)
+        self._live += 1
         try:
             thread.start()
         except BaseException:
             self._threads.remove(thread)
+            self._live -= 1
             raise
 
     def thread_idents(self) -> set[int]:
@@ -273,10 +302,13 @@ class SubtaskPool:
         for _ in threads:
             self._queue.put(None)
         if wait:
-            current = threading.current_thread()
-            for thread in threads:
-                if thread is not current:
-                    thread.join()
+            # Not Thread.join(): a Ctrl-C that interrupts it on Python 3.11
+            # marks a running thread as stopped (bpo-45274's fix); and waits
+            # in slices let that Ctrl-C through promptly (POLL_SECONDS).
+            me = 1 if threading.current_thread() in threads else 0
+            with self._ended:
+                while self._live > me:
+                    self._ended.wait(POLL_SECONDS)
 
 
 def _thread_main(pool: SubtaskPool) -> None:
@@ -297,6 +329,9 @@ def _thread_main(pool: SubtaskPool) -> None:
             del item
     finally:
         stop_helping()
+        with pool._ended:
+            pool._live -= 1
+            pool._ended.notify_all()
 
 
 _process_pool: SubtaskPool | None = None

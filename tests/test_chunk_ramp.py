@@ -8,16 +8,25 @@ from pathlib import Path
 import pytest
 
 from nestpool import Pool
-from nestpool._collate import ChunkSizer
+from nestpool._collate import CONFIRMED_GROWTH, MAX_AUTO_CHUNK, ChunkSizer
 
 from .ux_helpers import meet
 
 pytestmark = pytest.mark.timeout(60)
 
 
-def test_auto_chunks_at_most_double() -> None:
+def test_auto_chunks_at_most_double_until_the_map_is_measured() -> None:
     sizer = ChunkSizer(None, lambda: 1e-9, 1 << 30)
     assert [sizer() for _ in range(6)] == [1, 2, 4, 8, 16, 32]
+    # The map's own first result is back: tiny items reach full-size chunks
+    # in a few steps.
+    sizer.confirm()
+    assert [sizer() for _ in range(4)] == [
+        32 * CONFIRMED_GROWTH,
+        min(MAX_AUTO_CHUNK, 32 * CONFIRMED_GROWTH**2),
+        MAX_AUTO_CHUNK,
+        MAX_AUTO_CHUNK,
+    ]
     unmeasured = ChunkSizer(None, lambda: None, 1 << 30)
     assert [unmeasured() for _ in range(3)] == [1, 1, 1]
     assert [ChunkSizer(5, lambda: 1e-9, 1 << 30)() for _ in range(2)] == [5, 5]

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from nestpool import Pool, TaskPicklingError
-from nestpool._collate import CHUNKS_PER_SLOT, MAX_AUTO_CHUNK
+from nestpool._collate import CHUNKS_PER_SLOT, CONFIRMED_GROWTH, MAX_AUTO_CHUNK
 from nestpool._serialize import RemoteTraceback
 
 from . import collate_tasks as ct
@@ -295,8 +295,11 @@ def test_auto_chunksize_batches_many_tiny_items(monkeypatch: pytest.MonkeyPatch)
         assert list(ct.twice.map(range(3000))) == [2 * i for i in range(3000)]
         assert sum(sizes) == 3000
         assert max(sizes) > 1
-        # it grows step by step: each chunk at most twice the one before
-        assert all(b <= 2 * a for a, b in itertools.pairwise(sizes))
+        # it grows step by step from one item: each chunk at most twice the
+        # one before until the map's first result is back, then at most
+        # CONFIRMED_GROWTH times
+        assert sizes[0] == 1
+        assert all(b <= CONFIRMED_GROWTH * a for a, b in itertools.pairwise(sizes))
 
         sizes.clear()
         assert list(ct.twice.map(range(500), buffersize=40)) == [2 * i for i in range(500)]
