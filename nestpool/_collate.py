@@ -275,31 +275,33 @@ class _MapState:
             return None
         return self.deadline - time.monotonic()
 
-    def next_unit(self) -> tuple[_Unit, list[Any]] | None:
-        """The next unit (ordered: the oldest; unordered: the first completed)
-        and its outcomes, waiting for it; None at the end of the input."""
+    def next_unit(self) -> tuple[list[Any], BaseException | None] | None:
+        """The next unit (ordered: the oldest; unordered: the first completed),
+        waiting for it: its values up to its first failed item, and that
+        item's exception (or None); None at the end of the input."""
         if self.ordered:
             window = self.window
             if not window:
                 return None
-            outcomes = self.outcomes(window[0])  # a timeout leaves it to finish()
+            settled = self.settle(window[0])  # a timeout leaves it to finish()
             unit = window.popleft()
         else:
             if not self.running:
                 return None
             unit = self.running.pop(self.next_completed())
-            outcomes = self.outcomes(unit)
+            settled = self.settle(unit)
         self.sizer.confirm()
         if self.buffersize is None:
             # Bounded by units: what is taken no longer counts.
             self.in_flight -= unit.count
             self.fill()
-        return unit, outcomes
+        return settled
 
     def hand_out(self, values: list[Any]) -> Iterator[Any]:
         """An iterator, all in C, that hands out ``values`` in order and keeps
         none of them once handed out."""
-        values.reverse()
+        if len(values) > 1:
+            values.reverse()
         self.current = values
         # list.pop(values) takes no index to parse: the cheapest C step per value.
         left = self.left = itertools.repeat(values, len(values))
@@ -316,20 +318,28 @@ class _MapState:
             self.input_error = None
             raise error
 
-    def outcomes(self, unit: _Unit) -> list[Any]:
-        """The unit's outcomes, or its bare values (a ``ChunkValues``) when every
-        item succeeded."""
+    def settle(self, unit: _Unit) -> tuple[list[Any], BaseException | None]:
+        """Wait for ``unit``; its values up to its first failed item, and that
+        item's exception (or None)."""
         future = unit.future
         try:
             exc = _exception(future, self.remaining())
         except CancelledError as cancelled:
-            return [(False, cancelled)] * unit.count
+            return [], cancelled
         if exc is not None:
-            return [(False, exc)] * unit.count
+            return [], exc
         value = future.result()
-        if unit.is_chunk:
-            return value  # type: ignore[no-any-return]
-        return ChunkValues((value,))
+        if not unit.is_chunk:
+            return [value], None
+        if type(value) is ChunkValues:
+            # Every item succeeded: the values as they are.
+            return value, None
+        values: list[Any] = []
+        for ok, item in value:
+            if not ok:
+                return values, item
+            values.append(item)
+        return values, None
 
     def next_completed(self) -> Future[Any]:
         done = self.done
@@ -382,26 +392,12 @@ def _units(state: _MapState) -> Iterator[Iterator[Any]]:
     exact = state.buffersize is not None
     try:
         while True:
-            taken = state.next_unit()
-            if taken is None:
+            settled = state.next_unit()
+            if settled is None:
                 state.end()
                 return
-            outcomes = taken[1]
-            del taken
-            failure: BaseException | None = None
-            if type(outcomes) is ChunkValues:
-                # Every item succeeded: the values go out as they are.
-                values: list[Any] = outcomes
-            else:
-                values = []
-                value = None
-                for ok, value in outcomes:
-                    if not ok:
-                        failure = value
-                        break
-                    values.append(value)
-                del value
-            del outcomes
+            values, failure = settled
+            del settled
             if not exact:
                 if values:
                     yield state.hand_out(values)

@@ -141,6 +141,34 @@ class _HelpingWaiters(list[Any]):
         super().append(waiter)
 
 
+class _FutureCondition(threading.Condition):
+    """A future's ``threading.Condition``, made with two stores instead of
+    eight: the lock's methods are reached when called, not bound at creation.
+
+    One is made per subtask call, the hot path of issue 6; the methods a
+    waiter uses (``wait``, ``notify``) are ``threading.Condition``'s own.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._waiters: deque[Any] = deque()
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        return self._lock.acquire(blocking, timeout)
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def _release_save(self) -> Any:
+        return self._lock._release_save()  # type: ignore[attr-defined]
+
+    def _acquire_restore(self, state: Any) -> None:
+        self._lock._acquire_restore(state)  # type: ignore[attr-defined]
+
+    def _is_owned(self) -> bool:
+        return self._lock._is_owned()  # type: ignore[attr-defined,no-any-return]
+
+
 class SubtaskFuture(Future[R]):
     """A ``concurrent.futures.Future`` whose waiter runs it if nobody started it."""
 
@@ -148,7 +176,7 @@ class SubtaskFuture(Future[R]):
         # Future.__init__'s fields, set here directly (it would make a waiter
         # list only to be replaced): one of these is made per subtask call,
         # the hot path of issue 6.
-        self._condition = threading.Condition()
+        self._condition = _FutureCondition()
         self._state = PENDING
         self._result: Any = None
         self._exception: BaseException | None = None
@@ -186,7 +214,21 @@ class SubtaskFuture(Future[R]):
                 raise
             del exc
         else:
-            self.set_result(result)
+            # Future.set_result, less what cannot happen here: this thread
+            # claimed the work and moved it to RUNNING, so no other thread can
+            # have finished or cancelled it; and Condition.notify_all (a
+            # Python-level loop) only when a thread waits (the subtask hop is
+            # issue 6's hot path).
+            condition = self._condition
+            with condition:
+                self._result = result
+                self._state = FINISHED
+                for waiter in self._waiters:
+                    waiter.add_result(self)
+                if condition._waiters:  # type: ignore[attr-defined]
+                    condition.notify_all()
+            if self._done_callbacks:
+                self._invoke_callbacks()  # type: ignore[attr-defined]
         del fn, args, kwargs
 
     def result(self, timeout: float | None = None) -> R:

@@ -108,6 +108,7 @@ class WorkerRoute:
 
     def __init__(self, threads: int | None) -> None:
         self.threads = threads
+        self._pool: SubtaskPool | None = None
 
     def submit_task(
         self, options: _routing.TaskOptions, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -129,9 +130,10 @@ class WorkerRoute:
         return map_inline(options.fn, iterables)
 
     def subtask_pool(self) -> SubtaskPool | None:
-        if self.threads == 0:
-            return None
-        return process_pool(self.threads)
+        pool = self._pool
+        if pool is None and self.threads != 0:
+            pool = self._pool = process_pool(self.threads)
+        return pool
 
 
 class _Channel:
