@@ -61,6 +61,9 @@ else:
     from wrapt import BoundFunctionWrapper as _BoundFunctionWrapper
     from wrapt import FunctionWrapper as _FunctionWrapper
 
+#: the default of a decorator's ``fn``: used with options, ``@process_task(...)``
+_NO_FUNCTION: Any = object()
+
 #: units of a subtask map kept in flight per thread when no buffersize is given
 _SUBTASK_UNITS_PER_THREAD = 4
 
@@ -97,7 +100,13 @@ def _check_decorated(decorator: str, fn: object) -> None:
             f"@{kind}. Decorate the plain function once (its .sync calls it "
             "undecorated)."
         )
-    if inspect.iscoroutinefunction(plain) or inspect.isasyncgenfunction(plain):
+    # An object whose calls return coroutines: its class's __call__ is async.
+    call = None if inspect.isroutine(plain) else inspect.getattr_static(real_type, "__call__", None)
+    if (
+        inspect.iscoroutinefunction(plain)
+        or inspect.isasyncgenfunction(plain)
+        or (call is not None and inspect.iscoroutinefunction(call))
+    ):
         raise TypeError(
             f"@{decorator} cannot decorate {getattr(plain, '__qualname__', plain)!r}: it is "
             "an async function, and nestpool runs plain functions in processes and "
@@ -650,7 +659,7 @@ def process_task(
     *, timeout: float | None = None, name: str | None = None
 ) -> Callable[[Callable[P, R]], ProcessTask[P, R]]: ...
 def process_task(
-    fn: Callable[P, R] | None = None,
+    fn: Any = _NO_FUNCTION,
     /,
     *,
     timeout: float | None = None,
@@ -695,7 +704,8 @@ def process_task(
         options.factory = task._self_payload
         return task
 
-    if fn is not None:
+    if fn is not _NO_FUNCTION:
+        # process_task(None) decorates None: a TypeError, not a decorator
         return decorate(fn)
     return decorate
 
@@ -707,7 +717,7 @@ def thread_subtask(
     *, name: str | None = None
 ) -> Callable[[Callable[P, R]], ThreadSubtask[P, R]]: ...
 def thread_subtask(
-    fn: Callable[P, R] | None = None,
+    fn: Any = _NO_FUNCTION,
     /,
     *,
     name: str | None = None,
@@ -744,6 +754,7 @@ def thread_subtask(
         options.factory = task._self_payload
         return task
 
-    if fn is not None:
+    if fn is not _NO_FUNCTION:
+        # process_task(None) decorates None: a TypeError, not a decorator
         return decorate(fn)
     return decorate

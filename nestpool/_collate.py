@@ -244,7 +244,15 @@ class _MapState:
                 self.items = iter(())
             if not batch:
                 return
-            future, is_chunk = self.submit(batch)
+            try:
+                future, is_chunk = self.submit(batch)
+            except Exception as exc:
+                # The pool shut down (say): the values already in flight are
+                # still handed out, then this error, in its turn.
+                future, is_chunk = Future(), False
+                future.set_running_or_notify_cancel()
+                future.set_exception(exc)
+                del exc
             unit = _Unit(future, len(batch), is_chunk)
             self.in_flight += unit.count
             if self.ordered:

@@ -64,7 +64,7 @@ from ._errors import (
     signal_name,
 )
 from ._serialize import ChunkValues, dumps, loads, pickling_error
-from ._subtasks import wait_event
+from ._subtasks import POLL_SECONDS, wait_event
 from ._worker import (
     CALL_CHUNK,
     CALL_SINGLE,
@@ -378,9 +378,20 @@ class Dispatcher:
 
     def shutdown(self, *, cancel_futures: bool) -> None:
         """Finish the work in hand (cancelling what has not started if asked),
-        then stop the workers and the dispatcher thread."""
-        self._inbox.put(("shutdown", cancel_futures))
+        then stop the workers and the dispatcher thread.
+
+        With ``cancel_futures`` it returns once the tasks that had not started
+        are cancelled, as ``ThreadPoolExecutor.shutdown`` does (even with
+        ``wait=False``): a caller may count on ``cancelled()`` right after.
+        """
+        cancelled = threading.Event() if cancel_futures else None
+        self._inbox.put(("shutdown", cancelled))
         self._wakeup.wake()
+        if cancelled is not None:
+            # In slices: the dispatcher may have ended already (then nothing
+            # is pending), and Ctrl-C must get through (POLL_SECONDS).
+            while not cancelled.is_set() and not self._ended.is_set():
+                cancelled.wait(POLL_SECONDS)
 
     def terminate(self) -> None:
         """Stop now: cancel what has not started, kill the workers, fail what ran."""
@@ -461,8 +472,9 @@ class Dispatcher:
                 self._add_task(value)
             elif kind == "shutdown":
                 self._shutting_down = True
-                if value:
+                if value is not None:
                     self._cancel_pending()
+                    value.set()
             elif kind == "terminate":
                 self._shutting_down = self._terminating = True
                 self._cancel_pending()
@@ -984,6 +996,9 @@ class Dispatcher:
                 f" The {running - 1} other task{plural} running in that worker failed "
                 "with it; tasks in other workers were not affected."
             )
+        elif worker.kill_reason is not None:
+            # Stopped for another task's timeout: that one was affected too.
+            others = " Tasks in other workers were not affected."
         else:
             others = " Other tasks were not affected."
         return WorkerDiedError(

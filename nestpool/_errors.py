@@ -253,10 +253,11 @@ def signal_name(exitcode: int | None) -> str | None:
 
 
 def describe_exit(exitcode: int | None) -> str:
-    """Describe how a process ended, loky style: 'killed by SIGKILL', 'exit code 3'."""
+    """Describe how a process ended, loky style: 'killed by SIGKILL', 'exited with
+    exit code 3'."""
     if exitcode is None:
         return "ended with an unknown status"
     name = signal_name(exitcode)
     if name is not None:
         return f"killed by {name}"
-    return f"exited with code {exitcode}"
+    return f"exited with exit code {exitcode}"

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from nestpool import Pool, TaskPicklingError
+from nestpool import Pool, PoolClosedError, TaskPicklingError
 from nestpool._collate import CHUNKS_PER_SLOT, CONFIRMED_GROWTH, MAX_AUTO_CHUNK
 from nestpool._serialize import RemoteTraceback
 
@@ -76,6 +76,33 @@ def test_an_endless_input_works_on_process_tasks(start_method: str) -> None:
         values.close()  # type: ignore[attr-defined]
         assert list(values) == []
         assert ct.twice(21).result() == 42  # the pool goes on
+
+
+@pytest.mark.parametrize("kind", ["process", "pool.map", "subtask"])
+def test_a_map_taken_after_its_pool_shut_down_hands_out_what_was_in_flight(kind: str) -> None:
+    # Leaving the with block waits for submitted work; a lazy map submits only
+    # as values are taken. Afterwards: the values that were in flight, then
+    # the standard library's RuntimeError in turn (as Executor.map with a
+    # buffersize does on Python 3.14), then the end.
+    with Pool(processes=1, threads=2) as pool:
+        counter = Counting(iter(range(1000)))
+        values: Iterator[int]
+        if kind == "process":
+            values = ct.twice.map(counter, chunksize=1, buffersize=3)
+        elif kind == "pool.map":
+            values = pool.map(ct.twice.sync, counter, buffersize=3)
+        else:
+            values = ct.sub_twice.map(counter, buffersize=3)
+        assert next(values) == 0
+    # buffersize=3: items 1, 2 and 3 were in flight, and ran before the block ended.
+    assert [next(values) for _ in range(3)] == [2, 4, 6]
+    with pytest.raises(PoolClosedError, match=r"^cannot schedule new futures after shutdown$"):
+        next(values)
+    with pytest.raises(StopIteration):
+        next(values)
+    # Still the bound: taken = values handed out (4) + buffersize (3); items
+    # 4-6 were taken and failed to be submitted.
+    assert counter.taken == 4 + 3
 
 
 def test_buffersize_bounds_the_items_taken_exactly() -> None:

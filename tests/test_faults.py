@@ -63,7 +63,7 @@ def _gone(pid: int) -> bool:
 DEATHS = {
     # kind: (exitcode, signal name, words in the message)
     "sigkill": (-signal.SIGKILL, "SIGKILL", ["killed by SIGKILL", "out-of-memory"]),
-    "exit": (3, None, ["exited with code 3", "os._exit()"]),
+    "exit": (3, None, ["exited with exit code 3", "os._exit()"]),
     "segfault": (-signal.SIGSEGV, "SIGSEGV", ["killed by SIGSEGV", "native code"]),
 }
 
@@ -481,7 +481,10 @@ def test_a_failing_initializer_breaks_the_pool_without_a_respawn_loop(
 @pytest.mark.parametrize(
     ("start_method", "initializer", "args", "words"),
     [
-        *[(method, ft.exiting_initializer, (3,), "exited with code 3") for method in START_METHODS],
+        *[
+            (method, ft.exiting_initializer, (3,), "exited with exit code 3")
+            for method in START_METHODS
+        ],
         ("forkserver", ft.crashing_initializer, (), "killed by SIGSEGV"),
         # as the OOM killer would kill an initializer that allocates too much
         ("forkserver", ft.sigkill_initializer, (), "killed by SIGKILL"),

@@ -221,7 +221,7 @@ class _NotCallable:
 
 
 @pytest.mark.parametrize("decorator", [process_task, thread_subtask])
-@pytest.mark.parametrize("thing", [42, "text", _NotCallable(), [print]])
+@pytest.mark.parametrize("thing", [None, 42, "text", _NotCallable(), [print]])
 def test_decorating_a_non_callable_is_a_type_error(
     decorator: Callable[[Any], Any], thing: object
 ) -> None:
@@ -240,13 +240,23 @@ async def _async_generator() -> Any:
     yield 1
 
 
+class _AsyncCallable:
+    async def __call__(self) -> int:
+        return 1
+
+
 @pytest.mark.parametrize(
     "decorator",
     [process_task, thread_subtask, process_task(timeout=1.0), thread_subtask(name="n")],
 )
 @pytest.mark.parametrize(
     "fn",
-    [_coroutine_function, _async_generator, staticmethod(_coroutine_function)],
+    [
+        _coroutine_function,
+        _async_generator,
+        staticmethod(_coroutine_function),
+        _AsyncCallable(),  # an object whose calls return coroutines
+    ],
 )
 def test_decorating_an_async_function_is_a_type_error(
     decorator: Callable[[Any], Any], fn: Any

@@ -46,7 +46,7 @@ def test_a_death_is_a_warning_and_the_replacement_is_logged(
         assert cube(3).result() == 27  # runs on the replacement
     dead = info.value.pid
     warnings = _messages(caplog, logging.WARNING)
-    assert any(f"worker pid {dead} exited with code 3" in m for m in warnings), warnings
+    assert any(f"worker pid {dead} exited with exit code 3" in m for m in warnings), warnings
     infos = _messages(caplog, logging.INFO)
     assert any(f"to replace worker pid {dead}" in m for m in infos), infos
 

@@ -320,8 +320,8 @@ def test_shutdown_cancel_futures_cancels_what_has_not_started(wait: bool) -> Non
     assert wait_until(running.running, 30)  # sent to the one worker
     queued = [core_tasks.pid_after(0) for _ in range(4)]
     pool.shutdown(wait=wait, cancel_futures=True)
-    if not wait:
-        assert wait_until(lambda: all(f.done() for f in queued), 30)
+    # Cancelled by the time shutdown returns, even with wait=False (as
+    # ThreadPoolExecutor does).
     assert all(f.cancelled() for f in queued)
     with pytest.raises(CancelledError):
         queued[0].result()
