@@ -53,7 +53,8 @@ for _name in __all__:
             _obj.__module__ = "nestpool"
         except (AttributeError, TypeError):  # pragma: no cover
             pass
-del _name, _obj
+# (bound: __all__ is not empty)
+del _name, _obj  # pyright: ignore[reportPossiblyUnboundVariable]
 
 # A library logs, the application decides what to show (nothing by default).
 _logging.getLogger("nestpool").addHandler(_logging.NullHandler())

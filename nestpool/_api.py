@@ -17,7 +17,7 @@ import inspect
 import itertools
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, cast, overload
 
 from . import _routing
 from ._collate import (
@@ -71,7 +71,8 @@ _SUBTASK_UNITS_PER_THREAD = 4
 def _check_map_options(chunksize: int | None, buffersize: int | None) -> None:
     if chunksize is not None and (isinstance(chunksize, bool) or chunksize < 1):
         raise ValueError(f"chunksize must be None or >= 1, got {chunksize!r}")
-    if buffersize is not None and not isinstance(buffersize, int):
+    # Checked at run time too, for callers that are not type-checked.
+    if buffersize is not None and not isinstance(buffersize, int):  # pyright: ignore[reportUnnecessaryIsInstance]
         raise TypeError(f"buffersize must be an integer or None, got {type(buffersize).__name__}")
     if buffersize is not None and (isinstance(buffersize, bool) or buffersize < 1):
         raise ValueError(f"buffersize must be None or >= 1, got {buffersize!r}")
@@ -79,7 +80,7 @@ def _check_map_options(chunksize: int | None, buffersize: int | None) -> None:
 
 def _plain_function(fn: Any) -> Callable[..., Any]:
     if isinstance(fn, (staticmethod, classmethod)):
-        return fn.__func__
+        return cast("staticmethod[..., Any] | classmethod[Any, ..., Any]", fn).__func__
     plain: Callable[..., Any] = fn
     return plain
 
@@ -690,7 +691,8 @@ def process_task(
         ...     return sum(score(page) for page in fetch.map(urls))
     """
     if timeout is not None:
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        # Checked at run time too, for callers that are not type-checked.
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):  # pyright: ignore[reportUnnecessaryIsInstance]
             raise TypeError(f"timeout must be a number of seconds, got {type(timeout).__name__}")
         if not timeout > 0:
             raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")

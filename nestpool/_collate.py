@@ -244,12 +244,14 @@ class _MapState:
                 self.items = iter(())
             if not batch:
                 return
+            future: Future[Any]
             try:
                 future, is_chunk = self.submit(batch)
             except Exception as exc:
                 # The pool shut down (say): the values already in flight are
                 # still handed out, then this error, in its turn.
-                future, is_chunk = Future(), False
+                future = Future()
+                is_chunk = False
                 future.set_running_or_notify_cancel()
                 future.set_exception(exc)
                 del exc
@@ -313,7 +315,8 @@ class _MapState:
         self.current = values
         # list.pop(values) takes no index to parse: the cheapest C step per value.
         left = self.left = itertools.repeat(values, len(values))
-        return map(list.pop, left)
+        # (pyright cannot type list.pop unbound: its self type, list[T], is unsolved)
+        return map(list.pop, left)  # pyright: ignore[reportUnknownMemberType, reportUnknownArgumentType]
 
     def drop_current(self) -> None:
         """Hand out nothing more of the current unit (``close()``)."""

@@ -183,7 +183,8 @@ class DaskBackend:
         blobs: list[bytes] = []
         for index, args in enumerate(items):
             try:
-                blobs.append(dumps((args, {})))
+                call: tuple[Any, dict[str, Any]] = (args, {})
+                blobs.append(dumps(call))
             except Exception as exc:
                 failed[index] = (False, pickling_error(name, "argument", exc))
         if not failed:

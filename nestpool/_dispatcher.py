@@ -43,6 +43,8 @@ import itertools
 import logging
 import multiprocessing
 import multiprocessing.connection
+import multiprocessing.context
+import multiprocessing.process
 import multiprocessing.util
 import os
 import queue
@@ -52,7 +54,7 @@ import weakref
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import CancelledError, Future
-from typing import Any
+from typing import Any, cast
 
 from ._errors import (
     InitializerError,
@@ -158,7 +160,9 @@ class Task:
         #: unfinished ones.
         self.items = items
         self.unary = unary
-        self.outcomes: list[Outcome | None] | None = None if items is None else [None] * len(items)
+        self.outcomes: list[Outcome | None] | None = (
+            None if items is None else cast("list[Outcome | None]", [None] * len(items))
+        )
         #: chunk only: original positions of the items in ``payload`` (a range
         #: until a re-run sends a subset: no list of ints per chunk on the hot path).
         self.indices: Sequence[int] | None = None if items is None else range(len(items))
@@ -529,10 +533,14 @@ class Dispatcher:
         parent_conn, child_conn = self.context.Pipe(duplex=True)
         slots = self.context.RawArray("q", self.tasks_per_process)
         config = WorkerConfig(index, self.threads, self.tasks_per_process, self.initializer)
-        process = self.context.Process(  # type: ignore[attr-defined]
-            target=worker_main,
-            args=(child_conn, slots, dumps(config)),
-            name=f"{self.name}-worker-{index}",
+        # typeshed's BaseContext has no Process (each concrete context has its own)
+        process = cast(
+            "multiprocessing.process.BaseProcess",
+            self.context.Process(  # type: ignore[attr-defined]
+                target=worker_main,
+                args=(child_conn, slots, dumps(config)),
+                name=f"{self.name}-worker-{index}",
+            ),
         )
         # Registered before the start: a forked worker must close its copy of
         # its own parent end too, or the parent's death never reaches it as
@@ -749,11 +757,15 @@ class Dispatcher:
     def _requeue_item(self, chunk: Task, index: int) -> None:
         assert chunk.items is not None and chunk.outcomes is not None
         outcomes = chunk.outcomes
+        call: tuple[Any, dict[str, Any]] = (
+            (chunk.items[index],) if chunk.unary else chunk.items[index],
+            {},
+        )
         single = Task(
             new_task_id(),
             chunk.name,
             chunk.fn_payload,
-            dumps([((chunk.items[index],) if chunk.unary else chunk.items[index], {})]),
+            dumps([call]),
             Future(),
             chunk.timeout,
             None,
@@ -963,7 +975,7 @@ class Dispatcher:
         error = self._death_error(task, worker, exitcode, running)
         if task.indices is not None and task.items is not None and not self._terminating:
             assert task.outcomes is not None
-            position = min(max(worker.slots[task.slot], 0), len(task.indices) - 1)
+            position: int = min(max(worker.slots[task.slot], 0), len(task.indices) - 1)
             current = task.indices[position]
             # The slot still names the item reported last if the worker died
             # between sending its result and marking the next one: that item

@@ -551,7 +551,8 @@ class Pool(Executor):
         # The checks and messages of ProcessPoolExecutor.map (Python 3.14).
         if chunksize < 1:
             raise ValueError("chunksize must be >= 1.")
-        if buffersize is not None and not isinstance(buffersize, int):
+        # Checked at run time too, for callers that are not type-checked.
+        if buffersize is not None and not isinstance(buffersize, int):  # pyright: ignore[reportUnnecessaryIsInstance]
             raise TypeError("buffersize must be an integer or None")
         if buffersize is not None and buffersize < 1:
             raise ValueError("buffersize must be None or > 0")
@@ -693,7 +694,8 @@ def callable_name(fn: object) -> str:
     inner = getattr(fn, "func", None)
     if isinstance(fn, functools.partial) and inner is not None:
         return f"partial({callable_name(inner)})"
-    return type(fn).__qualname__
+    # (pyright narrows fn to object | partial[Unknown] here: a partial's type is unsolved)
+    return type(fn).__qualname__  # pyright: ignore[reportUnknownArgumentType]
 
 
 def _check_no_local_options(**options: Any) -> None:

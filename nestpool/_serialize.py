@@ -16,9 +16,10 @@ import sys
 import traceback
 import types
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import cloudpickle
+# cloudpickle ships no types (no stubs, no py.typed): see _CloudPickler below.
+import cloudpickle  # pyright: ignore[reportMissingTypeStubs]
 
 from ._errors import RemoteTaskError, TaskPicklingError
 
@@ -71,9 +72,20 @@ class ReducedByNestpool:
     __slots__ = ()
 
 
-class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]
+if TYPE_CHECKING:
+
+    class _CloudPickler(pickle.Pickler):
+        """cloudpickle ships no types: its Pickler, a pickle.Pickler, as used here."""
+
+        proto: int
+
+else:
+    _CloudPickler = cloudpickle.Pickler
+
+
+class _Pickler(_CloudPickler):
     def reducer_override(self, obj: Any) -> Any:
-        if isinstance(type(obj), type) and issubclass(type(obj), ReducedByNestpool):
+        if isinstance(type(obj), type) and issubclass(type(obj), ReducedByNestpool):  # pyright: ignore[reportUnnecessaryIsInstance]
             return obj.__reduce_ex__(self.proto)
         return super().reducer_override(obj)
 
@@ -91,7 +103,7 @@ def dumps_by_value(obj: object) -> bytes:
         module = sys.modules.get(module_name)
         if module is not None and module_name not in _registered_by_value:
             try:
-                cloudpickle.register_pickle_by_value(module)
+                cloudpickle.register_pickle_by_value(module)  # pyright: ignore[reportUnknownMemberType]
             except Exception:  # pragma: no cover - not a real module
                 pass
             _registered_by_value.add(module_name)

@@ -503,7 +503,7 @@ def _send_outcomes(
 
 def _dumps_each(name: str, outcomes: list[tuple[bool, Any]]) -> list[bytes]:
     """One pickle per outcome; one that cannot be pickled becomes its error."""
-    blobs = []
+    blobs: list[bytes] = []
     for ok, value in outcomes:
         try:
             blobs.append(dumps((ok, value)))

@@ -230,6 +230,29 @@ def test_pyright_strict_accepts_good_uses_and_flags_every_misuse() -> None:
     assert summary["filesAnalyzed"] >= len(GOOD_FILES) + len(MISUSE_FILES)
 
 
+def test_pyright_strict_is_clean_on_the_package() -> None:
+    # pyrightconfig.package.json: strict on nestpool/ itself (its internals, not
+    # only the public surface), against the running Python's stubs as above.
+    report = _run_pyright(
+        "--project",
+        str(ROOT / "pyrightconfig.package.json"),
+        "--pythonversion",
+        "{}.{}".format(*sys.version_info[:2]),
+    )
+    diagnostics = report["generalDiagnostics"]
+    assert isinstance(diagnostics, list)
+    problems = [
+        f"{d['file']}:{d['range']['start']['line'] + 1}: {d['message']} ({d.get('rule')})"
+        for d in diagnostics
+        if d["severity"] == "error"
+    ]
+    assert not problems, "\n".join(problems)
+    summary = report["summary"]
+    assert isinstance(summary, dict)
+    assert summary["errorCount"] == 0
+    assert summary["filesAnalyzed"] >= len(list((ROOT / "nestpool").glob("*.py")))
+
+
 def test_pyright_verifytypes_public_api_is_complete(tmp_path: Path) -> None:
     # Every symbol reachable from nestpool's public API has a declared type.
     report = _run_pyright("--verifytypes", "nestpool", "--ignoreexternal", cwd=tmp_path)
