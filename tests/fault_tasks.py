@@ -295,11 +295,21 @@ class LockedError(Exception):
 
 
 class TwoArgError(Exception):
-    """Pickles, but cannot be unpickled: BaseException's reduce passes one arg."""
+    """Pickles, but cannot be unpickled: its reduce passes one argument to an
+    ``__init__`` that takes two.
+
+    The ``__reduce__`` is explicit: with BaseException's own, tblib (which
+    importing ``distributed`` installs for every exception class) rebuilds
+    the instance without calling ``__init__``, and a forked worker of a test
+    session that had imported Dask sent it across intact.
+    """
 
     def __init__(self, code: int, reason: str) -> None:
         super().__init__(f"error {code}: {reason}")
         self.code = code
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), self.args)
 
 
 class RichError(Exception):
