@@ -8,6 +8,7 @@ stacks before it fires, so a hang shows where it hung.
 from __future__ import annotations
 
 import gc
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -35,14 +36,28 @@ def start_method(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+def _helper_pids() -> set[int]:
+    """multiprocessing's own long-lived helpers (the forkserver, the resource
+    tracker): they outlive pools by design; they are not nestpool's workers.
+
+    Known by pid, not by command line: a worker forked by the forkserver has
+    the forkserver's command line, so it passed for a helper (the checks never
+    saw a forkserver worker), except for the moment its command line reads
+    empty as it exits (a flaky failure)."""
+    pids = set()
+    forkserver = sys.modules.get("multiprocessing.forkserver")
+    server = getattr(getattr(forkserver, "_forkserver", None), "_forkserver_pid", None)
+    if server:
+        pids.add(server)
+    tracker_module = sys.modules.get("multiprocessing.resource_tracker")
+    tracker = getattr(getattr(tracker_module, "_resource_tracker", None), "_pid", None)
+    if tracker:
+        pids.add(tracker)
+    return pids
+
+
 def _is_helper(process: psutil.Process) -> bool:
-    # multiprocessing's own long-lived helpers (the forkserver, the resource
-    # tracker) outlive pools by design; they are not nestpool's workers.
-    try:
-        cmdline = " ".join(process.cmdline())
-    except psutil.Error:
-        return True
-    return "forkserver" in cmdline or "resource_tracker" in cmdline
+    return process.pid in _helper_pids()
 
 
 def _stray_children() -> list[psutil.Process]:

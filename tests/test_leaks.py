@@ -20,7 +20,7 @@ import pytest
 
 from nestpool import InitializerError, Pool, TaskTimeoutError, WorkerDiedError
 from tests import fault_tasks as ft
-from tests.conftest import START_METHODS, wait_until
+from tests.conftest import START_METHODS, _helper_pids, wait_until
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -39,18 +39,20 @@ def _fds() -> dict[int, str]:
 
 
 def _children() -> list[psutil.Process]:
-    """Child processes other than multiprocessing's long-lived helpers."""
+    """Child processes (forkserver workers included) other than
+    multiprocessing's long-lived helpers; a zombie is a leak too."""
+    helpers = _helper_pids()
     found = []
     for child in psutil.Process().children(recursive=True):
+        if child.pid in helpers:
+            continue
         try:
-            cmdline = " ".join(child.cmdline())
-        except psutil.ZombieProcess:
-            found.append(child)  # a zombie is a leak too
-            continue
+            child.status()
+        except psutil.NoSuchProcess:
+            continue  # gone (and reaped) while we looked
         except psutil.Error:
-            continue
-        if "forkserver" not in cmdline and "resource_tracker" not in cmdline:
-            found.append(child)
+            pass
+        found.append(child)
     return found
 
 
