@@ -153,7 +153,7 @@ def test_a_terminated_pool_leaves_nothing(start_method: str, tmp_path: Path) -> 
 
 
 _TRACKER_SCRIPT = """
-import multiprocessing, os, signal, sys, tempfile
+import multiprocessing, os, signal, sys, tempfile, time
 from nestpool import Pool, WorkerDiedError
 from tests import fault_tasks as ft
 
@@ -169,8 +169,19 @@ if __name__ == "__main__":
                     ft.exit_now(3, tmp).result(timeout=30)
                 except WorkerDiedError:
                     pass
-                pid = ft.getpid().result(timeout=30)
-                os.kill(pid, signal.SIGKILL)
+                # A worker busy with a task: not one that max_tasks_per_child
+                # may have retired (and reaped) before the kill, whose pid
+                # could even belong to another process by then.
+                victim = ft.hold(tmp, "victim")
+                while ft.read_ready(tmp, "victim") is None:
+                    time.sleep(0.01)
+                os.kill(ft.read_ready(tmp, "victim"), signal.SIGKILL)
+                try:
+                    victim.result(timeout=30)
+                except WorkerDiedError:
+                    pass
+                else:
+                    raise AssertionError("the killed worker's task did not fail")
                 assert ft.square(5).result(timeout=30) == 25
     print("done", flush=True)
 """
