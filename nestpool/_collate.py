@@ -17,6 +17,7 @@ through a callback.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import queue
 import threading
@@ -28,7 +29,7 @@ from concurrent.futures import TimeoutError as FuturesTimeoutError
 from typing import Any, Generic, Literal, cast, overload
 
 from ._serialize import ChunkValues
-from ._subtasks import POLL_SECONDS, SubtaskFuture, is_helper, wait_event
+from ._subtasks import IN_NESTPOOL, SubtaskFuture, is_helper, wait_event, wait_for
 from ._typing import FutureLike, R, T
 
 __all__ = [
@@ -363,11 +364,25 @@ class _MapState:
             # block (a pool thread waiting here must never deadlock its pool).
             if is_helper() and self.run_one_unstarted():
                 continue
-            remaining = self.remaining()
+            return self.wait_completed()
+
+    def wait_completed(self) -> Future[Any]:
+        """Block until a unit completes (or the map's timeout passes)."""
+        done = self.done
+        got: list[Future[Any]] = []
+
+        def take(timeout: float | None) -> bool:
             try:
-                return done.get(timeout=None if remaining is None else max(0.0, remaining))
+                got.append(done.get(timeout=timeout))
             except queue.Empty:
-                raise FuturesTimeoutError() from None
+                return False
+            return True
+
+        remaining = self.remaining()
+        with IN_NESTPOOL:
+            if not wait_for(take, None if remaining is None else max(0.0, remaining)):
+                raise FuturesTimeoutError()
+        return got[0]
 
     def run_one_unstarted(self) -> bool:
         for future in self.running:
@@ -378,15 +393,25 @@ class _MapState:
 
 
 def _exception(future: Future[Any], timeout: float | None) -> BaseException | None:
-    """``future.exception(timeout)``, waiting in slices of ``POLL_SECONDS`` when
-    there is no timeout, so that Ctrl-C gets through promptly."""
-    if timeout is not None:
+    """``future.exception(timeout)``, its wait going through ``wait_for``:
+    in slices in the main thread (Ctrl-C), and giving a task thread's compute
+    slot up while it blocks (a ``SubtaskFuture`` does both itself)."""
+    if type(future) is SubtaskFuture or future.done():
         return future.exception(timeout)
-    while True:
-        try:
-            return future.exception(POLL_SECONDS)
-        except FuturesTimeoutError:
-            pass
+    with IN_NESTPOOL:
+        wait_for(functools.partial(_done_within, future), timeout)
+    return future.exception(0)  # its value, its exception, or TimeoutError
+
+
+def _done_within(future: Future[Any], timeout: float | None) -> bool:
+    """Wait up to ``timeout`` for ``future``; True if it is done."""
+    try:
+        future.exception(timeout)
+    except FuturesTimeoutError:
+        return False
+    except CancelledError:
+        pass
+    return True
 
 
 def _units(state: _MapState) -> Iterator[Iterator[Any]]:
@@ -622,15 +647,16 @@ def _wait_all(fs: list[Future[Any]], *, stop_on_failure: bool) -> Future[Any] | 
     gathering = _Gathering(len(unique), stop_on_failure)
     for f in unique:
         f.add_done_callback(gathering)  # runs at once for one already done
-    if is_helper():
-        # A pool thread that waits runs the subtasks nobody has started yet,
-        # in the given order, so that gathering inside the pool never deadlocks.
-        for f in unique:
-            if gathering.event.is_set():
-                break
-            if isinstance(f, SubtaskFuture) and f.pending_work():
-                f.run_here(helping=True)
-    wait_event(gathering.event)
+    with IN_NESTPOOL:
+        if is_helper():
+            # A pool thread that waits runs the subtasks nobody has started yet,
+            # in the given order, so that gathering inside the pool never deadlocks.
+            for f in unique:
+                if gathering.event.is_set():
+                    break
+                if isinstance(f, SubtaskFuture) and f.pending_work():
+                    f.run_here(helping=True)
+        wait_event(gathering.event)
     return gathering.failed
 
 

@@ -323,6 +323,7 @@ class Dispatcher:
         initializer: bytes | None,
         max_tasks_per_child: int | None,
         name: str,
+        cores: int | None = None,
     ) -> None:
         self.processes = processes
         self.threads = threads
@@ -336,6 +337,12 @@ class Dispatcher:
         #: every worker ever started, by pid (for tests and diagnostics).
         self.started_pids: list[int] = []
         self.broken: InitializerError | None = None
+        #: The workers' shared semaphore of ``cores`` compute slots, when more
+        #: process tasks can run at once than there are cores (see
+        #: ``_subtasks``, "compute slots"); else None.
+        self.compute_slots: Any = None
+        if cores is not None and processes * tasks_per_process > cores:
+            self.compute_slots = context.Semaphore(cores)
 
         self._inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self._wakeup = _Wakeup()
@@ -531,14 +538,16 @@ class Dispatcher:
     def _start_worker(self) -> None:
         index = next(self._worker_counter)
         parent_conn, child_conn = self.context.Pipe(duplex=True)
-        slots = self.context.RawArray("q", self.tasks_per_process)
+        # Per runner: the index of the item it runs; then whether the worker
+        # holds a compute slot (so that its death gives the slot back).
+        slots = self.context.RawArray("q", self.tasks_per_process + 1)
         config = WorkerConfig(index, self.threads, self.tasks_per_process, self.initializer)
         # typeshed's BaseContext has no Process (each concrete context has its own)
         process = cast(
             "multiprocessing.process.BaseProcess",
             self.context.Process(  # type: ignore[attr-defined]
                 target=worker_main,
-                args=(child_conn, slots, dumps(config)),
+                args=(child_conn, slots, dumps(config), self.compute_slots),
                 name=f"{self.name}-worker-{index}",
             ),
         )
@@ -909,6 +918,7 @@ class Dispatcher:
         exitcode = worker.process.exitcode
         if exitcode is not None:
             worker.process.close()  # release its sentinel fd now
+        self._give_back_compute_slots(worker)
         was_ready = worker.state is not WorkerState.STARTING
         expected = worker.state is WorkerState.RETIRING and not worker.tasks
         worker.state = WorkerState.DEAD
@@ -945,6 +955,14 @@ class Dispatcher:
             self._startup_deaths += 1
             if self._startup_deaths >= MAX_STARTUP_DEATHS:
                 self._break(self._startup_failure(worker, exitcode))
+
+    def _give_back_compute_slots(self, worker: WorkerHandle) -> None:
+        """A dead worker held a compute slot: release it, so that a death (a
+        timeout's kill among them) costs the pool no slot."""
+        flag = self.tasks_per_process
+        if self.compute_slots is not None and worker.slots[flag]:
+            worker.slots[flag] = 0
+            self.compute_slots.release()
 
     def _startup_failure(self, worker: WorkerHandle, exitcode: int | None) -> InitializerError:
         if worker.booted and self.initializer is not None:

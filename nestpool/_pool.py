@@ -126,6 +126,15 @@ class Pool(Executor):
     When several pools are open at once in one process, decorated calls go to
     the one opened last, until it shuts down; ``submit`` always uses its own
     pool.
+
+    A pool that can run more process tasks at once than there are cores
+    (``processes x tasks_per_process`` above the usable CPU count, the shape
+    that overlaps IO with CPU work) shares that many *compute slots* between
+    its workers: a task that comes back from waiting on its subtasks queues
+    for one before it goes on, so that at most one task per core computes
+    and their CPU phases run one after another at full speed instead of all
+    together (docs/performance.md). A task that never waits on subtasks never
+    takes one, and the queue is bounded, so it cannot deadlock.
     """
 
     def __init__(
@@ -281,6 +290,7 @@ class Pool(Executor):
                         initializer=self._initializer,
                         max_tasks_per_child=self._max_tasks_per_child,
                         name=self._name,
+                        cores=usable_cpu_count(),
                     )
         return dispatcher
 

@@ -26,44 +26,195 @@ import weakref
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from concurrent.futures._base import FINISHED, PENDING
+from concurrent.futures._base import FINISHED, PENDING, RUNNING
 from typing import Any
 
 from ._errors import PoolClosedError
 from ._typing import R
 
 __all__ = [
+    "IN_NESTPOOL",
     "POLL_SECONDS",
     "SubtaskFuture",
     "SubtaskPool",
     "become_helper",
     "default_threads",
+    "enter_task_thread",
     "is_helper",
     "process_pool",
     "stop_helping",
+    "task_ended",
+    "use_compute_slots",
     "wait_event",
+    "wait_for",
 ]
 
-#: The longest single block of nestpool's own waits in a caller's thread.
+#: The longest single block of nestpool's own waits in the main thread.
 #: CPython acts on a signal that arrives just before an untimed lock wait only
 #: when that wait ends; waiting in slices lets Ctrl-C through within this
 #: (SPEC: Ctrl-C leaves the ``with`` block promptly, issue 4).
 POLL_SECONDS = 0.1
 
+# ------------------------------------------------------------ compute slots
+#
+# A pool with more process tasks at once than cores (processes=3 x cores, the
+# shape that overlaps IO with CPU) shares one semaphore of ``cores`` compute
+# slots between its workers. A task thread that comes back from waiting on its
+# subtasks (or from running them itself) after more than SLOT_GRACE queues
+# for a slot before it goes on with its own code; it gives the slot up when it
+# blocks on its subtasks again for more than SLOT_GRACE, and when the task
+# ends. So CPU phases start in the order their IO finished, at most ``cores``
+# at once, each at full speed, instead of all sharing the cores fairly, ending
+# together and waiting on IO together again (a convoy that cost the hierarchy
+# workload ~1.2-1.4x the ideal, issue 6). A task that never waits on subtasks
+# never takes a slot. The wait for a slot is bounded (SLOT_WAIT): a slot
+# holder blocked on something else (a barrier with other tasks, a lock) delays
+# the others by at most that much, never deadlocks them.
 
-def wait_event(event: threading.Event, timeout: float | None = None) -> bool:
-    """``event.wait(timeout)``, in slices of at most ``POLL_SECONDS`` (see there)."""
+#: a task thread blocked on its subtasks this long gives its slot up; one that
+#: spent this long waiting on (or running) subtasks queues for a slot
+SLOT_GRACE = 0.002
+#: the longest a task thread queues for a slot before it goes on without one
+SLOT_WAIT = 0.25
+
+#: the pool's semaphore of compute slots, in a worker that has one (else None)
+_slots: Any = None
+#: Slots are taken per process: the task threads of one worker share one (the
+#: GIL lets one of them compute at a time anyway; two slots in one process
+#: left a core idle, issue 6). How many of this process's task threads use
+#: the slot it holds (it holds one while this is above 0); under _slot_lock.
+_slot_users = 0
+_slot_lock = threading.Lock()
+
+
+class _TaskThread(threading.local):
+    """Per thread: is it a worker's task runner, does it use the slot."""
+
+    active = False  # a task runner of a worker with compute slots
+    holding = False  # uses this process's slot
+    depth = 0  # nested nestpool waits
+    entered = 0.0  # when the outermost one began
+    marks: Any = None  # the worker's shared slot array...
+    flag = 0  # ...and its "this process holds a slot" entry (for the parent)
+
+
+_task_thread = _TaskThread()
+
+
+def use_compute_slots(slots: Any) -> None:
+    """Install the pool's semaphore of compute slots in this worker process."""
+    global _slots
+    _slots = slots
+
+
+def enter_task_thread(marks: Any, flag: int) -> None:
+    """Mark the calling thread as a task runner; ``marks[flag]`` says to the
+    parent whether it holds a slot (so a worker's death gives the slot back)."""
+    state = _task_thread
+    state.active = _slots is not None
+    state.marks = marks
+    state.flag = flag
+
+
+def task_ended() -> None:
+    """The runner's task ended: give its slot back."""
+    if _task_thread.holding:
+        _release_slot()
+
+
+def _acquire_slot() -> None:
+    global _slot_users
+    state = _task_thread
+    with _slot_lock:
+        if _slot_users:
+            # Another task of this process holds the slot: share it.
+            _slot_users += 1
+            state.holding = True
+            return
+    if not _slots.acquire(True, SLOT_WAIT):
+        return  # waited long enough: go on without one (never deadlock)
+    with _slot_lock:
+        _slot_users += 1
+        if _slot_users > 1:
+            # Another task of this process got one meanwhile: keep only one.
+            _slots.release()
+        else:
+            state.marks[state.flag] = 1
+    state.holding = True
+
+
+def _release_slot() -> None:
+    global _slot_users
+    state = _task_thread
+    state.holding = False
+    with _slot_lock:
+        _slot_users -= 1
+        if not _slot_users:
+            _slots.release()
+            # After the release: a death in between leaves the flag set, and
+            # the parent then gives back a slot too many (harmless), never
+            # one too few.
+            state.marks[state.flag] = 0
+
+
+class _InNestpool:
+    """``with IN_NESTPOOL:`` around a nestpool wait, or a subtask run by the
+    waiting thread: on leaving the outermost one after more than SLOT_GRACE, a
+    task thread without a slot queues for one (see "compute slots" above)."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        state = _task_thread
+        if state.active:
+            if not state.depth:
+                state.entered = time.monotonic()
+            state.depth += 1
+
+    def __exit__(self, *exc_info: object) -> None:
+        state = _task_thread
+        if state.active:
+            state.depth -= 1
+            if (
+                not state.depth
+                and not state.holding
+                and time.monotonic() - state.entered > SLOT_GRACE
+            ):
+                _acquire_slot()
+
+
+IN_NESTPOOL = _InNestpool()
+
+
+def wait_for(wait: Callable[[float | None], bool], timeout: float | None = None) -> bool:
+    """Block in ``wait(timeout)`` (True once what it waits for happened) the way
+    nestpool's own waits must: a task thread holding a compute slot gives it up
+    if the wait lasts more than SLOT_GRACE, and the main thread waits in slices
+    of POLL_SECONDS so that Ctrl-C gets through promptly."""
+    if _slots is not None and _task_thread.holding and (timeout is None or timeout > SLOT_GRACE):
+        if wait(SLOT_GRACE):
+            return True
+        _release_slot()
+        if timeout is not None:
+            timeout -= SLOT_GRACE
+    if threading.current_thread() is not threading.main_thread():
+        return wait(timeout)
     if timeout is None:
-        while not event.wait(POLL_SECONDS):
+        while not wait(POLL_SECONDS):
             pass
         return True
     deadline = time.monotonic() + timeout
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            return event.is_set()
-        if event.wait(min(POLL_SECONDS, remaining)):
+            return wait(0)
+        if wait(min(POLL_SECONDS, remaining)):
             return True
+
+
+def wait_event(event: threading.Event, timeout: float | None = None) -> bool:
+    """``event.wait(timeout)`` through ``wait_for`` (see there)."""
+    return wait_for(event.wait, timeout)
 
 
 #: Threads that run a waited-on subtask themselves when nobody has started it:
@@ -114,10 +265,11 @@ class _HelpingEvent(threading.Event):
         self.futures: deque[SubtaskFuture[Any]] = deque()
 
     def wait(self, timeout: float | None = None) -> bool:
-        if (timeout is None or timeout > 0) and threading.get_ident() in _helper_idents:
-            while self.futures and not self.is_set():
-                self.futures.popleft().run_here(helping=True)
-        return super().wait(timeout)
+        with IN_NESTPOOL:
+            if (timeout is None or timeout > 0) and threading.get_ident() in _helper_idents:
+                while self.futures and not self.is_set():
+                    self.futures.popleft().run_here(helping=True)
+            return wait_for(super().wait, timeout)
 
 
 class _HelpingWaiters(list[Any]):
@@ -232,6 +384,9 @@ class SubtaskFuture(Future[R]):
         del fn, args, kwargs
 
     def result(self, timeout: float | None = None) -> R:
+        if _slots is not None:
+            with IN_NESTPOOL:
+                return self._result_slow(timeout)
         if (
             self._work
             and (timeout is None or timeout > 0)
@@ -245,6 +400,9 @@ class SubtaskFuture(Future[R]):
         return super().result(timeout)
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
+        if _slots is not None:
+            with IN_NESTPOOL:
+                return self._exception_slow(timeout)
         if (
             self._work
             and (timeout is None or timeout > 0)
@@ -252,6 +410,33 @@ class SubtaskFuture(Future[R]):
         ):
             self.run_here(helping=True)
         return super().exception(timeout)
+
+    # With compute slots (see above): the same, but the wait goes through
+    # wait_for, so a task thread's slot is given up while it blocks.
+
+    def _result_slow(self, timeout: float | None) -> R:
+        self._help_or_wait(timeout)
+        return super().result(0)
+
+    def _exception_slow(self, timeout: float | None) -> BaseException | None:
+        self._help_or_wait(timeout)
+        return super().exception(0)
+
+    def _help_or_wait(self, timeout: float | None) -> None:
+        if (
+            self._work
+            and (timeout is None or timeout > 0)
+            and threading.get_ident() in _helper_idents
+        ):
+            self.run_here(helping=True)
+        if self._state in (PENDING, RUNNING):
+            wait_for(self._wait_done, timeout)
+
+    def _wait_done(self, timeout: float | None) -> bool:
+        with self._condition:
+            if self._state in (PENDING, RUNNING):
+                self._condition.wait(timeout)
+            return self._state not in (PENDING, RUNNING)
 
 
 _pool_counter = itertools.count(1)

@@ -49,7 +49,14 @@ from ._serialize import (
     loads,
     pickling_error,
 )
-from ._subtasks import SubtaskPool, become_helper, process_pool
+from ._subtasks import (
+    SubtaskPool,
+    become_helper,
+    enter_task_thread,
+    process_pool,
+    task_ended,
+    use_compute_slots,
+)
 
 __all__ = ["WorkerConfig", "worker_main"]
 
@@ -205,9 +212,19 @@ def _forget_forkserver() -> None:
     server._forkserver_pid = None
 
 
-def worker_main(conn: Connection, slots: Any, config_blob: bytes) -> None:
-    """Entry point of a worker process (the target of ``multiprocessing.Process``)."""
+def worker_main(
+    conn: Connection, slots: Any, config_blob: bytes, compute_slots: Any = None
+) -> None:
+    """Entry point of a worker process (the target of ``multiprocessing.Process``).
+
+    Args:
+        slots: shared array: per runner, the index of the item it runs; then
+            1 while this worker holds a compute slot.
+        compute_slots: the pool's semaphore of compute slots, or None (see
+            ``_subtasks``, "compute slots").
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    use_compute_slots(compute_slots)
     _die_with_parent()
     _forget_forkserver()
     channel = _Channel(conn)
@@ -236,7 +253,7 @@ def worker_main(conn: Connection, slots: Any, config_blob: bytes) -> None:
     runners = [
         threading.Thread(
             target=_runner,
-            args=(slot, calls, channel, slots),
+            args=(slot, calls, channel, slots, config.tasks_per_process),
             name=f"nestpool-worker-{config.index}-runner-{slot}",
             daemon=True,
         )
@@ -302,11 +319,13 @@ def _runner(
     calls: queue.SimpleQueue[tuple[Any, ...] | None],
     channel: _Channel,
     slots: Any,
+    runners: int,
 ) -> None:
     become_helper()
     # The shared slot array as native 8-byte integers: a memoryview's store
     # is a C call, cheap enough to make before every item of a chunk.
     marks = memoryview(slots).cast("B").cast("q")
+    enter_task_thread(marks, runners)  # the process's "holds a compute slot" flag
     while True:
         message = calls.get()
         if message is None:
@@ -315,7 +334,10 @@ def _runner(
         del message
         marks[slot] = 0
         channel.send((MSG_ACK, task_id, slot))
-        _run_call(slot, task_id, name, fn_payload, args_payload, channel, marks, chunk)
+        try:
+            _run_call(slot, task_id, name, fn_payload, args_payload, channel, marks, chunk)
+        finally:
+            task_ended()
 
 
 def _run_call(
