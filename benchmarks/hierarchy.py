@@ -37,11 +37,12 @@ NAME = "hierarchy"
 TITLE = "Hierarchy: process tasks that fan out IO subtasks, then compute"
 
 #: The shape recommended for CPU work that holds the GIL (docs/performance.md):
-#: more processes than cores, one task each. Tasks of one process share its
-#: GIL, so tasks_per_process > 1 overlaps IO and CPU less well than processes
-#: do (measured: 4-6 tasks per process ~1.45x the ideal, 3 processes per core
-#: ~1.05-1.25x). RECOMMENDED_TPP is the best tasks_per_process at cores
-#: processes, shown for comparison.
+#: 3 processes per core, one task each; the pool's compute slots then let one
+#: CPU phase per core run at a time, in the order their IO ended (measured
+#: 1.04-1.17x the ideal; 2 per core 1.15x, 4 per core 1.07-1.11x). Tasks of one
+#: process share its GIL, so tasks_per_process > 1 overlaps IO and CPU less
+#: well (1.4-1.5x at 4-8). RECOMMENDED_TPP is the best tasks_per_process at
+#: cores processes, shown for comparison.
 RECOMMENDED_PROCESSES_PER_CORE = 3
 RECOMMENDED_TPP = 4
 #: processes per core of the oversubscribed baselines ("more processes than
