@@ -23,6 +23,7 @@ import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -217,17 +218,23 @@ def test_pyright_strict_accepts_good_uses_and_flags_every_misuse() -> None:
     # pyproject.toml's [tool.pyright]: strict on tests/typing, and an unneeded
     # `# type: ignore` is an error, so each misuse line must be flagged.
     report = _run_pyright("--pythonversion", "{}.{}".format(*sys.version_info[:2]))
+    summary = _no_pyright_errors(report)
+    assert summary["filesAnalyzed"] >= len(GOOD_FILES) + len(MISUSE_FILES)
+
+
+def _no_pyright_errors(report: dict[str, object]) -> dict[str, Any]:
+    """Assert that a pyright JSON report has no error; return its summary."""
     diagnostics = report["generalDiagnostics"]
     assert isinstance(diagnostics, list)
     problems = [
-        f"{d['file']}:{d['range']['start']['line'] + 1}: {d['message']}"
+        f"{d['file']}:{d['range']['start']['line'] + 1}: {d['message']} ({d.get('rule')})"
         for d in diagnostics
         if d["severity"] == "error"
     ]
     assert not problems, "\n".join(problems)
     summary = report["summary"]
     assert isinstance(summary, dict)
-    assert summary["filesAnalyzed"] >= len(GOOD_FILES) + len(MISUSE_FILES)
+    return summary
 
 
 def test_pyright_strict_is_clean_on_the_package() -> None:
@@ -239,16 +246,7 @@ def test_pyright_strict_is_clean_on_the_package() -> None:
         "--pythonversion",
         "{}.{}".format(*sys.version_info[:2]),
     )
-    diagnostics = report["generalDiagnostics"]
-    assert isinstance(diagnostics, list)
-    problems = [
-        f"{d['file']}:{d['range']['start']['line'] + 1}: {d['message']} ({d.get('rule')})"
-        for d in diagnostics
-        if d["severity"] == "error"
-    ]
-    assert not problems, "\n".join(problems)
-    summary = report["summary"]
-    assert isinstance(summary, dict)
+    summary = _no_pyright_errors(report)
     assert summary["errorCount"] == 0
     assert summary["filesAnalyzed"] >= len(list((ROOT / "nestpool").glob("*.py")))
 
