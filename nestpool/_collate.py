@@ -23,7 +23,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
 from concurrent.futures import CancelledError, Future
 from concurrent.futures import TimeoutError as FuturesTimeoutError
 from typing import Any, Generic, Literal, cast, overload
@@ -414,7 +414,7 @@ def _done_within(future: Future[Any], timeout: float | None) -> bool:
     return True
 
 
-def _units(state: _MapState) -> Iterator[Iterator[Any]]:
+def _units(state: _MapState) -> Generator[Iterator[Any], None, None]:
     """The values of a map, a unit at a time: an iterator over each unit's
     values, in turn; an item's exception is raised in its turn, after the
     values before it, and ends the map (as ``concurrent.futures.Executor.map``
@@ -480,7 +480,7 @@ class MapIterator(itertools.chain[R]):
     # the cyclic GC ran, issue 3); and no value handed out is kept alive here.
 
     _state: _MapState
-    _units: Iterator[Iterator[Any]]
+    _units: Generator[Iterator[Any], None, None]
 
     def __new__(
         cls,
@@ -531,12 +531,10 @@ class MapIterator(itertools.chain[R]):
         state.finish()
         # chain would go on with the unit it holds: leave nothing in it.
         state.drop_current()
-        close = getattr(self._units, "close", None)
-        if close is not None:
-            try:
-                close()
-            except ValueError:  # pragma: no cover - closed while running elsewhere
-                pass
+        try:
+            self._units.close()
+        except ValueError:  # pragma: no cover - closed while running elsewhere
+            pass
 
 
 def run_chunk(fn: Callable[..., Any], items: list[Item]) -> list[Outcome]:

@@ -57,7 +57,7 @@ from . import _routing
 from ._collate import CHUNKS_PER_SLOT, ChunkSizer, Item, MapIterator, Outcome
 from ._errors import NestpoolError, PoolClosedError, TaskTimeoutError, WorkerDiedError
 from ._serialize import dumps, exception_payload, loads, pickling_error
-from ._subtasks import POLL_SECONDS, become_helper, is_helper, stop_helping
+from ._subtasks import become_helper, is_helper, stop_helping, wait_for
 
 __all__ = ["DaskBackend", "run_task"]
 
@@ -323,9 +323,9 @@ class DaskBackend:
         if cancel_futures:
             for future in pending:
                 future.cancel()
-        while wait and pending:
-            # In slices, so that Ctrl-C gets through promptly (POLL_SECONDS).
-            pending = list(wait_futures(pending, timeout=POLL_SECONDS).not_done)
+        if wait and pending:
+            # Through wait_for: in slices in the main thread (Ctrl-C).
+            wait_for(lambda timeout: not wait_futures(pending, timeout=timeout).not_done)
 
     def terminate(self) -> None:
         """Cancel everything in flight (running calls finish on their workers,

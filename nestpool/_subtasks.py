@@ -386,7 +386,8 @@ class SubtaskFuture(Future[R]):
     def result(self, timeout: float | None = None) -> R:
         if _slots is not None:
             with IN_NESTPOOL:
-                return self._result_slow(timeout)
+                self._help_or_wait(timeout)
+                return super().result(0)
         if (
             self._work
             and (timeout is None or timeout > 0)
@@ -402,7 +403,8 @@ class SubtaskFuture(Future[R]):
     def exception(self, timeout: float | None = None) -> BaseException | None:
         if _slots is not None:
             with IN_NESTPOOL:
-                return self._exception_slow(timeout)
+                self._help_or_wait(timeout)
+                return super().exception(0)
         if (
             self._work
             and (timeout is None or timeout > 0)
@@ -411,18 +413,10 @@ class SubtaskFuture(Future[R]):
             self.run_here(helping=True)
         return super().exception(timeout)
 
-    # With compute slots (see above): the same, but the wait goes through
-    # wait_for, so a task thread's slot is given up while it blocks.
-
-    def _result_slow(self, timeout: float | None) -> R:
-        self._help_or_wait(timeout)
-        return super().result(0)
-
-    def _exception_slow(self, timeout: float | None) -> BaseException | None:
-        self._help_or_wait(timeout)
-        return super().exception(0)
-
     def _help_or_wait(self, timeout: float | None) -> None:
+        # With compute slots (see above): as result()'s own path, but the wait
+        # goes through wait_for, so a task thread's slot is given up while it
+        # blocks.
         if (
             self._work
             and (timeout is None or timeout > 0)
