@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import itertools
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, cast, overload
 
@@ -303,7 +303,7 @@ def _subtask_map(
         return with_progress(map_inline(fn, iterables), reporter)
     chunked = chunksize is not None and chunksize > 1
 
-    def submit(items: list[Item]) -> tuple[Future[Any], bool]:
+    def submit(items: Sequence[Item]) -> tuple[Future[Any], bool]:
         if chunked:
             return pool.submit(run_chunk, (fn, items), {}), True
         return pool.submit(fn, items[0], {}), False

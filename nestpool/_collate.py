@@ -23,7 +23,14 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Generator,
+    Iterable,
+    Iterator,
+    Sequence,
+)
 from concurrent.futures import CancelledError, Future
 from concurrent.futures import TimeoutError as FuturesTimeoutError
 from typing import Any, Generic, Literal, cast, overload
@@ -45,7 +52,9 @@ __all__ = [
 Item = tuple[Any, ...]
 Outcome = tuple[bool, Any]
 #: submit(items) -> (future, is_chunk); a chunk's future holds a list of outcomes.
-SubmitUnit = Callable[[list[Item]], tuple["Future[Any]", bool]]
+SubmitUnit = Callable[[Sequence[Item]], tuple["Future[Any]", bool]]
+#: inputs a unary map takes its chunks from as slices, not item by item
+_SLICEABLE = frozenset({range, list, tuple})
 
 #: auto chunksize aims at chunks of about this many seconds of work
 TARGET_CHUNK_SECONDS = 0.02
@@ -145,7 +154,9 @@ class _MapState:
         "max_items",
         "max_units",
         "ordered",
+        "position",
         "running",
+        "sequence",
         "size",
         "sizer",
         "submit",
@@ -171,6 +182,13 @@ class _MapState:
         # input's values themselves, not 1-tuples (no tuple per item to build,
         # pickle and unpickle: the tiny-task hot path, issue 6).
         self.items: Iterator[Any] = iter(iterables[0]) if unary else zip(*iterables, strict=False)
+        #: a unary map over a range, list or tuple takes its chunks as slices
+        #: (a range's slice is a range: no int made or pickled per item in the
+        #: parent; a list's is one copy in C), at ``position``; else None
+        self.sequence: Sequence[Item] | None = None
+        self.position = 0
+        if unary and type(iterables[0]) in _SLICEABLE:
+            self.sequence = iterables[0]  # type: ignore[assignment]
         self.submit = submit
         self.sizer = sizer
         #: the size of the next unit, chosen once: asking the sizer again on
@@ -225,24 +243,19 @@ class _MapState:
                         # undo the batching (issue 3).
                         return
                     size = room
-            batch: list[Item] = []
-            try:
-                if size == 1:
-                    # One item per unit (a subtask's map): no islice per item.
-                    batch.append(next(self.items))
-                else:
-                    # extend() keeps what it took if the input raises midway.
-                    batch.extend(itertools.islice(self.items, size))
-            except StopIteration:
-                pass
-            except BaseException as exc:
-                # The input itself failed: hand out what was taken, then raise it.
-                self.input_error = exc
-                self.exhausted = True
+            batch: Sequence[Item]
+            sequence = self.sequence
+            if sequence is not None:
+                start = self.position
+                batch = sequence[start : start + size]
+                self.position = start + len(batch)
+            else:
+                batch = self._take(size)
             self.size = None
             if len(batch) < size:
                 self.exhausted = True
                 self.items = iter(())
+                self.sequence = None
             if not batch:
                 return
             future: Future[Any]
@@ -264,10 +277,30 @@ class _MapState:
                 self.running[future] = unit
                 future.add_done_callback(self.done.put)
 
+    def _take(self, size: int) -> list[Item]:
+        """Up to ``size`` items from the input iterator; an error it raises is
+        kept for its turn, after the items taken before it."""
+        batch: list[Item] = []
+        try:
+            if size == 1:
+                # One item per unit (a subtask's map): no islice per item.
+                batch.append(next(self.items))
+            else:
+                # extend() keeps what it took if the input raises midway.
+                batch.extend(itertools.islice(self.items, size))
+        except StopIteration:
+            pass
+        except BaseException as exc:
+            # The input itself failed: hand out what was taken, then raise it.
+            self.input_error = exc
+            self.exhausted = True
+        return batch
+
     def finish(self) -> None:
         """The map is over: no more input, cancel what has not started."""
         self.exhausted = True
         self.items = iter(())
+        self.sequence = None
         self.input_error = None
         self.cancel()
 
@@ -537,7 +570,7 @@ class MapIterator(itertools.chain[R]):
             pass
 
 
-def run_chunk(fn: Callable[..., Any], items: list[Item]) -> list[Outcome]:
+def run_chunk(fn: Callable[..., Any], items: Sequence[Item]) -> list[Outcome]:
     """Run a chunk of items in this thread; each item keeps its own outcome."""
     outcomes: list[Outcome] = []
     for args in items:

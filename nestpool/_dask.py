@@ -46,7 +46,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from concurrent.futures import wait as wait_futures
 from typing import Any
@@ -149,7 +149,7 @@ class DaskBackend:
         def measure() -> float | None:
             return self.item_seconds.get(name)
 
-        def submit(items: list[Item]) -> tuple[Future[Any], bool]:
+        def submit(items: Sequence[Item]) -> tuple[Future[Any], bool]:
             if len(items) == 1 and not chunksize:
                 return self.submit(name, fn_payload, items[0], {}, task_timeout), False
             return self._submit_chunk(name, fn_payload, items, task_timeout), True
@@ -168,7 +168,7 @@ class DaskBackend:
         self,
         name: str,
         fn_payload: Callable[[], bytes],
-        items: list[Item],
+        items: Sequence[Item],
         timeout: float | None,
     ) -> Future[Any]:
         # Each item is pickled on its own: one that cannot be pickled fails

@@ -146,7 +146,7 @@ class Task:
         payload: bytes,
         future: Future[Any],
         timeout: float | None,
-        items: list[Any] | None,
+        items: Sequence[Any] | None,
         unary: bool = False,
     ) -> None:
         self.id = task_id

@@ -18,7 +18,7 @@ import os
 import threading
 import types
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, Future
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, overload
@@ -412,7 +412,7 @@ class Pool(Executor):
         # 1-tuples of them.
         unary = len(iterables) == 1
 
-        def submit(items: list[Any]) -> tuple[Future[Any], bool]:
+        def submit(items: Sequence[Any]) -> tuple[Future[Any], bool]:
             future: Future[Any] = Future()
             try:
                 payload = fn_payload()
@@ -741,7 +741,7 @@ def _submit_picklable_items(
     dispatcher: Dispatcher,
     name: str,
     payload: bytes,
-    items: list[Any],
+    items: Sequence[Any],
     task_timeout: float | None,
     unary: bool = False,
 ) -> tuple[Future[Any], bool]:

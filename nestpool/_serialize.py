@@ -30,6 +30,7 @@ __all__ = [
     "ReducedByNestpool",
     "RemoteTraceback",
     "dumps",
+    "dumps_builtins",
     "dumps_by_value",
     "dumps_callable",
     "exception_payload",
@@ -126,6 +127,39 @@ def dumps(obj: object) -> bytes:
     except Exception:
         pass
     return dumps_by_value(obj)
+
+
+class _NotBuiltin(Exception):
+    """Raised by ``_BuiltinsPickler`` at the first object it must not write."""
+
+
+class _BuiltinsPickler(pickle.Pickler):
+    """A pickler of builtin values only: None, bools, ints, floats, complex
+    numbers, str, bytes, bytearray, and lists, tuples, dicts, sets and
+    frozensets of them. Such a pickle names no class, so it unpickles in any
+    process. It stops at the first other object.
+
+    The C pickler writes the types above itself and asks ``reducer_override``
+    only about the others, so the check costs nothing per builtin value
+    (checking each value's type cost more than pickling it, issue 6).
+    """
+
+    def reducer_override(self, obj: object) -> Any:
+        if type(obj) is complex or obj is complex:
+            # Reduced by its own __reduce__ to builtins.complex: always there.
+            return NotImplemented
+        raise _NotBuiltin
+
+
+def dumps_builtins(obj: object) -> bytes | None:
+    """``obj`` pickled if it holds builtin values only (see
+    ``_BuiltinsPickler``), else None (also when pickling fails: too deep, say)."""
+    buffer = io.BytesIO()
+    try:
+        _BuiltinsPickler(buffer, PROTOCOL).dump(obj)
+    except Exception:
+        return None
+    return buffer.getvalue()
 
 
 def needs_by_value(fn: object) -> bool:

@@ -35,7 +35,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -44,6 +44,7 @@ from ._errors import InitializerError
 from ._serialize import (
     ExceptionWithTraceback,
     dumps,
+    dumps_builtins,
     exception_payload,
     format_remote_traceback,
     loads,
@@ -357,12 +358,16 @@ def _run_call(
         channel.send((MSG_ARGS_FAILED, task_id, exception_payload(error, name)))
         return
     try:
-        items: list[Any] = loads(args_payload)
+        items: Sequence[Any] = loads(args_payload)
     except BaseException as exc:
         error = pickling_error(name, "argument (unpickling in the worker)", exc)
         channel.send((MSG_ARGS_FAILED, task_id, exception_payload(error, name)))
         return
     del args_payload
+    if type(items) is range:
+        # A map over a range sends its chunks as ranges; indexing a range
+        # makes each int with generic arithmetic, listing it is a C loop.
+        items = list(items)
     if chunk == CALL_SINGLE and len(items) == 1:
         _run_single(task_id, name, fn, items[0], channel)
         return
@@ -400,7 +405,7 @@ def _run_chunk(
     task_id: int,
     name: str,
     fn: Callable[..., Any],
-    items: list[Any],
+    items: Sequence[Any],
     kind: int,
     channel: _Channel,
     marks: Any,
@@ -478,11 +483,6 @@ def _run_chunk(
         _send_outcomes(channel, task_id, name, 0, [], None, True, 0.0)
 
 
-#: results of these exact types always unpickle: a flush of only these travels
-#: as one pickle (the fast path for tiny tasks); anything else item by item.
-_PLAIN_TYPES = frozenset({int, float, str, bytes, bool, complex, type(None)})
-
-
 def _send_outcomes(
     channel: _Channel,
     task_id: int,
@@ -497,20 +497,21 @@ def _send_outcomes(
     # cannot unpickle them it still knows which task and items they were for.
     # Items that may fail to unpickle in the parent (a type it cannot import
     # or rebuild) are pickled one by one, so that one bad item of a chunk
-    # fails alone (issue 4); a flush of plain values goes as one pickle, and
+    # fails alone (issue 4); a flush of builtin values goes as one pickle, and
     # while every item succeeded as the bare values (``plain``: no outcome
     # tuple per item, the tiny-task hot path, issue 6).
     plain = outcomes is None
     entries: list[Any] = values if outcomes is None else outcomes
     blob: bytes | list[bytes] | None = None
-    # set(map(type, ...)) runs in C: no Python-level step per item.
-    if len(entries) <= 1 or _PLAIN_TYPES.issuperset(
-        map(type, values if plain else [value for _, value in entries])
-    ):
+    if len(entries) <= 1:
         try:
             blob = dumps(entries)
         except Exception:
             blob = None
+    else:
+        # Builtin values only (no class named in the pickle, so nothing the
+        # parent could fail to rebuild), found at no cost per value.
+        blob = dumps_builtins(entries)
     if blob is None:
         if plain:
             try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import tempfile
 import threading
 
 from nestpool import process_task
@@ -44,3 +45,20 @@ def slow_item(x: int | str) -> object:
 
     time.sleep(0.002)
     return unary_item.sync(x)
+
+
+#: range_item kills its worker at items past this whose offset ends in 3000
+KILL_BASE = 10**12
+
+
+@process_task
+def range_item(x: int) -> int:
+    """x * 2; at an item ``KILL_BASE + k * 10_000 + 3000`` (a test's own k),
+    SIGKILL the worker the first time (a marker file named after the item)."""
+    if x >= KILL_BASE and (x - KILL_BASE) % 10_000 == 3000:
+        marker = os.path.join(tempfile.gettempdir(), f"nestpool-range-kill-{x}")
+        if not os.path.exists(marker):
+            with open(marker, "w"):
+                pass
+            os.kill(os.getpid(), signal.SIGKILL)
+    return x * 2

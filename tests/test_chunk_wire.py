@@ -9,6 +9,10 @@ results and arguments, and a worker killed in the middle of a chunk.
 
 from __future__ import annotations
 
+import os
+import pickle
+import tempfile
+import threading
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -18,7 +22,7 @@ import pytest
 from nestpool import Pool, TaskPicklingError, WorkerDiedError
 from nestpool._dispatcher import Task, new_task_id
 from nestpool._pool import _submit_picklable_items
-from nestpool._serialize import ChunkValues, as_outcomes, dumps
+from nestpool._serialize import ChunkValues, as_outcomes, dumps, dumps_builtins
 
 from . import perf_tasks
 
@@ -173,3 +177,78 @@ def test_a_death_after_plain_flushes_keeps_the_flushed_values(tmp_path: Path) ->
         WorkerDiedError,
         *(2 * x for x in range(16, 20)),
     ]
+
+
+# ------------------------------------------------------- sliced inputs
+#
+# A one-iterable map over a range, list or tuple takes its chunks as slices
+# (a range's chunk travels as a range); a generator, item by item. Both give
+# the same values, and a death mid-chunk fails only its item.
+
+
+@pytest.mark.parametrize(
+    "make",
+    [lambda r: r, list, tuple, lambda r: (x for x in r)],
+    ids=["range", "list", "tuple", "generator"],
+)
+def test_a_map_over_a_sequence_or_a_generator_gives_every_value_in_order(
+    make: Any, start_method: str
+) -> None:
+    with Pool(2, start_method=start_method):
+        assert list(perf_tasks.unary_item.map(make(range(20_000)))) == [
+            2 * x for x in range(20_000)
+        ]
+        assert sorted(perf_tasks.unary_item.map(make(range(3000)), ordered=False)) == [
+            2 * x for x in range(3000)
+        ]
+        assert list(perf_tasks.unary_item.map(make(range(500)), buffersize=7)) == [
+            2 * x for x in range(500)
+        ]
+        assert list(perf_tasks.unary_item.map(make(range(0)))) == []
+
+
+def test_a_death_mid_chunk_of_a_range_fails_only_its_item(start_method: str) -> None:
+    base = perf_tasks.KILL_BASE + os.getpid() * 10_000
+    killer = base + 3000
+    marker = os.path.join(tempfile.gettempdir(), f"nestpool-range-kill-{killer}")
+    Path(marker).unlink(missing_ok=True)
+    try:
+        with Pool(2, start_method=start_method):
+            values = perf_tasks.range_item.map(range(base, base + 6000))
+            taken = [next(values) for _ in range(3000)]
+            with pytest.raises(WorkerDiedError):
+                next(values)
+            # the map ended at the failed item; the pool goes on
+            assert list(perf_tasks.range_item.map(range(base + 3001, base + 6000))) == [
+                2 * x for x in range(base + 3001, base + 6000)
+            ]
+        assert taken == [2 * x for x in range(base, base + 3000)]
+        assert os.path.exists(marker)
+    finally:
+        Path(marker).unlink(missing_ok=True)
+
+
+def test_a_map_over_a_list_sees_items_appended_before_they_are_taken() -> None:
+    # Slicing at refill time reads the list as iterating it would.
+    items = list(range(10))
+    with Pool(1):
+        values = perf_tasks.unary_item.map(items, buffersize=2)
+        first = next(values)
+        items.extend(range(10, 20))
+        rest = list(values)
+    assert [first, *rest] == [2 * x for x in range(20)]
+
+
+def test_only_builtin_values_go_as_one_pickle() -> None:
+    builtin = [None, True, 3, 10**30, 1.5, 2j, "s", b"b", bytearray(b"a"), (1, [2, {3: {4}}])]
+    blob = dumps_builtins(builtin)
+    assert blob is not None
+    assert pickle.loads(blob) == builtin
+    assert pickle.loads(dumps_builtins([frozenset({1})]) or b"") == [frozenset({1})]
+    # anything that names a class (which the parent might not import) does not
+    for other in (ValueError("x"), Path("p"), len, int, threading.Lock()):
+        assert dumps_builtins([1, other]) is None
+    deep: list[Any] = []
+    for _ in range(100_000):
+        deep = [deep]
+    assert dumps_builtins(deep) is None  # too deep to pickle: not an error here
