@@ -25,7 +25,7 @@ from typing import Any
 
 from benchmarks import _engines, tasks
 from benchmarks._harness import Check, Result, Row, Size, Table, ideal_rows, usable_cores
-from benchmarks.hierarchy import OVERSUBSCRIBE, RECOMMENDED_TPP, measure_engine
+from benchmarks.hierarchy import OVERSUBSCRIBE, RECOMMENDED_TPP, measure_round_robin
 
 NAME = "crawl"
 TITLE = "Crawl: fetch pages from a local HTTP server in subtasks, parse them in process tasks"
@@ -202,10 +202,8 @@ def run(size: Size, start_method: str = "forkserver") -> Result:
             ),
             _engines.Joblib(f"joblib: persistent thread pool, {over} processes", over),
         ]
-        rows = []
-        for engine in engines:
-            times = measure_engine(engine, fns, jobs_for, warm_for, expected, size.repeats)
-            rows.append(Row(engine.label, times))
+        all_times = measure_round_robin(engines, fns, jobs_for, warm_for, expected, size.repeats)
+        rows = [Row(engine.label, times) for engine, times in zip(engines, all_times, strict=True)]
     finally:
         server.kill()
         server.join(5)

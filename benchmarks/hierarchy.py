@@ -16,6 +16,7 @@ floor" tells the engine's cost apart from the machine's contention.
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable
 from typing import Any
@@ -106,26 +107,38 @@ def engines(
     return out
 
 
-def measure_engine(
-    engine: _engines.Engine,
+def measure_round_robin(
+    engines: list[_engines.Engine],
     fns: dict[str, Callable[..., Any]],
     jobs_for: Callable[[str], list[tuple[Any, ...]]],
     warm_for: Callable[[str], list[tuple[Any, ...]]],
     expected: list[Any],
     repeats: int,
-) -> list[float]:
-    """Warm ``engine`` up, then time ``repeats`` runs of all the jobs; check values."""
-    fn = fns[engine.style]
-    jobs = jobs_for(engine.style)
-    with engine:
-        engine.run(fn, warm_for(engine.style))
-        times = []
-        for _ in range(repeats):
-            started = time.perf_counter()
-            values = engine.run(fn, jobs)
-            times.append(time.perf_counter() - started)
+    between: Callable[[], None] | None = None,
+) -> list[list[float]]:
+    """Each engine's ``repeats`` times, taken round-robin; values checked.
+
+    Every round opens each engine in turn, warms it up (untimed), times one
+    run of all the jobs and closes it: a slow spell of a shared machine then
+    falls on every engine alike, not on one engine's repeats, and each repeat
+    is a fresh pool (what a program gets). ``between`` runs before the first
+    engine and after each one (the measured CPU floor).
+    """
+    times: list[list[float]] = [[] for _ in engines]
+    if between is not None:
+        between()
+    for _ in range(repeats):
+        for engine, engine_times in zip(engines, times, strict=True):
+            fn = fns[engine.style]
+            with engine:
+                engine.run(fn, warm_for(engine.style))
+                started = time.perf_counter()
+                values = engine.run(fn, jobs_for(engine.style))
+                engine_times.append(time.perf_counter() - started)
             if values != expected:
                 raise AssertionError(f"{engine.label}: wrong results")
+            if between is not None:
+                between()
     return times
 
 
@@ -185,28 +198,40 @@ def run(size: Size, start_method: str = "forkserver") -> Result:
                 lambda: list(executor.map(tasks.spin, [iterations] * count, chunksize=chunk))
             )
 
-        for engine in engines(cores, subtasks, tpps, oversubscribe, start_method):
-            before = floor_once()
-            times = measure_engine(engine, fns, jobs_for, warm_for, expected, size.repeats)
-            after = floor_once()
-            floor_times += [before, after]
-            rows.append(Row(engine.label, times))
-            near = min(before, after)
-            corrected.append(
-                Row(
-                    engine.label,
-                    times,
-                    ratio_min=min(times) / near,
-                    ratio_median=sorted(times)[len(times) // 2] / near,
-                )
+        plan = engines(cores, subtasks, tpps, oversubscribe, start_method)
+        all_times = measure_round_robin(
+            plan,
+            fns,
+            jobs_for,
+            warm_for,
+            expected,
+            size.repeats,
+            between=lambda: floor_times.append(floor_once()),
+        )
+    # floor_times[k] was measured just before the k-th timed run (in round-robin
+    # order) and floor_times[k + 1] just after it.
+    for position, (engine, times) in enumerate(zip(plan, all_times, strict=True)):
+        rows.append(Row(engine.label, times))
+        ratios = []
+        for repeat, value in enumerate(times):
+            k = repeat * len(plan) + position
+            ratios.append(value / min(floor_times[k], floor_times[k + 1]))
+        corrected.append(
+            Row(
+                engine.label,
+                times,
+                ratio_min=min(ratios),
+                ratio_median=statistics.median(ratios),
             )
+        )
     floor = Row(floor_engine.label, floor_times)
     ideal_rows([*rows, floor], ideal)
 
     best = next(r for r in rows if r.label.endswith(" processes, tasks_per_process=1"))
     corrected_table = Table(
-        "the same runs against the CPU floor measured just before and after each engine",
-        "time / measured CPU floor (the lower of the two around it): what the engine "
+        "the same runs against the CPU floor measured just before and after each run",
+        "time / measured CPU floor (the lower of the two around the run; min and median "
+        "over the runs): what the engine "
         "costs beyond what the cores gave this run",
         corrected,
     )
