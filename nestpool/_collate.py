@@ -33,6 +33,7 @@ from collections.abc import (
 )
 from concurrent.futures import CancelledError, Future
 from concurrent.futures import TimeoutError as FuturesTimeoutError
+from concurrent.futures._base import FINISHED
 from typing import Any, Generic, Literal, cast, overload
 
 from ._serialize import ChunkValues
@@ -366,14 +367,19 @@ class _MapState:
     def settle(self, unit: _Unit) -> tuple[list[Any], BaseException | None]:
         """Wait for ``unit``; its values up to its first failed item, and that
         item's exception (or None)."""
-        future = unit.future
-        try:
-            exc = _exception(future, self.remaining())
-        except CancelledError as cancelled:
-            return [], cancelled
+        future: Any = unit.future
+        if future._state != FINISHED:
+            try:
+                _exception(future, self.remaining())
+            except CancelledError as cancelled:
+                return [], cancelled
+        # FINISHED, which never changes again: its outcome is read without the
+        # future's lock (a subtask map settles a unit per item, and a task
+        # holding a compute slot settles most of them at once, issue 6).
+        exc = future._exception
         if exc is not None:
             return [], exc
-        value = future.result()
+        value = future._result
         if not unit.is_chunk:
             return [value], None
         if type(value) is ChunkValues:
