@@ -14,7 +14,6 @@ from ._api import ThreadSubtask as ThreadSubtask
 from ._api import process_task as process_task
 from ._api import thread_subtask as thread_subtask
 from ._collate import MapIterator as MapIterator
-from ._collate import gather as gather
 from ._errors import InitializerError as InitializerError
 from ._errors import NestpoolError as NestpoolError
 from ._errors import PoolClosedError as PoolClosedError
@@ -22,6 +21,7 @@ from ._errors import RemoteTaskError as RemoteTaskError
 from ._errors import TaskPicklingError as TaskPicklingError
 from ._errors import TaskTimeoutError as TaskTimeoutError
 from ._errors import WorkerDiedError as WorkerDiedError
+from ._gather import gather as gather
 from ._pool import Pool as Pool
 
 __version__ = "0.1.0"

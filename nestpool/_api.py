@@ -20,18 +20,11 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, cast, overload
 
 from . import _routing
-from ._collate import (
-    AsyncMapIterator,
-    ChunkSizer,
-    Item,
-    MapIterator,
-    Progress,
-    make_reporter,
-    run_chunk,
-    with_progress,
-)
+from ._async import AsyncMapIterator
+from ._collate import ChunkSizer, Item, MapIterator, run_chunk
 from ._errors import PoolClosedError
 from ._inline import map_inline, run_inline
+from ._progress import Progress, make_reporter, with_progress
 from ._routing import TaskOptions
 from ._serialize import PROTOCOL, ReducedByNestpool, dumps, dumps_by_value, needs_by_value
 from ._signatures import DecoratedFunction

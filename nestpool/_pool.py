@@ -30,13 +30,12 @@ from ._collate import (
     MAX_AUTO_CHUNK,
     ChunkSizer,
     MapIterator,
-    Progress,
-    make_reporter,
-    with_progress,
 )
-from ._dispatcher import Dispatcher, Task, join_all_dispatchers, new_task_id
+from ._dispatcher import Dispatcher, join_all_dispatchers, new_task_id
 from ._errors import PoolClosedError
 from ._inline import map_inline, run_inline
+from ._progress import Progress, make_reporter, with_progress
+from ._records import Task
 from ._routing import TaskOptions
 from ._serialize import CallableByValue, as_outcomes, dumps, dumps_callable, pickling_error
 from ._subtasks import SubtaskPool

@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from concurrent.futures import Future
 from typing import Any, Protocol, TypeVar, overload
 
-from ._collate import Progress
+from ._progress import Progress
 
 __all__ = ["DecoratedFunction", "Takes1", "Takes2", "Takes3", "Takes4", "Takes5", "TakesAny"]
 

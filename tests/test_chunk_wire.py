@@ -20,8 +20,9 @@ from typing import Any
 import pytest
 
 from nestpool import Pool, TaskPicklingError, WorkerDiedError
-from nestpool._dispatcher import Task, new_task_id
+from nestpool._dispatcher import new_task_id
 from nestpool._pool import _submit_picklable_items
+from nestpool._records import Task
 from nestpool._serialize import ChunkValues, as_outcomes, dumps, dumps_builtins
 
 from . import perf_tasks

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from nestpool import Pool, WorkerDiedError
-from nestpool._dispatcher import Dispatcher, TaskState, WorkerState
+from nestpool._dispatcher import Dispatcher
+from nestpool._records import TaskState, WorkerState
 from tests import core_tasks
 from tests.conftest import wait_until
 

@@ -30,7 +30,8 @@ from nestpool import (
     TaskTimeoutError,
     WorkerDiedError,
 )
-from nestpool._dispatcher import MAX_STARTUP_DEATHS, Dispatcher, Task, TaskState
+from nestpool._dispatcher import MAX_STARTUP_DEATHS, Dispatcher
+from nestpool._records import Task, TaskState
 from nestpool._serialize import RemoteTraceback, as_outcomes, dumps
 from tests import fault_tasks as ft
 from tests.conftest import START_METHODS, wait_until

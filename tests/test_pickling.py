@@ -31,8 +31,8 @@ from nestpool import (
     WorkerDiedError,
     process_task,
 )
-from nestpool._dispatcher import Task
 from nestpool._pool import _submit_picklable_items
+from nestpool._records import Task
 from nestpool._serialize import RemoteTraceback, as_outcomes, dumps
 from tests import fault_tasks as ft
 

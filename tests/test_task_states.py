@@ -7,7 +7,7 @@ from concurrent.futures import Future
 
 import pytest
 
-from nestpool._dispatcher import ALLOWED_TRANSITIONS, Task, TaskState
+from nestpool._records import ALLOWED_TRANSITIONS, Task, TaskState
 
 
 def _task() -> Task:
