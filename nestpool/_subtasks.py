@@ -27,10 +27,10 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures._base import FINISHED, PENDING, RUNNING
-from typing import Any
+from typing import Any, Generic, overload
 
 from ._errors import PoolClosedError
-from ._typing import R
+from ._typing import R, T
 
 __all__ = [
     "IN_NESTPOOL",
@@ -294,15 +294,16 @@ class _HelpingWaiters(list[Any]):
 
 
 class _FutureCondition(threading.Condition):
-    """A future's ``threading.Condition``, made with two stores instead of
-    eight: the lock's methods are reached when called, not bound at creation.
+    """A future's ``threading.Condition`` over the future's own lock, made with
+    two stores instead of eight: the lock's methods are reached when called,
+    not bound at creation.
 
-    One is made per subtask call, the hot path of issue 6; the methods a
-    waiter uses (``wait``, ``notify``) are ``threading.Condition``'s own.
+    The methods a waiter uses (``wait``, ``notify``) are
+    ``threading.Condition``'s own.
     """
 
-    def __init__(self) -> None:
-        self._lock = threading.RLock()
+    def __init__(self, lock: threading.RLock) -> None:
+        self._lock = lock
         self._waiters: deque[Any] = deque()
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
@@ -321,18 +322,53 @@ class _FutureCondition(threading.Condition):
         return self._lock._is_owned()  # type: ignore[attr-defined,no-any-return]
 
 
+class _MadeOnFirstUse(Generic[T]):
+    """A future's attribute made the first time it is read, then found in the
+    instance's ``__dict__`` (a non-data descriptor: it is not asked again).
+
+    ``dict.setdefault`` stores it atomically, so two threads reading it at once
+    get the same object (a waiter and a notifier must share one condition).
+    """
+
+    def __init__(self, make: Callable[[Any], T]) -> None:
+        self.make = make
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, instance: None, owner: type | None = None) -> _MadeOnFirstUse[T]: ...
+    @overload
+    def __get__(self, instance: object, owner: type | None = None) -> T: ...
+    def __get__(self, instance: object, owner: type | None = None) -> T | _MadeOnFirstUse[T]:
+        if instance is None:
+            return self
+        made: T = instance.__dict__.setdefault(self.name, self.make(instance))
+        return made
+
+
 class SubtaskFuture(Future[R]):
     """A ``concurrent.futures.Future`` whose waiter runs it if nobody started it."""
 
+    # Made only when a thread waits on the future, cancels it or adds a
+    # callback: a subtask that its caller runs itself, or finds done when it
+    # reads it (call-and-wait, most items of a map), never needs them. One
+    # future is made per subtask call, the hot path of issue 6.
+    # (pyright sees Future's instance attributes overridden by class-level
+    # descriptors; reading one gives the same type)
+    _condition: _MadeOnFirstUse[threading.Condition] = _MadeOnFirstUse(  # pyright: ignore[reportIncompatibleVariableOverride]
+        lambda future: _FutureCondition(future._lock)
+    )
+    _waiters: _MadeOnFirstUse[list[Any]] = _MadeOnFirstUse(_HelpingWaiters)  # pyright: ignore[reportIncompatibleVariableOverride]
+
     def __init__(self, work: _Work) -> None:
-        # Future.__init__'s fields, set here directly (it would make a waiter
-        # list only to be replaced): one of these is made per subtask call,
-        # the hot path of issue 6.
-        self._condition = _FutureCondition()
+        # Future.__init__'s fields, set here directly (it would make a
+        # condition and a waiter list at once).
+        self._lock = threading.RLock()
         self._state = PENDING
         self._result: Any = None
         self._exception: BaseException | None = None
-        self._waiters: list[Any] = _HelpingWaiters(self)
         self._done_callbacks: list[Callable[[Future[Any]], object]] = []
         # A one-slot list: list.pop() is atomic, so exactly one thread claims it.
         self._work: list[_Work] = [work]
@@ -356,8 +392,14 @@ class SubtaskFuture(Future[R]):
             fn, args, kwargs = self._work.pop()
         except IndexError:
             return
-        if not self.set_running_or_notify_cancel():
-            return
+        # set_running_or_notify_cancel, without making the condition: under
+        # the lock, as cancel() moves PENDING to CANCELLED under it too.
+        with self._lock:
+            started = self._state == PENDING
+            if started:
+                self._state = RUNNING
+        if not started and not self.set_running_or_notify_cancel():
+            return  # cancelled (set_running_or_notify_cancel told its waiters)
         try:
             result = fn(*args, **kwargs)
         except BaseException as exc:
@@ -368,16 +410,20 @@ class SubtaskFuture(Future[R]):
         else:
             # Future.set_result, less what cannot happen here: this thread
             # claimed the work and moved it to RUNNING, so no other thread can
-            # have finished or cancelled it; and Condition.notify_all (a
-            # Python-level loop) only when a thread waits (the subtask hop is
-            # issue 6's hot path).
-            condition = self._condition
-            with condition:
+            # have finished or cancelled it; and waiters told (and the
+            # condition notified) only if some thread made them to wait (the
+            # subtask hop is issue 6's hot path). Under the lock, which every
+            # waiter holds while it adds itself.
+            made = self.__dict__
+            with self._lock:
                 self._result = result
                 self._state = FINISHED
-                for waiter in self._waiters:
-                    waiter.add_result(self)
-                if condition._waiters:  # type: ignore[attr-defined]
+                waiters = made.get("_waiters")
+                if waiters:
+                    for waiter in waiters:
+                        waiter.add_result(self)
+                condition = made.get("_condition")
+                if condition is not None and condition._waiters:
                     condition.notify_all()
             if self._done_callbacks:
                 self._invoke_callbacks()  # type: ignore[attr-defined]
@@ -387,6 +433,8 @@ class SubtaskFuture(Future[R]):
         if _slots is not None:
             with IN_NESTPOOL:
                 self._help_or_wait(timeout)
+                if self._state == FINISHED and self._exception is None:
+                    return self._result  # type: ignore[no-any-return]
                 return super().result(0)
         if (
             self._work
@@ -404,6 +452,8 @@ class SubtaskFuture(Future[R]):
         if _slots is not None:
             with IN_NESTPOOL:
                 self._help_or_wait(timeout)
+                if self._state == FINISHED:
+                    return self._exception
                 return super().exception(0)
         if (
             self._work
@@ -411,6 +461,8 @@ class SubtaskFuture(Future[R]):
             and threading.get_ident() in _helper_idents
         ):
             self.run_here(helping=True)
+        if self._state == FINISHED:
+            return self._exception  # final: read without the lock, as result()
         return super().exception(timeout)
 
     def _help_or_wait(self, timeout: float | None) -> None:
@@ -451,9 +503,13 @@ class SubtaskPool:
         self.max_workers = max_workers
         self.name: str = name or f"nestpool-subtask-{next(_pool_counter)}"
         self._queue: queue.SimpleQueue[SubtaskFuture[Any] | None] = queue.SimpleQueue()
-        # Tokens of threads about to wait for work that no submitted item has
-        # claimed yet; changed only under _lock.
-        self.idle: int = 0
+        # One token per thread about to wait for work that no submitted item
+        # has claimed yet: a thread appends one, a submit pops one. A deque,
+        # not a counter under _lock: a pool thread that held _lock while the
+        # GIL was taken from it made a submitting thread block on _lock, and
+        # the two then handed the GIL back and forth at every call (a convoy
+        # that doubled the cost of a call-and-wait, issue 6).
+        self.idle: deque[None] = deque()
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         #: notified (under _lock) as each thread ends; _live counts the others
@@ -477,8 +533,9 @@ class SubtaskPool:
             if self._shutdown:
                 raise PoolClosedError("cannot schedule new futures after shutdown")
             self._queue.put(future)
-            if self.idle > 0:
-                self.idle -= 1
+            if self.idle:
+                # (only submitters pop, under _lock: the check holds)
+                self.idle.pop()
             elif len(self._threads) < self.max_workers:
                 self._start_thread()
         return future
@@ -534,19 +591,19 @@ class SubtaskPool:
 
 def _thread_main(pool: SubtaskPool) -> None:
     work_queue = pool._queue
-    lock = pool._lock
+    announce_idle = pool.idle.append
     become_helper()
     first = True  # the submit that started this thread counted on its first get()
     try:
         while True:
             if not first:
-                with lock:
-                    pool.idle += 1
+                announce_idle(None)
             first = False
             item = work_queue.get()
             if item is None:
                 return
-            item.run_here(helping=False)
+            if item._work:  # else its waiter ran it already
+                item.run_here(helping=False)
             del item
     finally:
         stop_helping()

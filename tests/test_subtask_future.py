@@ -1,0 +1,140 @@
+"""A subtask's future keeps the ``concurrent.futures.Future`` contract while
+its condition and waiter list are made only when first needed (issue 6's
+call-and-wait path): waits from other threads are woken, ``wait()`` and
+``as_completed()`` see it finish or be cancelled, callbacks run once, and a
+subtask its caller ran itself is never run again by a pool thread."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from nestpool._subtasks import SubtaskFuture, SubtaskPool, become_helper, stop_helping
+
+pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.fixture
+def pool() -> Iterator[SubtaskPool]:
+    subtasks = SubtaskPool(4, name="test-subtask-future")
+    yield subtasks
+    subtasks.shutdown(wait=True, cancel_futures=True)
+
+
+def _held(release: threading.Event, value: int) -> int:
+    assert release.wait(10)
+    return value
+
+
+def _fail() -> None:
+    raise ValueError("boom")
+
+
+def test_a_wait_from_another_thread_is_woken_when_a_pool_thread_finishes(
+    pool: SubtaskPool,
+) -> None:
+    release = threading.Event()
+    future = pool.submit(_held, (release, 7), {})
+    got: list[int] = []
+    waiter = threading.Thread(target=lambda: got.append(future.result(timeout=10)))
+    waiter.start()
+    with pytest.raises(cf.TimeoutError):
+        future.result(timeout=0.05)  # still running: the condition is made and waited on
+    release.set()
+    waiter.join(10)
+    assert got == [7]
+    assert future.result() == 7
+
+
+def test_wait_and_as_completed_see_subtasks_finish(pool: SubtaskPool) -> None:
+    release = threading.Event()
+    futures = [pool.submit(_held, (release, i), {}) for i in range(3)]
+    done, not_done = cf.wait(futures, timeout=0.05)
+    assert not done and len(not_done) == 3
+    release.set()
+    assert sorted(f.result() for f in cf.as_completed(futures, timeout=10)) == [0, 1, 2]
+    done, not_done = cf.wait(futures, timeout=10)
+    assert len(done) == 3 and not not_done
+
+
+def test_a_cancelled_subtask_never_runs_and_its_waiters_see_it(pool: SubtaskPool) -> None:
+    ran = threading.Event()
+    future: SubtaskFuture[None] = SubtaskFuture((ran.set, (), {}))  # never queued
+    waiting = threading.Event()
+    waiter_result: list[Any] = []
+
+    def wait_on_it() -> None:
+        waiting.set()
+        done, _ = cf.wait([future], timeout=10)
+        waiter_result.append(done)
+
+    waiter = threading.Thread(target=wait_on_it)
+    waiter.start()
+    assert waiting.wait(10)
+    assert future.cancel()
+    # As with the standard library's executors, wait() learns of the
+    # cancellation when the thread that takes the work reports it.
+    future.run_here(helping=False)
+    waiter.join(10)
+    assert waiter_result == [{future}]
+    assert not ran.is_set()
+    assert future.cancelled()
+    with pytest.raises(cf.CancelledError):
+        future.result()
+
+
+def test_a_cancelled_queued_subtask_is_skipped_by_the_pool(pool: SubtaskPool) -> None:
+    release = threading.Event()
+    blockers = [pool.submit(_held, (release, i), {}) for i in range(4)]  # every thread busy
+    ran = threading.Event()
+    queued = pool.submit(ran.set, (), {})
+    assert queued.cancel()
+    release.set()
+    assert [b.result(timeout=10) for b in blockers] == [0, 1, 2, 3]
+    last = pool.submit(int, ("5",), {})
+    assert last.result(timeout=10) == 5  # the pool went past the cancelled one
+    assert not ran.is_set()
+
+
+def test_callbacks_run_once_before_and_after_completion(pool: SubtaskPool) -> None:
+    release = threading.Event()
+    future = pool.submit(_held, (release, 3), {})
+    calls: list[int] = []
+    future.add_done_callback(lambda f: calls.append(f.result()))
+    release.set()
+    assert future.result(timeout=10) == 3
+    future.add_done_callback(lambda f: calls.append(f.result() * 10))
+    assert calls == [3, 30]
+
+
+def test_an_exception_is_the_futures_outcome(pool: SubtaskPool) -> None:
+    future = pool.submit(_fail, (), {})
+    assert isinstance(future.exception(timeout=10), ValueError)
+    with pytest.raises(ValueError, match="boom"):
+        future.result()
+
+
+def test_a_call_and_wait_runs_each_subtask_exactly_once(pool: SubtaskPool) -> None:
+    calls: list[int] = []
+    lock = threading.Lock()
+
+    def record(value: int) -> int:
+        with lock:
+            calls.append(value)
+        return value
+
+    become_helper()  # as a worker's task thread is: it runs what nobody started
+    try:
+        values = [pool.submit(record, (i,), {}).result() for i in range(300)]
+    finally:
+        stop_helping()
+    assert values == list(range(300))
+    # Each ran once, on this thread or on a pool thread that claimed it first;
+    # the items this thread ran stay queued, and the pool threads that take
+    # them later do not run them again (the queue is drained behind this one).
+    assert pool.submit(int, ("0",), {}).result(timeout=10) == 0
+    assert sorted(calls) == list(range(300))
