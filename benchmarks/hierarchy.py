@@ -176,7 +176,7 @@ def run(size: Size, start_method: str = "forkserver") -> Result:
     ideal_io = max((count * cpu_ms / 1000 + count * subtasks * sleep_cpu) / cores, ideal)
 
     # The measured floor: the same CPU work with no IO, chunked over the
-    # cores, timed next to every engine (an executor kept open, idle between).
+    # cores, timed between every two timed runs (an executor kept open, idle between).
     floor_engine = _engines.Stdlib(
         "measured CPU floor (CPU work alone, stdlib, chunked)",
         cores,
