@@ -17,6 +17,7 @@ the Dask backend share. It must never import parent-side modules.
 
 from __future__ import annotations
 
+import _thread
 import itertools
 import os
 import queue
@@ -365,7 +366,8 @@ class SubtaskFuture(Future[R]):
     def __init__(self, work: _Work) -> None:
         # Future.__init__'s fields, set here directly (it would make a
         # condition and a waiter list at once).
-        self._lock = threading.RLock()
+        # _thread.RLock: threading.RLock is a Python function around it.
+        self._lock = _thread.RLock()
         self._state = PENDING
         self._result: Any = None
         self._exception: BaseException | None = None
