@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import _thread
 import itertools
+import logging
 import os
 import queue
 import threading
@@ -49,6 +50,8 @@ __all__ = [
     "wait_event",
     "wait_for",
 ]
+
+logger = logging.getLogger("nestpool")
 
 #: The longest single block of nestpool's own waits in the main thread.
 #: CPython acts on a signal that arrives just before an untimed lock wait only
@@ -352,6 +355,11 @@ class _MadeOnFirstUse(Generic[T]):
 class SubtaskFuture(Future[R]):
     """A ``concurrent.futures.Future`` whose waiter runs it if nobody started it."""
 
+    # Reads of a FINISHED future's outcome without the lock (result(),
+    # exception(), _collate's settle) rely on the GIL and on the outcome being
+    # stored before the state, as here and in the standard library's
+    # set_result/set_exception: nestpool supports GIL builds only.
+
     # Made only when a thread waits on the future, cancels it or adds a
     # callback: a subtask that its caller runs itself, or finds done when it
     # reads it (call-and-wait, most items of a map), never needs them. One
@@ -505,12 +513,15 @@ class SubtaskPool:
         self.max_workers = max_workers
         self.name: str = name or f"nestpool-subtask-{next(_pool_counter)}"
         self._queue: queue.SimpleQueue[SubtaskFuture[Any] | None] = queue.SimpleQueue()
-        # One token per thread about to wait for work that no submitted item
-        # has claimed yet: a thread appends one, a submit pops one. A deque,
-        # not a counter under _lock: a pool thread that held _lock while the
-        # GIL was taken from it made a submitting thread block on _lock, and
-        # the two then handed the GIL back and forth at every call (a convoy
-        # that doubled the cost of a call-and-wait, issue 6).
+        # A token per thread about to wait for work that no submitted item has
+        # claimed yet: a thread appends one, a submit pops one (or, finding
+        # none, starts a thread). At max_workers a thread may announce itself
+        # for an item already queued, leaving a spare token: harmless, as no
+        # thread could be started then anyway. A deque, not a counter under
+        # _lock: a pool thread that held _lock while the GIL was taken from
+        # it made a submitting thread block on _lock, and the two then handed
+        # the GIL back and forth at every call (a convoy that doubled the
+        # cost of a call-and-wait, issue 6).
         self.idle: deque[None] = deque()
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
@@ -539,7 +550,13 @@ class SubtaskPool:
                 # (only submitters pop, under _lock: the check holds)
                 self.idle.pop()
             elif len(self._threads) < self.max_workers:
-                self._start_thread()
+                try:
+                    self._start_thread()
+                except BaseException:
+                    # The caller is told the call failed: it must not run
+                    # later on another thread (a pool thread skips it).
+                    future.cancel()
+                    raise
         return future
 
     def _start_thread(self) -> None:
@@ -605,7 +622,13 @@ def _thread_main(pool: SubtaskPool) -> None:
             if item is None:
                 return
             if item._work:  # else its waiter ran it already
-                item.run_here(helping=False)
+                try:
+                    item.run_here(helping=False)
+                except BaseException:
+                    # The call's own exception is its future's outcome; only a
+                    # done-callback's SystemExit (say) gets here (Future logs
+                    # an Exception). The thread lives on: the pool counts it.
+                    logger.exception("nestpool: a subtask's done-callback raised")
             del item
     finally:
         stop_helping()

@@ -138,3 +138,84 @@ def test_a_call_and_wait_runs_each_subtask_exactly_once(pool: SubtaskPool) -> No
     # them later do not run them again (the queue is drained behind this one).
     assert pool.submit(int, ("0",), {}).result(timeout=10) == 0
     assert sorted(calls) == list(range(300))
+
+
+def test_a_fresh_future_has_a_repr_and_wait_first_exception_sees_a_failure(
+    pool: SubtaskPool,
+) -> None:
+    release = threading.Event()
+    held = pool.submit(_held, (release, 1), {})
+    assert "state=pending" in repr(SubtaskFuture((int, (), {})))  # its condition made on demand
+    failing = pool.submit(_fail, (), {})
+    done, not_done = cf.wait([held, failing], timeout=10, return_when=cf.FIRST_EXCEPTION)
+    assert done == {failing} and not_done == {held}
+    release.set()
+    assert held.result(timeout=10) == 1
+
+
+def test_a_full_pool_with_a_backlog_runs_every_item_within_its_threads() -> None:
+    subtasks = SubtaskPool(3, name="test-subtask-backlog")
+    try:
+        seen: set[int] = set()
+        lock = threading.Lock()
+
+        def record(value: int) -> int:
+            with lock:
+                seen.add(threading.get_ident())
+            return value
+
+        for _ in range(20):  # bursts bigger than the pool, idle between
+            futures = [subtasks.submit(record, (i,), {}) for i in range(50)]
+            assert [f.result(timeout=10) for f in futures] == list(range(50))
+        assert len(subtasks._threads) <= 3
+        assert len(seen) <= 3
+    finally:
+        subtasks.shutdown(wait=True)
+
+
+def test_a_callback_raising_system_exit_does_not_cost_the_pool_its_thread(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    subtasks = SubtaskPool(1, name="test-subtask-callback")
+    try:
+        release = threading.Event()
+        future = subtasks.submit(_held, (release, 1), {})
+
+        def stop(_: object) -> None:
+            raise SystemExit(3)
+
+        future.add_done_callback(stop)
+        with caplog.at_level("ERROR", logger="nestpool"):
+            release.set()
+            assert future.result(timeout=10) == 1
+            # The one thread lives on and takes the next call.
+            assert subtasks.submit(int, ("7",), {}).result(timeout=10) == 7
+        assert "done-callback raised" in caplog.text
+        assert len(subtasks.thread_idents()) == 1
+    finally:
+        subtasks.shutdown(wait=True)
+
+
+def test_a_submit_whose_thread_cannot_start_fails_and_never_runs_later(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    subtasks = SubtaskPool(2, name="test-subtask-start")
+    try:
+        release = threading.Event()
+        first = subtasks.submit(_held, (release, 1), {})  # one thread, now busy
+
+        def refuse(self: threading.Thread) -> None:
+            raise RuntimeError("can't start new thread")
+
+        ran = threading.Event()
+        with monkeypatch.context() as patch:
+            patch.setattr(threading.Thread, "start", refuse)
+            with pytest.raises(RuntimeError, match="can't start new thread"):
+                subtasks.submit(ran.set, (), {})
+        release.set()
+        assert first.result(timeout=10) == 1
+        # The busy thread took the refused call from the queue and skipped it.
+        assert subtasks.submit(int, ("2",), {}).result(timeout=10) == 2
+        assert not ran.is_set()
+    finally:
+        subtasks.shutdown(wait=True)
