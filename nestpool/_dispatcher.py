@@ -65,7 +65,7 @@ from ._errors import (
 )
 from ._records import Outcome, Task, TaskState, WorkerHandle, WorkerState
 from ._serialize import ChunkValues, dumps, loads, pickling_error
-from ._subtasks import POLL_SECONDS, wait_event
+from ._subtasks import POLL_SECONDS, OneShotEvent, wait_event
 from ._worker import (
     CALL_CHUNK,
     CALL_SINGLE,
@@ -227,7 +227,7 @@ class Dispatcher:
         self._closing_lock = threading.Lock()
         self._closed = False
         #: set as the dispatcher thread's very last step (every worker is gone)
-        self._ended = threading.Event()
+        self._ended = OneShotEvent()
         self._thread = threading.Thread(target=self._run, name=f"{name}-dispatcher", daemon=True)
         self._thread.start()
         _live.add(self)
@@ -259,7 +259,7 @@ class Dispatcher:
         are cancelled, as ``ThreadPoolExecutor.shutdown`` does (even with
         ``wait=False``): a caller may count on ``cancelled()`` right after.
         """
-        cancelled = threading.Event() if cancel_futures else None
+        cancelled = OneShotEvent() if cancel_futures else None
         self._inbox.put(("shutdown", cancelled))
         self._wakeup.wake()
         if cancelled is not None:

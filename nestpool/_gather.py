@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from concurrent.futures import CancelledError, Future
 from typing import Any, Literal, cast, overload
 
-from ._subtasks import IN_NESTPOOL, SubtaskFuture, is_helper, wait_event
+from ._subtasks import IN_NESTPOOL, OneShotEvent, SubtaskFuture, is_helper, wait_event
 from ._typing import FutureLike, T
 
 __all__ = ["gather"]
@@ -98,7 +98,7 @@ class _Gathering:
         self.stop_on_failure = stop_on_failure
         self.failed: Future[Any] | None = None
         self.lock = threading.Lock()
-        self.event = threading.Event()
+        self.event = OneShotEvent()
 
     def __call__(self, future: Future[Any]) -> None:
         failure = self.stop_on_failure and (future.cancelled() or future.exception() is not None)

@@ -37,6 +37,7 @@ from ._typing import R, T
 __all__ = [
     "IN_NESTPOOL",
     "POLL_SECONDS",
+    "OneShotEvent",
     "SubtaskFuture",
     "SubtaskPool",
     "become_helper",
@@ -216,7 +217,57 @@ def wait_for(wait: Callable[[float | None], bool], timeout: float | None = None)
             return True
 
 
-def wait_event(event: threading.Event, timeout: float | None = None) -> bool:
+class OneShotEvent:
+    """An event that is set once and never cleared, whose ``wait`` holds no
+    lock in Python code, so that a Ctrl-C cannot leave it locked.
+
+    ``threading.Event.wait`` takes its condition's lock in
+    ``Condition.__enter__``, Python code: a KeyboardInterrupt raised there
+    just after the lock is taken (CPython's bpo-29988) leaves it taken, and
+    the next ``wait()`` or ``set()`` blocks forever. A Ctrl-C while leaving
+    a pool's ``with`` block hung so in about 1 run in 20 (seen in CI): the
+    main thread's next wait and the dispatcher's ``set()`` both blocked on
+    the lock. Here the waiter blocks in C on a lock that ``set()`` releases.
+    """
+
+    __slots__ = ("_flag", "_gate")
+
+    def __init__(self) -> None:
+        self._flag = False
+        self._gate = _thread.allocate_lock()
+        self._gate.acquire()
+
+    def is_set(self) -> bool:
+        """True once ``set()`` was called."""
+        return self._flag
+
+    def set(self) -> None:
+        """Set it; every waiter wakes."""
+        self._flag = True
+        try:
+            self._gate.release()
+        except RuntimeError:
+            pass  # set already
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until it is set or ``timeout`` passes; True if it is set."""
+        if self._flag:
+            return True
+        # In slices of at most a second: a waiter interrupted between taking
+        # the gate and passing it on would otherwise keep the next one
+        # waiting; each slice reads the flag again.
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._flag:
+            remaining = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
+            if remaining <= 0:
+                break
+            if self._gate.acquire(True, remaining):
+                self._gate.release()  # pass the wake-up on to the next waiter
+                return True
+        return self._flag
+
+
+def wait_event(event: threading.Event | OneShotEvent, timeout: float | None = None) -> bool:
     """``event.wait(timeout)`` through ``wait_for`` (see there)."""
     return wait_for(event.wait, timeout)
 

@@ -16,6 +16,7 @@ import pytest
 
 from nestpool import _dispatcher
 from nestpool._dispatcher import _Wakeup
+from nestpool._subtasks import OneShotEvent
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -101,3 +102,52 @@ def test_a_wake_racing_with_clear_is_not_lost(monkeypatch: pytest.MonkeyPatch) -
     finally:
         monkeypatch.setattr(_dispatcher.os, "read", real_read)
         wakeup.close()
+
+
+# ---------------------------------------------------------------- OneShotEvent
+
+
+def test_a_one_shot_event_wakes_every_waiter_and_stays_set() -> None:
+    event = OneShotEvent()
+    assert not event.is_set()
+    assert event.wait(0.01) is False
+    started = threading.Barrier(5, timeout=10)
+    woke: list[bool] = []
+    lock = threading.Lock()
+
+    def waiter() -> None:
+        started.wait()
+        result = event.wait()  # no timeout: woken by set()
+        with lock:
+            woke.append(result)
+
+    threads = [threading.Thread(target=waiter) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    started.wait()
+    event.set()
+    event.set()  # twice is harmless
+    for thread in threads:
+        thread.join(10)
+    assert woke == [True] * 4
+    assert event.is_set() and event.wait(0) and event.wait()
+
+
+def test_a_one_shot_event_wait_whose_gate_was_kept_still_returns() -> None:
+    # A waiter interrupted between taking the gate and passing it on keeps it;
+    # the others still see the flag within a slice.
+    event = OneShotEvent()
+    event.set()
+    assert event._gate.acquire(False)  # as an interrupted waiter would leave it
+    event._flag = False
+    done = threading.Event()
+
+    def waiter() -> None:
+        event.wait(5)
+        done.set()
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    event._flag = True  # set, but the gate stays taken
+    assert done.wait(5)
+    thread.join(5)
