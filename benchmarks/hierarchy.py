@@ -276,11 +276,20 @@ def run(size: Size, start_method: str = "forkserver") -> Result:
                 f"{base.min / best.min:.2f}x (min), {base.median / best.median:.2f}x (median)"
             )
     assert best.ratio_min is not None and best.ratio_median is not None
+    # The work's size comes from a calibration taken once: one taken in a slow
+    # spell makes the work smaller than cpu_ms and every "x ideal" lower (a
+    # run read 0.95x with its CPU floor at 0.74x the ideal). The target is
+    # judged on the worse of the two ratios, to the ideal and to the floor
+    # measured around each run.
+    best_floor = next(r for r in corrected if r.label == best.label)
+    assert best_floor.ratio_min is not None
+    judged = max(best.ratio_min, best_floor.ratio_min)
     checks = [
         Check(
-            f"hierarchy: {best.label} <= 1.10x ideal",
-            f"{best.ratio_min:.2f}x (min), {best.ratio_median:.2f}x (median)",
-            best.ratio_min <= 1.10,
+            f"hierarchy: {best.label} <= 1.10x ideal (and <= 1.10x the measured CPU floor)",
+            f"{best.ratio_min:.2f}x (min), {best.ratio_median:.2f}x (median); "
+            f"{best_floor.ratio_min:.2f}x the floor (min)",
+            judged <= 1.10,
         )
     ]
     setup = (
