@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -19,10 +19,22 @@ pytestmark = pytest.mark.timeout(30)
 
 
 @pytest.fixture
-def pool() -> Iterator[SubtaskPool]:
-    subtasks = SubtaskPool(4, name="test-subtask-future")
-    yield subtasks
-    subtasks.shutdown(wait=True, cancel_futures=True)
+def make_pool() -> Iterator[Callable[[int], SubtaskPool]]:
+    """SubtaskPool(threads), shut down when the test ends."""
+    made: list[SubtaskPool] = []
+
+    def make(threads: int) -> SubtaskPool:
+        made.append(SubtaskPool(threads, name=f"test-subtask-future-{len(made)}"))
+        return made[-1]
+
+    yield make
+    for subtasks in made:
+        subtasks.shutdown(wait=True, cancel_futures=True)
+
+
+@pytest.fixture
+def pool(make_pool: Callable[[int], SubtaskPool]) -> SubtaskPool:
+    return make_pool(4)
 
 
 def _held(release: threading.Event, value: int) -> int:
@@ -153,69 +165,62 @@ def test_a_fresh_future_has_a_repr_and_wait_first_exception_sees_a_failure(
     assert held.result(timeout=10) == 1
 
 
-def test_a_full_pool_with_a_backlog_runs_every_item_within_its_threads() -> None:
-    subtasks = SubtaskPool(3, name="test-subtask-backlog")
-    try:
-        seen: set[int] = set()
-        lock = threading.Lock()
+def test_a_full_pool_with_a_backlog_runs_every_item_within_its_threads(
+    make_pool: Callable[[int], SubtaskPool],
+) -> None:
+    subtasks = make_pool(3)
+    seen: set[int] = set()
+    lock = threading.Lock()
 
-        def record(value: int) -> int:
-            with lock:
-                seen.add(threading.get_ident())
-            return value
+    def record(value: int) -> int:
+        with lock:
+            seen.add(threading.get_ident())
+        return value
 
-        for _ in range(20):  # bursts bigger than the pool, idle between
-            futures = [subtasks.submit(record, (i,), {}) for i in range(50)]
-            assert [f.result(timeout=10) for f in futures] == list(range(50))
-        assert len(subtasks._threads) <= 3
-        assert len(seen) <= 3
-    finally:
-        subtasks.shutdown(wait=True)
+    for _ in range(20):  # bursts bigger than the pool, idle between
+        futures = [subtasks.submit(record, (i,), {}) for i in range(50)]
+        assert [f.result(timeout=10) for f in futures] == list(range(50))
+    assert len(subtasks._threads) <= 3
+    assert len(seen) <= 3
 
 
 def test_a_callback_raising_system_exit_does_not_cost_the_pool_its_thread(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, make_pool: Callable[[int], SubtaskPool]
 ) -> None:
-    subtasks = SubtaskPool(1, name="test-subtask-callback")
-    try:
-        release = threading.Event()
-        future = subtasks.submit(_held, (release, 1), {})
+    subtasks = make_pool(1)
+    release = threading.Event()
+    future = subtasks.submit(_held, (release, 1), {})
 
-        def stop(_: object) -> None:
-            raise SystemExit(3)
+    def stop(_: object) -> None:
+        raise SystemExit(3)
 
-        future.add_done_callback(stop)
-        with caplog.at_level("ERROR", logger="nestpool"):
-            release.set()
-            assert future.result(timeout=10) == 1
-            # The one thread lives on and takes the next call.
-            assert subtasks.submit(int, ("7",), {}).result(timeout=10) == 7
-        assert "done-callback raised" in caplog.text
-        assert len(subtasks.thread_idents()) == 1
-    finally:
-        subtasks.shutdown(wait=True)
+    future.add_done_callback(stop)
+    with caplog.at_level("ERROR", logger="nestpool"):
+        release.set()
+        assert future.result(timeout=10) == 1
+        # The one thread lives on and takes the next call.
+        assert subtasks.submit(int, ("7",), {}).result(timeout=10) == 7
+    assert "done-callback raised" in caplog.text
+    assert len(subtasks.thread_idents()) == 1
 
 
 def test_a_submit_whose_thread_cannot_start_fails_and_never_runs_later(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, make_pool: Callable[[int], SubtaskPool]
 ) -> None:
-    subtasks = SubtaskPool(2, name="test-subtask-start")
-    try:
-        release = threading.Event()
-        first = subtasks.submit(_held, (release, 1), {})  # one thread, now busy
+    subtasks = make_pool(2)
+    release = threading.Event()
+    first = subtasks.submit(_held, (release, 1), {})  # one thread, now busy
 
-        def refuse(self: threading.Thread) -> None:
-            raise RuntimeError("can't start new thread")
+    def refuse(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
 
-        ran = threading.Event()
-        with monkeypatch.context() as patch:
-            patch.setattr(threading.Thread, "start", refuse)
-            with pytest.raises(RuntimeError, match="can't start new thread"):
-                subtasks.submit(ran.set, (), {})
-        release.set()
-        assert first.result(timeout=10) == 1
-        # The busy thread took the refused call from the queue and skipped it.
-        assert subtasks.submit(int, ("2",), {}).result(timeout=10) == 2
-        assert not ran.is_set()
-    finally:
-        subtasks.shutdown(wait=True)
+    ran = threading.Event()
+    with monkeypatch.context() as patch:
+        patch.setattr(threading.Thread, "start", refuse)
+        with pytest.raises(RuntimeError, match="can't start new thread"):
+            subtasks.submit(ran.set, (), {})
+    release.set()
+    assert first.result(timeout=10) == 1
+    # The busy thread took the refused call from the queue and skipped it.
+    assert subtasks.submit(int, ("2",), {}).result(timeout=10) == 2
+    assert not ran.is_set()
