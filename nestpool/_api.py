@@ -26,7 +26,13 @@ from ._errors import PoolClosedError
 from ._inline import map_inline, run_inline
 from ._progress import Progress, make_reporter, with_progress
 from ._routing import TaskOptions
-from ._serialize import PROTOCOL, ReducedByNestpool, dumps, dumps_by_value, needs_by_value
+from ._serialize import (
+    FunctionPayload,
+    ReducedByNestpool,
+    dumps,
+    dumps_by_value,
+    needs_by_value,
+)
 from ._signatures import DecoratedFunction
 from ._typing import P, R
 
@@ -155,10 +161,10 @@ class _TaskMixin(ReducedByNestpool):
     _self_options: TaskOptions
     _self_kind: str
 
-    def _self_locate(self) -> tuple[str, str] | None:
+    def _self_locate(self, portable: bool = False) -> tuple[str, str] | None:
         options = self._self_options
         fn = options.fn
-        if needs_by_value(fn):
+        if needs_by_value(fn, portable=portable):
             return None
         module, qualname = fn.__module__, fn.__qualname__
         try:
@@ -169,21 +175,24 @@ class _TaskMixin(ReducedByNestpool):
             return None  # another decorator stands over ours: not reachable by name
         return module, qualname
 
-    def _self_payload(self) -> bytes:
-        located = self._self_locate()
+    def _self_payload(self, portable: bool) -> FunctionPayload:
+        located = self._self_locate(portable)
         if located is not None:
-            return dumps(_PlainRef(*located))
-        return dumps_by_value(self._self_options.fn)
+            return FunctionPayload(dumps(_PlainRef(*located)))
+        return FunctionPayload(dumps_by_value(self._self_options.fn, portable))
 
-    def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
-        located = self._self_locate()
+    def _self_reduce(self, portable: bool) -> tuple[Any, ...]:
+        located = self._self_locate(portable)
         if located is not None:
             return _resolve_task, located
         options = self._self_options
         return _rebuild_task, (self._self_kind, options.fn, options.name, options.timeout)
 
+    def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
+        return self._self_reduce(False)
+
     def __reduce__(self) -> tuple[Any, ...]:
-        return self.__reduce_ex__(PROTOCOL)
+        return self._self_reduce(False)
 
 
 def _args_with_instance(instance: Any, binding: str, args: tuple[Any, ...]) -> tuple[Any, ...]:

@@ -56,7 +56,14 @@ import distributed
 from . import _routing
 from ._collate import CHUNKS_PER_SLOT, ChunkSizer, Item, MapIterator, Outcome
 from ._errors import NestpoolError, PoolClosedError, TaskTimeoutError, WorkerDiedError
-from ._serialize import dumps, exception_payload, loads, pickling_error
+from ._serialize import (
+    FunctionPayload,
+    dumps,
+    dumps_by_value,
+    exception_payload,
+    loads,
+    pickling_error,
+)
 from ._subtasks import become_helper, is_helper, stop_helping, wait_for
 
 __all__ = ["DaskBackend", "run_task"]
@@ -104,7 +111,7 @@ class DaskBackend:
     def submit(
         self,
         name: str,
-        fn_payload: Callable[[], bytes],
+        fn_payload: Callable[[bool], FunctionPayload],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         timeout: float | None,
@@ -113,13 +120,13 @@ class DaskBackend:
         fails the future with ``TaskPicklingError``, never the call)."""
         future: Future[Any] = Future()
         try:
-            payload = fn_payload()
-        except Exception as exc:
+            payload = fn_payload(True)
+        except BaseException as exc:
             future.set_exception(pickling_error(name, "function", exc))
             return future
         try:
-            item = dumps((args, kwargs))
-        except Exception as exc:
+            item = dumps_by_value((args, kwargs), portable=True)
+        except BaseException as exc:
             future.set_exception(pickling_error(name, "argument", exc))
             return future
         self._send(name, payload, [item], timeout, future, chunk=False)
@@ -128,7 +135,7 @@ class DaskBackend:
     def map(
         self,
         name: str,
-        fn_payload: Callable[[], bytes],
+        fn_payload: Callable[[bool], FunctionPayload],
         iterables: tuple[Iterable[Any], ...],
         *,
         ordered: bool,
@@ -167,7 +174,7 @@ class DaskBackend:
     def _submit_chunk(
         self,
         name: str,
-        fn_payload: Callable[[], bytes],
+        fn_payload: Callable[[bool], FunctionPayload],
         items: Sequence[Item],
         timeout: float | None,
     ) -> Future[Any]:
@@ -175,8 +182,8 @@ class DaskBackend:
         # alone, and the others still run (as in the local engine).
         future: Future[Any] = Future()
         try:
-            payload = fn_payload()
-        except Exception as exc:
+            payload = fn_payload(True)
+        except BaseException as exc:
             future.set_exception(pickling_error(name, "function", exc))
             return future
         failed: dict[int, Outcome] = {}
@@ -184,8 +191,8 @@ class DaskBackend:
         for index, args in enumerate(items):
             try:
                 call: tuple[Any, dict[str, Any]] = (args, {})
-                blobs.append(dumps(call))
-            except Exception as exc:
+                blobs.append(dumps_by_value(call, portable=True))
+            except BaseException as exc:
                 failed[index] = (False, pickling_error(name, "argument", exc))
         if not failed:
             self._send(name, payload, blobs, timeout, future, chunk=True)
@@ -448,7 +455,7 @@ def _run_items(name: str, fn_payload: bytes, items: list[bytes], timeout: float 
     from ._worker import _load_function
 
     try:
-        fn = _load_function(fn_payload)
+        fn = _load_function(FunctionPayload(fn_payload).key, fn_payload)
     except BaseException as exc:
         error = pickling_error(name, "function (unpickling in the worker)", exc)
         return _dump_outcomes(name, [(False, exception_payload(error, name))] * len(items))

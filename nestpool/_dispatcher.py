@@ -70,6 +70,7 @@ from ._worker import (
     CALL_CHUNK,
     CALL_SINGLE,
     CALL_UNARY,
+    FUNCTION_CACHE,
     MSG_ACK,
     MSG_ARGS_FAILED,
     MSG_BOOTED,
@@ -78,6 +79,7 @@ from ._worker import (
     MSG_INIT_FAILED,
     MSG_READY,
     MSG_RESULT,
+    InitCall,
     WorkerConfig,
     worker_main,
 )
@@ -184,7 +186,7 @@ class Dispatcher:
         threads: int | None,
         tasks_per_process: int,
         context: multiprocessing.context.BaseContext,
-        initializer: bytes | None,
+        initializer: InitCall | None,
         max_tasks_per_child: int | None,
         name: str,
         cores: int | None = None,
@@ -405,21 +407,37 @@ class Dispatcher:
         # Per runner: the index of the item it runs; then whether the worker
         # holds a compute slot (so that its death gives the slot back).
         slots = self.context.RawArray("q", self.tasks_per_process + 1)
-        config = WorkerConfig(index, self.threads, self.tasks_per_process, self.initializer)
+        config = WorkerConfig(index, self.threads, self.tasks_per_process)
         # typeshed's BaseContext has no Process (each concrete context has its own)
         process = cast(
             "multiprocessing.process.BaseProcess",
             self.context.Process(  # type: ignore[attr-defined]
                 target=worker_main,
-                args=(child_conn, slots, dumps(config), self.compute_slots),
+                args=(child_conn, slots, config, self.compute_slots, self.initializer),
                 name=f"{self.name}-worker-{index}",
             ),
         )
         # Registered before the start: a forked worker must close its copy of
         # its own parent end too, or the parent's death never reaches it as
-        # end-of-channel and it is orphaned for good (issue 4).
+        # end-of-channel and it is orphaned for good.
         multiprocessing.util.register_after_fork(parent_conn, _close_in_fork_child)
-        process.start()
+        try:
+            process.start()
+        except BaseException as exc:
+            # Under spawn and forkserver the initializer and its arguments are
+            # pickled here, as the process starts (a Queue may only be pickled
+            # then): one that cannot be is the initializer's failure.
+            child_conn.close()
+            parent_conn.close()
+            error = InitializerError(
+                f"a worker process could not be started: {type(exc).__name__}: {exc} "
+                "(the pool's initializer and initargs must be picklable under the "
+                f"{self.context.get_start_method()!r} start method; the pool stops "
+                "starting workers)"
+            )
+            error.__cause__ = exc
+            self._break(error)
+            return
         child_conn.close()
         worker = WorkerHandle(index, process, parent_conn, slots)
         self._workers.append(worker)
@@ -487,7 +505,19 @@ class Dispatcher:
         worker.sent_count += 1
         # The last field says how ``payload`` reads (see ``MSG_CALL``).
         chunk = CALL_SINGLE if task.indices is None else CALL_UNARY if task.unary else CALL_CHUNK
-        message = (MSG_CALL, task.id, task.name, task.fn_payload, task.payload, chunk)
+        fn = task.fn_payload
+        # The callable's pickle goes only to a worker that does not have it;
+        # the worker's reader applies the same rule (``FUNCTION_CACHE``).
+        known = worker.functions
+        if fn.key in known:
+            known.move_to_end(fn.key)
+            function: tuple[bytes, bytes | None] = (fn.key, None)
+        else:
+            known[fn.key] = None
+            if len(known) > FUNCTION_CACHE:
+                known.popitem(last=False)
+            function = (fn.key, bytes(fn))
+        message = (MSG_CALL, task.id, task.name, function, task.payload, chunk)
         self._send(worker, message)
 
     # ---------------------------------------------------------- waiting
@@ -522,7 +552,11 @@ class Dispatcher:
             self._by_conn.pop(conn, None)
 
     def _handle_message(self, worker: WorkerHandle, data: bytes) -> None:
-        message = loads(data)
+        try:
+            message = loads(data)
+        except BaseException:  # pragma: no cover - user data travels nested, as bytes
+            logger.exception("nestpool: a message from worker pid %d could not be read", worker.pid)
+            return
         kind = message[0]
         if kind == MSG_RESULT:
             self._take_result(message)
@@ -561,7 +595,7 @@ class Dispatcher:
         if isinstance(blob, bytes):
             try:
                 data = loads(blob)
-            except Exception as exc:
+            except BaseException as exc:  # whatever user code raised, SystemExit too
                 error = pickling_error(task.name, "result (unpickling in the parent)", exc)
                 data = [(False, error)] * count
                 plain = False
@@ -634,14 +668,13 @@ class Dispatcher:
             (chunk.items[index],) if chunk.unary else chunk.items[index],
             {},
         )
+        try:
+            payload = dumps([call])
+        except BaseException as exc:  # user code, whatever it raises
+            outcomes[index] = (False, pickling_error(chunk.name, "argument", exc))
+            return
         single = Task(
-            new_task_id(),
-            chunk.name,
-            chunk.fn_payload,
-            dumps([call]),
-            Future(),
-            chunk.timeout,
-            None,
+            new_task_id(), chunk.name, chunk.fn_payload, payload, Future(), chunk.timeout, None
         )
 
         def store(future: Future[Any]) -> None:
@@ -866,8 +899,13 @@ class Dispatcher:
                 task.outcomes[current] = (False, error)
             rest = [i for i in task.indices if task.outcomes[i] is None]
             if rest:
+                try:
+                    payload = dumps([task.items[i] for i in rest])
+                except BaseException as exc:  # user code, whatever it raises
+                    self._resolve_error(task, pickling_error(task.name, "argument", exc))
+                    return
                 task.indices = rest
-                task.payload = dumps([task.items[i] for i in rest])
+                task.payload = payload
                 task.move(TaskState.PENDING)
                 self._pending.appendleft(task)
                 return
@@ -947,7 +985,7 @@ def _load_outcome(name: str, data: bytes, plain: bool) -> Outcome:
     """One item's outcome from its own pickle (of its bare value if ``plain``)."""
     try:
         loaded = loads(data)
-    except Exception as exc:
+    except BaseException as exc:  # whatever user code raised, SystemExit too
         return False, pickling_error(name, "result (unpickling in the parent)", exc)
     if plain:
         return True, loaded

@@ -37,9 +37,18 @@ from ._inline import map_inline, run_inline
 from ._progress import Progress, make_reporter, with_progress
 from ._records import Task
 from ._routing import TaskOptions
-from ._serialize import CallableByValue, as_outcomes, dumps, dumps_callable, pickling_error
+from ._serialize import (
+    CallableByValue,
+    FunctionPayload,
+    as_outcomes,
+    dumps,
+    dumps_callable,
+    needs_by_value,
+    pickling_error,
+)
 from ._subtasks import SubtaskPool
 from ._typing import P, R
+from ._worker import InitCall
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -178,15 +187,9 @@ class Pool(Executor):
         self._tasks_per_process = tasks_per_process
         self._start_method = start_method
         self._max_tasks_per_child = max_tasks_per_child
-        self._initializer: bytes | None = None
+        self._initializer: InitCall | None = None
         if initializer is not None:
-            try:
-                # by value when the workers cannot import it (a notebook's)
-                self._initializer = dumps((CallableByValue(initializer), tuple(initargs)))
-            except Exception as exc:
-                raise pickling_error(
-                    getattr(initializer, "__qualname__", repr(initializer)), "initializer", exc
-                ) from exc
+            self._initializer = _init_call(initializer, tuple(initargs), start_method)
         self._name = f"nestpool-{next(_pool_counter)}"
         self._lock = threading.Lock()
         self._dispatcher: Dispatcher | None = None
@@ -296,7 +299,7 @@ class Pool(Executor):
     def _submit_call(
         self,
         name: str,
-        fn_payload: Callable[[], bytes],
+        fn_payload: Callable[[bool], FunctionPayload],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         timeout: float | None,
@@ -305,13 +308,15 @@ class Pool(Executor):
             return self._dask.submit(name, fn_payload, args, kwargs, timeout)
         future: Future[Any] = Future()
         try:
-            payload = fn_payload()
-        except Exception as exc:
+            payload = fn_payload(False)
+        except BaseException as exc:
             future.set_exception(pickling_error(name, "function", exc))
             return future
         try:
             args_payload = dumps([(args, kwargs)])
-        except Exception as exc:
+        except BaseException as exc:
+            # Whatever user code raised while pickling (SystemExit included)
+            # fails this one future.
             future.set_exception(pickling_error(name, "argument", exc))
             return future
         task = Task(new_task_id(), name, payload, args_payload, future, timeout, None)
@@ -374,7 +379,7 @@ class Pool(Executor):
     def _map_chunks(
         self,
         name: str,
-        fn_payload: Callable[[], bytes],
+        fn_payload: Callable[[bool], FunctionPayload],
         iterables: tuple[Iterable[Any], ...],
         *,
         ordered: bool,
@@ -414,15 +419,15 @@ class Pool(Executor):
         def submit(items: Sequence[Any]) -> tuple[Future[Any], bool]:
             future: Future[Any] = Future()
             try:
-                payload = fn_payload()
-            except Exception as exc:
+                payload = fn_payload(False)
+            except BaseException as exc:
                 future.set_exception(pickling_error(name, "function", exc))
                 return future, True
             # A chunk travels as its positional-argument tuples: no kwargs dict
             # per item (a map has none), which halves the pickling per item.
             try:
                 args_payload = dumps(items)
-            except Exception:
+            except BaseException:
                 return _submit_picklable_items(
                     dispatcher, name, payload, items, task_timeout, unary
                 )
@@ -498,7 +503,7 @@ class Pool(Executor):
         if self._processes == 0:
             return run_inline(fn, args, kwargs)
         name = callable_name(fn)
-        return self._submit_call(name, lambda: dumps_callable(fn), args, kwargs, None)
+        return self._submit_call(name, functools.partial(dumps_callable, fn), args, kwargs, None)
 
     @overload
     def map(
@@ -572,13 +577,11 @@ class Pool(Executor):
         if options is not None:
             plain = options.fn
             iterables = (*map(itertools.repeat, _bound_instance(fn)), *iterables)
+        payload: Callable[[bool], FunctionPayload]
         if options is not None:
             name, payload = options.name, options.get_payload
         else:
-            name = callable_name(fn)
-
-            def payload() -> bytes:
-                return dumps_callable(fn)
+            name, payload = callable_name(fn), functools.partial(dumps_callable, fn)
 
         reporter = make_reporter(progress, iterables, name)
         if self._processes == 0:
@@ -688,6 +691,33 @@ class Pool(Executor):
         )
 
 
+def _init_call(
+    initializer: Callable[..., object], initargs: tuple[Any, ...], start_method: str
+) -> InitCall:
+    """The initializer and its arguments as each worker gets them.
+
+    Under fork they are inherited as they are. Otherwise they are pickled as
+    the worker starts (the only time a ``multiprocessing.Queue`` lets itself be
+    pickled), the initializer by value when the workers cannot import it (a
+    lambda, a notebook's function); a dry run here makes one that cannot
+    travel fail the constructor.
+
+    Raises:
+        TaskPicklingError: the initializer cannot be pickled.
+    """
+    if start_method == "fork":
+        return InitCall(initializer, initargs)
+    try:
+        sent: Any = CallableByValue(initializer) if needs_by_value(initializer) else initializer
+        call = InitCall(sent, initargs)
+        call.check()
+    except BaseException as exc:
+        raise pickling_error(
+            getattr(initializer, "__qualname__", repr(initializer)), "initializer", exc
+        ) from exc
+    return call
+
+
 def _raise_closed() -> Iterator[Any]:
     raise PoolClosedError("cannot schedule new futures after shutdown")
     yield  # a generator: the error comes at the first next(), as a task's would
@@ -739,7 +769,7 @@ def _bound_instance(task: object) -> tuple[Any, ...]:
 def _submit_picklable_items(
     dispatcher: Dispatcher,
     name: str,
-    payload: bytes,
+    payload: FunctionPayload,
     items: Sequence[Any],
     task_timeout: float | None,
     unary: bool = False,
@@ -750,7 +780,7 @@ def _submit_picklable_items(
     for index, args in enumerate(items):
         try:
             dumps(args)
-        except Exception as exc:
+        except BaseException as exc:
             outcomes[index] = (False, pickling_error(name, "argument", exc))
         else:
             good.append(index)

@@ -9,9 +9,13 @@ these records).
 from __future__ import annotations
 
 import enum
+from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import Future
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    from ._serialize import FunctionPayload
 
 __all__ = ["ALLOWED_TRANSITIONS", "Outcome", "Task", "TaskState", "WorkerHandle", "WorkerState"]
 
@@ -62,7 +66,7 @@ class Task:
         self,
         task_id: int,
         name: str,
-        fn_payload: bytes,
+        fn_payload: FunctionPayload,
         payload: bytes,
         future: Future[Any],
         timeout: float | None,
@@ -126,6 +130,7 @@ class WorkerHandle:
     __slots__ = (
         "booted",
         "conn",
+        "functions",
         "index",
         "kill_reason",
         "pid",
@@ -147,5 +152,7 @@ class WorkerHandle:
         self.kill_reason: str | None = None
         #: the worker said MSG_BOOTED: its own code (and so the initializer) ran
         self.booted = False
+        #: keys of the callables this worker has, least recently sent first
+        self.functions: OrderedDict[bytes, None] = OrderedDict()
 
         self.pid: int = process.pid or 0

@@ -23,6 +23,7 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from ._serialize import FunctionPayload
     from ._subtasks import SubtaskPool
 
 __all__ = [
@@ -39,7 +40,7 @@ __all__ = [
 class TaskOptions:
     """What a decorated function carries: its name and options, resolved once."""
 
-    __slots__ = ("factory", "fn", "kind", "name", "payload", "timeout")
+    __slots__ = ("factory", "fn", "kind", "name", "payload", "portable_payload", "timeout")
 
     def __init__(
         self,
@@ -47,7 +48,7 @@ class TaskOptions:
         name: str,
         timeout: float | None,
         kind: str,
-        factory: Callable[[], bytes] | None = None,
+        factory: Callable[[bool], FunctionPayload] | None = None,
     ) -> None:
         self.fn: Callable[..., Any] = fn
         self.name: str = name
@@ -56,15 +57,26 @@ class TaskOptions:
         self.kind: str = kind
         #: builds the payload; called on first dispatch, not at decoration,
         #: because the function's module has not finished importing then.
-        self.factory: Callable[[], bytes] | None = factory
-        self.payload: bytes | None = None
+        #: ``factory(portable)``; see ``_serialize.needs_by_value`` for ``portable``.
+        self.factory: Callable[[bool], FunctionPayload] | None = factory
+        self.payload: FunctionPayload | None = None
+        self.portable_payload: FunctionPayload | None = None
 
-    def get_payload(self) -> bytes:
-        """The pickled function a worker runs (cached after the first call)."""
-        payload = self.payload
+    def get_payload(self, portable: bool = False) -> FunctionPayload:
+        """The pickled function a worker runs (cached after the first call).
+
+        Args:
+            portable: for workers that are not this program's children (Dask):
+                nothing of ``__main__`` goes by reference.
+        """
+        payload = self.portable_payload if portable else self.payload
         if payload is None:
             assert self.factory is not None
-            payload = self.payload = self.factory()
+            payload = self.factory(portable)
+            if portable:
+                self.portable_payload = payload
+            else:
+                self.payload = payload
         return payload
 
 

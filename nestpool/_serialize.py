@@ -9,12 +9,15 @@ and never swallow an error: every failure is turned into an exported
 
 from __future__ import annotations
 
+import ast
+import hashlib
 import io
 import os
 import pickle
 import sys
 import traceback
 import types
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +30,7 @@ __all__ = [
     "CallableByValue",
     "ChunkValues",
     "ExceptionWithTraceback",
+    "FunctionPayload",
     "ReducedByNestpool",
     "RemoteTraceback",
     "dumps",
@@ -62,7 +66,7 @@ def as_outcomes(result: list[Any]) -> list[tuple[bool, Any]]:
 
 
 class ReducedByNestpool:
-    """Marker base: instances pickle through their own ``__reduce_ex__``.
+    """Base of objects that pickle through their own ``_self_reduce``.
 
     nestpool's decorated functions are wrapt proxies that claim to be
     functions (``__class__``), which keeps ``help()`` and ``inspect`` working
@@ -71,6 +75,10 @@ class ReducedByNestpool:
     """
 
     __slots__ = ()
+
+    def _self_reduce(self, portable: bool) -> tuple[Any, ...]:
+        """The reduction; ``portable``: see ``needs_by_value``."""
+        raise NotImplementedError
 
 
 if TYPE_CHECKING:
@@ -85,14 +93,22 @@ else:
 
 
 class _Pickler(_CloudPickler):
+    def __init__(self, file: io.BytesIO, protocol: int, portable: bool = False) -> None:
+        super().__init__(file, protocol=protocol)
+        self.portable = portable
+
     def reducer_override(self, obj: Any) -> Any:
         if isinstance(type(obj), type) and issubclass(type(obj), ReducedByNestpool):  # pyright: ignore[reportUnnecessaryIsInstance]
-            return obj.__reduce_ex__(self.proto)
+            return obj._self_reduce(self.portable)
         return super().reducer_override(obj)
 
 
-def dumps_by_value(obj: object) -> bytes:
-    """cloudpickle ``obj`` (functions from ``__main__``, lambdas, closures by value).
+def dumps_by_value(obj: object, portable: bool = False) -> bytes:
+    """cloudpickle ``obj`` (lambdas, closures, what workers cannot import, by value).
+
+    Args:
+        portable: for workers that are not this program's children (Dask):
+            decorated functions of ``__main__`` inside ``obj`` go by value too.
 
     A module that workers cannot import by its name (``importable_by_name``)
     but cloudpickle would reference (it has a file: a plugin loaded from a
@@ -109,8 +125,47 @@ def dumps_by_value(obj: object) -> bytes:
                 pass
             _registered_by_value.add(module_name)
     buffer = io.BytesIO()
-    _Pickler(buffer, protocol=PROTOCOL).dump(obj)
+    try:
+        _Pickler(buffer, PROTOCOL, portable).dump(obj)
+    except Exception as exc:
+        culprit = _unpicklable_part(obj)
+        if culprit is None:
+            raise
+        raise pickle.PicklingError(f"{culprit} cannot be pickled ({exc})") from exc
     return buffer.getvalue()
+
+
+def _unpicklable_part(fn: object) -> str | None:
+    """Name the global or captured variable of a function that stops it from
+    pickling by value, with its type; None if none alone does."""
+    code = getattr(fn, "__code__", None)
+    namespace = getattr(fn, "__globals__", None)
+    if not isinstance(code, types.CodeType) or not isinstance(namespace, dict):
+        return None
+    names: set[str] = set()
+    codes = [code]
+    while codes:
+        current = codes.pop()
+        names.update(current.co_names)
+        codes.extend(c for c in current.co_consts if isinstance(c, types.CodeType))
+    candidates: list[tuple[str, object]] = [
+        (f"global {name!r}", namespace[name])
+        for name in sorted(names)
+        if name in namespace and not isinstance(namespace[name], types.ModuleType)
+    ]
+    cells = getattr(fn, "__closure__", None) or ()
+    for var, cell in zip(code.co_freevars, cells, strict=False):
+        try:
+            candidates.append((f"captured variable {var!r}", cell.cell_contents))
+        except ValueError:  # an empty cell
+            continue
+    for label, value in candidates:
+        try:
+            _Pickler(io.BytesIO(), PROTOCOL).dump(value)
+        except Exception:
+            kind = type(value)
+            return f"{label} (a {kind.__module__}.{kind.__qualname__})"
+    return None
 
 
 def dumps(obj: object) -> bytes:
@@ -162,20 +217,86 @@ def dumps_builtins(obj: object) -> bytes | None:
     return buffer.getvalue()
 
 
-def needs_by_value(fn: object) -> bool:
+def needs_by_value(fn: object, *, portable: bool = False) -> bool:
     """True when a worker could not import ``fn`` by its module and qualified name.
 
-    Functions from ``__main__`` (a script, a notebook, ``python -c``), lambdas and
-    functions defined inside other functions are sent by value with cloudpickle,
-    whatever the start method; everything else travels as a reference.
+    Lambdas, functions defined inside other functions, and functions of
+    modules a fresh interpreter cannot import go by value with cloudpickle.
+    A script's ``__main__`` is importable in a worker exactly as
+    multiprocessing makes it so (spawn and forkserver run the main module as
+    ``__mp_main__`` there, fork inherits it), so its module-level functions go
+    by reference, as with ``ProcessPoolExecutor``; those defined under its
+    ``if __name__ == "__main__":`` guard, and everything of a ``__main__``
+    without a file (a notebook, ``python -c``, stdin), go by value.
+
+    Args:
+        portable: for workers that are not this program's children (Dask):
+            nothing of ``__main__`` is importable there.
     """
     module = getattr(fn, "__module__", None)
     qualname = getattr(fn, "__qualname__", "")
-    if not isinstance(module, str) or module == "__main__" or module == "__mp_main__":
+    if not isinstance(module, str):
         return True
     if "<locals>" in qualname or "<lambda>" in qualname:
         return True
+    if module in ("__main__", "__mp_main__"):
+        return portable or not _main_exports(qualname)
     return not importable_by_name(module)
+
+
+#: (the __main__ module, whether workers import it, names bound under its guard)
+_main_facts: tuple[types.ModuleType, bool, frozenset[str]] | None = None
+
+
+def _main_exports(qualname: str) -> bool:
+    """True when a worker started by multiprocessing finds ``qualname`` in its
+    ``__main__``: the main module has a file (or a module name) that
+    multiprocessing runs again there, and the name is not bound only under
+    the ``if __name__ == "__main__":`` guard, which does not run there."""
+    global _main_facts
+    main = sys.modules.get("__main__")
+    if main is None:
+        return False
+    facts = _main_facts
+    if facts is None or facts[0] is not main:
+        facts = _main_facts = (main, _main_rerun_in_workers(main), _guarded_names(main))
+    return facts[1] and qualname.partition(".")[0] not in facts[2]
+
+
+def _main_rerun_in_workers(main: types.ModuleType) -> bool:
+    # The rule of multiprocessing.spawn.get_preparation_data and _fixup_main_*.
+    spec_name = getattr(getattr(main, "__spec__", None), "name", None)
+    if spec_name is not None:
+        return not (spec_name == "__main__" or spec_name.endswith(".__main__"))
+    path = getattr(main, "__file__", None)
+    if not isinstance(path, str):
+        return False
+    return os.path.splitext(os.path.basename(path))[0] != "ipython"
+
+
+def _guarded_names(main: types.ModuleType) -> frozenset[str]:
+    """Names the main module binds inside a top-level ``if`` that tests
+    ``__name__`` (the entry point guard)."""
+    path = getattr(main, "__file__", None)
+    try:
+        with open(str(path), "rb") as source:
+            tree = ast.parse(source.read())
+    except Exception:
+        return frozenset()
+    names: set[str] = set()
+    for statement in tree.body:
+        if not isinstance(statement, ast.If):
+            continue
+        if not any(
+            isinstance(n, ast.Name) and n.id == "__name__" for n in ast.walk(statement.test)
+        ):
+            continue
+        for node in ast.walk(statement):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names.add(node.name)
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                names.add(node.id)
+    return frozenset(names)
 
 
 #: module name -> (the module, whether a fresh interpreter finds it by name)
@@ -239,27 +360,56 @@ def _same_file(a: str, b: str) -> bool:
     return os.path.normcase(os.path.realpath(a)) == os.path.normcase(os.path.realpath(b))
 
 
-_callable_cache: dict[int, tuple[object, bytes]] = {}
+class FunctionPayload(bytes):
+    """A pickled callable, with ``key``: a digest that names it on the wire.
+
+    A worker keeps the callables it was sent by key, so a function sent by
+    value (with the globals it uses) crosses to each worker once, not with
+    every call.
+    """
+
+    key: bytes
+
+    def __new__(cls, data: bytes) -> FunctionPayload:
+        payload = super().__new__(cls, data)
+        payload.key = hashlib.blake2b(data, digest_size=16).digest()
+        return payload
 
 
-def dumps_callable(fn: Callable[..., Any]) -> bytes:
-    """Pickle a callable once and cache the bytes (the hot path sends them per task).
+#: (id of a callable, portable) -> (a weak reference to it, its payload). Weak:
+#: the pool keeps no callable alive (a bound method's object, a partial's
+#: arguments) once its futures are done.
+_callable_cache: dict[tuple[int, bool], tuple[weakref.ref[Any], FunctionPayload]] = {}
+
+
+def dumps_callable(fn: Callable[..., Any], portable: bool = False) -> FunctionPayload:
+    """Pickle a callable once while it lives (the hot path sends it per task).
+
+    Args:
+        portable: for workers that are not this program's children (Dask):
+            see ``needs_by_value``.
 
     Raises:
         Exception: the pickler's error when ``fn`` cannot be sent at all.
     """
-    cached = _callable_cache.get(id(fn))
-    if cached is not None and cached[0] is fn:
+    key = (id(fn), portable)
+    cached = _callable_cache.get(key)
+    if cached is not None and cached[0]() is fn:
         return cached[1]
-    if needs_by_value(fn) and not isinstance(fn, types.BuiltinFunctionType):
-        data = dumps_by_value(fn)
+    if needs_by_value(fn, portable=portable) and not isinstance(fn, types.BuiltinFunctionType):
+        payload = FunctionPayload(dumps_by_value(fn, portable))
     else:
-        data = dumps(fn)
-    if len(_callable_cache) > 4096:
-        _callable_cache.clear()
-    # Keep a strong reference to fn beside its id so the id cannot be reused.
-    _callable_cache[id(fn)] = (fn, data)
-    return data
+        payload = FunctionPayload(dumps(fn))
+
+    def forget(_: object, key: tuple[int, bool] = key) -> None:
+        _callable_cache.pop(key, None)
+
+    try:
+        ref = weakref.ref(fn, forget)
+    except TypeError:
+        return payload  # not weakly referenceable: not cached
+    _callable_cache[key] = (ref, payload)
+    return payload
 
 
 class CallableByValue:
@@ -273,7 +423,7 @@ class CallableByValue:
     __slots__ = ("data",)
 
     def __init__(self, fn: Callable[..., Any]) -> None:
-        self.data = dumps_callable(fn)
+        self.data = bytes(dumps_callable(fn))
 
     def __reduce__(self) -> tuple[Any, ...]:
         return loads, (self.data,)
@@ -328,11 +478,11 @@ def exception_payload(exc: BaseException, task_name: str) -> object:
         # Round trip here, in the worker, so a failure to unpickle is caught on
         # this side, where it can still be reported with the original's details.
         loads(dumps(ExceptionWithTraceback(exc, tb)))
-    except Exception as problem:
+    except BaseException as problem:
         type_name = f"{type(exc).__module__}.{type(exc).__qualname__}"
         try:
             message = str(exc)
-        except Exception:
+        except BaseException:
             message = "<unprintable exception>"
         error = RemoteTaskError(
             f"task {task_name!r} raised {type_name}: {message} "
@@ -367,12 +517,23 @@ _DIRECTIONS = {
         "the exception it raised could not be pickled",
         "give the exception type a __reduce__, or raise a plainer one",
     ),
-    "function": ("the function could not be pickled", "define it at module level"),
+    "function": (
+        "the function could not be pickled",
+        "it goes by value (a lambda, a closure, or a function the workers cannot "
+        "import) with what it uses: pass that object as an argument or create it in "
+        "the worker (in the initializer), or define the function at module level in a "
+        "module the workers can import",
+    ),
     "function (unpickling in the worker)": (
         "the function could not be loaded in the worker",
         "make sure its module can be imported in the worker",
     ),
-    "initializer": ("the initializer could not be pickled", "define it at module level"),
+    "initializer": (
+        "the initializer or its arguments could not be pickled",
+        "pass picklable arguments (queues, locks and shared memory from "
+        "multiprocessing.get_context(start_method) travel) and an initializer the "
+        "workers can import or that pickles by value",
+    ),
 }
 
 

@@ -2,18 +2,27 @@
 
 What it owns, in the worker process::
 
-    parent ==(own duplex pipe)==> main thread: recv loop ---> local queue
+    parent ==(own duplex pipe)==> reader thread: recv loop ---> local queue
                                       |  EOF: the parent is gone -> os._exit
                                       v
-                  runner threads (tasks_per_process of them): ACK, run, RESULT
+         runner: the main thread (tasks_per_process=1), else that many
+                 runner threads: ACK, run, RESULT
                                       |
                   subtasks -> this process's persistent SubtaskPool
 
-- The main thread only reads the channel, so the end of the channel (a dead
+- With ``tasks_per_process=1`` the main thread runs the initializer and then
+  every process task, as in ``ProcessPoolExecutor``: a task may install signal
+  handlers, and objects the initializer made that are bound to their thread
+  (a ``sqlite3`` connection) work in tasks. With more, tasks run on runner
+  threads and the main thread only waits for them.
+- A helper thread reads the channel, so the end of the channel (a dead
   parent) is noticed whatever the tasks are doing (SPEC: PR_SET_PDEATHSIG alone
-  is not enough). It is set too, for a task that holds the GIL in C code so
-  that the main thread cannot run; and a worker drops the forkserver's
-  "alive" pipe, which would keep the forkserver, its parent, alive.
+  is not enough). PR_SET_PDEATHSIG is set too, for a task that holds the GIL
+  in C code so that no other thread can run; and a worker drops the
+  forkserver's "alive" pipe, which would keep the forkserver, its parent, alive.
+- The reader keeps the callables it was sent by key, in the same bounded
+  order as the parent's record of them (``FUNCTION_CACHE``), so a function sent
+  by value crosses once per worker, not once per call.
 - SIGINT is ignored: Ctrl-C is the parent's decision.
 - Each runner writes the index of the item it is running into a shared array
   slot before running it, so that when the worker dies the parent knows exactly
@@ -27,6 +36,7 @@ It must never import parent-side modules (``_dispatcher``, ``_pool``, ``_api``).
 from __future__ import annotations
 
 import itertools
+import multiprocessing.context
 import os
 import pickle
 import queue
@@ -37,6 +47,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
+from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 from . import _routing
@@ -59,13 +70,15 @@ from ._subtasks import (
     use_compute_slots,
 )
 
-__all__ = ["WorkerConfig", "worker_main"]
+__all__ = ["FUNCTION_CACHE", "InitCall", "WorkerConfig", "worker_main"]
 
 # Parent -> worker messages.
 #: ``chunk`` says how args_payload reads: CALL_SINGLE, [(args, kwargs)] (one
 #: call); CALL_CHUNK, a list of positional-argument tuples (a map's chunk);
 #: CALL_UNARY, a list of single arguments (a map over one iterable).
-MSG_CALL = 1  # (MSG_CALL, task_id, name, fn_payload, args_payload, chunk)
+#: ``function`` is ``(key, pickled callable)`` the first time this worker gets
+#: that callable, then ``(key, None)`` (see ``FUNCTION_CACHE``).
+MSG_CALL = 1  # (MSG_CALL, task_id, name, function, args_payload, chunk)
 CALL_SINGLE = 0
 CALL_CHUNK = 1
 CALL_UNARY = 2
@@ -82,32 +95,94 @@ MSG_ARGS_FAILED = 14  # (MSG_ARGS_FAILED, task_id, error_payload)
 MSG_BOOTED = 15  # (MSG_BOOTED, pid): the interpreter is up, nestpool's code runs
 
 FLUSH_SECONDS = 0.005
-_FN_CACHE_SIZE = 256
+#: How many callables a worker keeps by key. The parent records which keys it
+#: sent each worker with the same rule (least recently sent goes first), in
+#: the order of the channel, so both sides always agree on what the worker has.
+FUNCTION_CACHE = 64
 
 
 class WorkerConfig:
-    """What a worker needs to start; pickled (cloudpickle for the initializer)."""
+    """What a worker needs to start (a ``multiprocessing.Process`` argument)."""
 
-    __slots__ = ("index", "initializer", "tasks_per_process", "threads")
+    __slots__ = ("index", "tasks_per_process", "threads")
 
-    def __init__(
-        self,
-        index: int,
-        threads: int | None,
-        tasks_per_process: int,
-        initializer: bytes | None,
-    ) -> None:
+    def __init__(self, index: int, threads: int | None, tasks_per_process: int) -> None:
         self.index = index
         self.threads = threads
         self.tasks_per_process = tasks_per_process
-        #: pickled (initializer, initargs), or None
-        self.initializer = initializer
 
     def __getstate__(self) -> tuple[Any, ...]:
-        return (self.index, self.threads, self.tasks_per_process, self.initializer)
+        return (self.index, self.threads, self.tasks_per_process)
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
-        self.index, self.threads, self.tasks_per_process, self.initializer = state
+        self.index, self.threads, self.tasks_per_process = state
+
+
+class InitCall:
+    """The pool's initializer and its arguments, on their way to a worker as
+    ``multiprocessing.Process`` arguments, the way ``ProcessPoolExecutor``
+    passes them: queues, locks, shared memory and manager proxies travel.
+
+    Under spawn and forkserver it is pickled while multiprocessing starts the
+    process (the only moment multiprocessing lets a ``Queue`` be pickled), and
+    unpickled by the worker itself, in ``load``, where a failure is reported
+    as the initializer's. Under fork it is not pickled at all.
+    """
+
+    __slots__ = ("data", "initargs", "initializer")
+
+    def __init__(self, initializer: Callable[..., object], initargs: tuple[Any, ...]) -> None:
+        self.initializer: Callable[..., object] | None = initializer
+        self.initargs = initargs
+        self.data: bytes | None = None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _pickled_init_call, (bytes(ForkingPickler.dumps((self.initializer, self.initargs))),)
+
+    def check(self) -> None:
+        """Pickle it once now, as multiprocessing will when it starts a worker
+        under spawn or forkserver, so that an initializer or an argument that
+        cannot travel fails here, where the caller sees it.
+
+        Raises:
+            Exception: what pickling raised.
+        """
+        context = multiprocessing.context
+        set_spawning = getattr(context, "set_spawning_popen")  # noqa: B009 - not in typeshed
+        set_spawning(_DryRunStart())
+        try:
+            ForkingPickler.dumps((self.initializer, self.initargs))
+        finally:
+            set_spawning(None)
+
+    def load(self) -> tuple[Callable[..., object], tuple[Any, ...]]:
+        """The initializer and its arguments (unpickled here if they were sent)."""
+        if self.data is not None:
+            self.initializer, self.initargs = loads(self.data)
+            self.data = None
+        assert self.initializer is not None
+        return self.initializer, self.initargs
+
+
+class _DryRunStart:
+    """Stands in for the process being started while ``InitCall.check`` pickles:
+    file descriptors are named, not handed over."""
+
+    @staticmethod
+    def DupFd(fd: int) -> int:
+        return fd
+
+    @staticmethod
+    def duplicate_for_child(fd: int) -> int:
+        return fd
+
+
+def _pickled_init_call(data: bytes) -> InitCall:
+    call = InitCall.__new__(InitCall)
+    call.initializer = None
+    call.initargs = ()
+    call.data = data
+    return call
 
 
 class WorkerRoute:
@@ -214,7 +289,11 @@ def _forget_forkserver() -> None:
 
 
 def worker_main(
-    conn: Connection, slots: Any, config_blob: bytes, compute_slots: Any = None
+    conn: Connection,
+    slots: Any,
+    config: WorkerConfig,
+    compute_slots: Any = None,
+    init: InitCall | None = None,
 ) -> None:
     """Entry point of a worker process (the target of ``multiprocessing.Process``).
 
@@ -223,8 +302,11 @@ def worker_main(
             1 while this worker holds a compute slot.
         compute_slots: the pool's semaphore of compute slots, or None (see
             ``_subtasks``, "compute slots").
+        init: the pool's initializer and its arguments, or None.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Forked from the dispatcher's thread, the main thread carries its name.
+    threading.current_thread().name = "MainThread"
     use_compute_slots(compute_slots)
     _die_with_parent()
     _forget_forkserver()
@@ -232,12 +314,12 @@ def worker_main(
     # Before the initializer: a worker killed before this was killed while its
     # interpreter started, which says nothing about the initializer.
     channel.send((MSG_BOOTED, os.getpid()))
-    config: WorkerConfig = loads(config_blob)
     _routing.enter_worker(WorkerRoute(config.threads))
 
-    if config.initializer is not None:
+    if init is not None:
         try:
-            initializer, initargs = loads(config.initializer)
+            initializer, initargs = init.load()
+            del init
             initializer(*initargs)
         except BaseException as exc:
             text = format_remote_traceback(exc)
@@ -250,20 +332,45 @@ def worker_main(
             _flush_std_streams()
             os._exit(1)
 
+    runners = config.tasks_per_process
     calls: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
-    runners = [
+    threads = [
         threading.Thread(
             target=_runner,
-            args=(slot, calls, channel, slots, config.tasks_per_process),
+            args=(slot, calls, channel, slots, runners),
             name=f"nestpool-worker-{config.index}-runner-{slot}",
             daemon=True,
         )
-        for slot in range(config.tasks_per_process)
+        for slot in range(runners if runners > 1 else 0)
     ]
-    for runner in runners:
-        runner.start()
+    for thread in threads:
+        thread.start()
+    reader = threading.Thread(
+        target=_read_channel,
+        args=(conn, calls, runners),
+        name=f"nestpool-worker-{config.index}-reader",
+        daemon=True,
+    )
+    reader.start()
     channel.send((MSG_READY, os.getpid()))
+    if threads:
+        for thread in threads:
+            thread.join()
+    else:
+        _runner(0, calls, channel, slots, runners)
+    pool = process_pool(None) if config.threads != 0 else None
+    if pool is not None:
+        pool.shutdown(wait=True)
+    _flush_std_streams()
 
+
+def _read_channel(
+    conn: Connection, calls: queue.SimpleQueue[tuple[Any, ...] | None], runners: int
+) -> None:
+    """The reader thread: hand each call to the runners, with its callable's
+    pickle looked up by key; at ``MSG_EXIT`` tell every runner to stop; at the
+    end of the channel (the parent died) end the process."""
+    functions: OrderedDict[bytes, bytes] = OrderedDict()
     while True:
         try:
             data = conn.recv_bytes()
@@ -274,18 +381,20 @@ def worker_main(
             os._exit(0)
         message = loads(data)
         if message[0] == MSG_CALL:
-            calls.put(message)
+            key, pickled = message[3]
+            if pickled is None:
+                pickled = functions.get(key)
+                if pickled is not None:
+                    functions.move_to_end(key)
+            else:
+                functions[key] = pickled
+                if len(functions) > FUNCTION_CACHE:
+                    functions.popitem(last=False)
+            calls.put((*message[:3], (key, pickled), *message[4:]))
         elif message[0] == MSG_EXIT:
             break
-
-    for _ in runners:
+    for _ in range(runners):
         calls.put(None)
-    for runner in runners:
-        runner.join()
-    pool = process_pool(None) if config.threads != 0 else None
-    if pool is not None:
-        pool.shutdown(wait=True)
-    _flush_std_streams()
 
 
 def _flush_std_streams() -> None:
@@ -297,21 +406,30 @@ def _flush_std_streams() -> None:
             pass
 
 
-_fn_cache: OrderedDict[bytes, Callable[..., Any]] = OrderedDict()
-_fn_cache_lock = threading.Lock()
+#: callables unpickled in this process, by key (least recently used goes first)
+_loaded: OrderedDict[bytes, Callable[..., Any]] = OrderedDict()
+_loaded_lock = threading.Lock()
 
 
-def _load_function(payload: bytes) -> Callable[..., Any]:
-    with _fn_cache_lock:
-        cached = _fn_cache.get(payload)
+def _load_function(key: bytes, pickled: bytes | None) -> Callable[..., Any]:
+    """The callable of that key, unpickled once while it is used.
+
+    Raises:
+        LookupError: the worker was not sent that callable (a bug in nestpool).
+        BaseException: what unpickling it raised.
+    """
+    with _loaded_lock:
+        cached = _loaded.get(key)
         if cached is not None:
-            _fn_cache.move_to_end(payload)
+            _loaded.move_to_end(key)
             return cached
-    fn: Callable[..., Any] = loads(payload)
-    with _fn_cache_lock:
-        _fn_cache[payload] = fn
-        if len(_fn_cache) > _FN_CACHE_SIZE:
-            _fn_cache.popitem(last=False)
+    if pickled is None:
+        raise LookupError("this worker was not sent the function")
+    fn: Callable[..., Any] = loads(pickled)
+    with _loaded_lock:
+        _loaded[key] = fn
+        if len(_loaded) > FUNCTION_CACHE:
+            _loaded.popitem(last=False)
     return fn
 
 
@@ -331,12 +449,12 @@ def _runner(
         message = calls.get()
         if message is None:
             return
-        _, task_id, name, fn_payload, args_payload, chunk = message
+        _, task_id, name, function, args_payload, chunk = message
         del message
         marks[slot] = 0
         channel.send((MSG_ACK, task_id, slot))
         try:
-            _run_call(slot, task_id, name, fn_payload, args_payload, channel, marks, chunk)
+            _run_call(slot, task_id, name, function, args_payload, channel, marks, chunk)
         finally:
             task_ended()
 
@@ -345,14 +463,14 @@ def _run_call(
     slot: int,
     task_id: int,
     name: str,
-    fn_payload: bytes,
+    function: tuple[bytes, bytes | None],
     args_payload: bytes,
     channel: _Channel,
     marks: Any,
     chunk: int = CALL_SINGLE,
 ) -> None:
     try:
-        fn = _load_function(fn_payload)
+        fn = _load_function(*function)
     except BaseException as exc:
         error = pickling_error(name, "function (unpickling in the worker)", exc)
         channel.send((MSG_ARGS_FAILED, task_id, exception_payload(error, name)))
@@ -503,10 +621,12 @@ def _send_outcomes(
     plain = outcomes is None
     entries: list[Any] = values if outcomes is None else outcomes
     blob: bytes | list[bytes] | None = None
+    # BaseException throughout: whatever user code raises while its values are
+    # pickled (SystemExit included) fails those items, never the runner.
     if len(entries) <= 1:
         try:
             blob = dumps(entries)
-        except Exception:
+        except BaseException:
             blob = None
     else:
         # Builtin values only (no class named in the pickle, so nothing the
@@ -516,7 +636,7 @@ def _send_outcomes(
         if plain:
             try:
                 blob = [dumps(value) for value in values]
-            except Exception:
+            except BaseException:
                 plain = False
                 entries = [(True, value) for value in values]
         if not plain:
@@ -530,7 +650,7 @@ def _dumps_each(name: str, outcomes: list[tuple[bool, Any]]) -> list[bytes]:
     for ok, value in outcomes:
         try:
             blobs.append(dumps((ok, value)))
-        except Exception as exc:
+        except BaseException as exc:
             error = pickling_error(name, "result" if ok else "exception", exc)
             blobs.append(dumps((False, exception_payload(error, name))))
     return blobs

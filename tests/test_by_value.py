@@ -1,4 +1,4 @@
-"""By value when needed, by reference when possible (issue 2, point 8).
+"""By value when needed, by reference when possible.
 
 Functions a worker cannot import (lambdas, closures, functions defined in
 ``__main__`` of a script or of a notebook-like ``python -c``, in a module made
@@ -37,7 +37,9 @@ SCRIPT = textwrap.dedent(
 
     from nestpool import Pool, process_task, thread_subtask
 
-    ME = os.getpid()
+    # The parent's pid, also where a worker runs this module again (a script's
+    # __main__ is imported by spawn and forkserver workers as __mp_main__).
+    ME = int(os.environ.setdefault("NP_PARENT_PID", str(os.getpid())))
 
 
     @thread_subtask
