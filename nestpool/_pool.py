@@ -38,7 +38,7 @@ from ._progress import Progress, make_reporter, with_progress
 from ._records import Task
 from ._routing import TaskOptions
 from ._serialize import CallableByValue, as_outcomes, dumps, dumps_callable, pickling_error
-from ._subtasks import SubtaskPool
+from ._subtasks import SubtaskPool, cancel_notified, start_unless_cancelled
 from ._typing import P, R
 
 if TYPE_CHECKING:
@@ -766,19 +766,19 @@ def _submit_picklable_items(
 
     def merge(done: Future[Any]) -> None:
         if done.cancelled():
-            future.cancel()
+            cancel_notified(future)
             return
         exc = done.exception()
         sent = None if exc is not None else as_outcomes(done.result())
         for position, index in enumerate(good):
             outcomes[index] = (False, exc) if sent is None else sent[position]
-        if future.set_running_or_notify_cancel():  # False: its map was closed
+        if start_unless_cancelled(future):  # False: its map was closed
             future.set_result(outcomes)
 
     def forward_cancel(outer: Future[Any]) -> None:
         # The map cancels the future it holds: the items sent must not run.
         if outer.cancelled():
-            inner.cancel()
+            cancel_notified(inner)
 
     inner.add_done_callback(merge)
     future.add_done_callback(forward_cancel)
