@@ -21,7 +21,7 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, Future
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, cast, overload
 
 from . import _routing
 from ._collate import (
@@ -37,7 +37,14 @@ from ._inline import map_inline, run_inline
 from ._progress import Progress, make_reporter, with_progress
 from ._records import Task
 from ._routing import TaskOptions
-from ._serialize import CallableByValue, as_outcomes, dumps, dumps_callable, pickling_error
+from ._serialize import (
+    CallableByValue,
+    as_outcomes,
+    dumps,
+    dumps_callable,
+    loads,
+    pickling_error,
+)
 from ._subtasks import SubtaskPool, cancel_notified, start_unless_cancelled
 from ._typing import P, R
 
@@ -449,6 +456,9 @@ class Pool(Executor):
     # A decorated task is itself callable (returning a Future), so the generic
     # overload alone would type pool.submit(crunch, x) as Future[Future[R]];
     # the first overload says what runs: the plain function, giving Future[R].
+    # A partial of a task runs the plain function too; a partial of anything
+    # else that returns a Future could never send it back, so the second
+    # overload is right for every partial whose value is a Future.
     @overload
     def submit(
         self,
@@ -458,13 +468,20 @@ class Pool(Executor):
         **kwargs: P.kwargs,
     ) -> Future[R]: ...
     @overload
+    def submit(
+        self, fn: functools.partial[Future[R]], /, *args: object, **kwargs: object
+    ) -> Future[R]: ...
+    @overload
     def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]: ...
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         """Run ``fn(*args, **kwargs)`` as a process task; return its future.
 
         ``fn`` is any picklable callable: functions the workers cannot import
         (lambdas, closures, ``__main__``) are sent by value with cloudpickle.
-        A decorated ``@process_task`` runs its plain function.
+        A decorated ``@process_task`` runs its plain function, and so does a
+        ``functools.partial`` of one (nested partials too), with the partial's
+        arguments: ``loop.run_in_executor(pool, partial(crunch, scale=2), x)``
+        gives ``crunch``'s value.
 
         Args:
             fn: the callable to run in a worker process (positional only).
@@ -486,6 +503,13 @@ class Pool(Executor):
         """
         if self._closed:
             raise PoolClosedError("cannot schedule new futures after shutdown")
+        unwrapped = _partial_of_task(fn)
+        if unwrapped is not None:
+            # Called in the worker, the task would give a Future, which cannot
+            # come back: the task's own path runs, with the partial's arguments.
+            fn, first, keywords = unwrapped
+            args = (*first, *args)
+            kwargs = {**keywords, **kwargs}
         options: TaskOptions | None = getattr(fn, "_self_options", None)
         if options is not None:
             # A decorated function: its plain function runs in the worker.
@@ -504,6 +528,16 @@ class Pool(Executor):
     def map(
         self,
         fn: ProcessTask[..., R] | ThreadSubtask[..., R],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
+        buffersize: int | None = None,
+        progress: Progress = None,
+    ) -> Iterator[R]: ...
+    @overload
+    def map(
+        self,
+        fn: functools.partial[Future[R]],
         *iterables: Iterable[Any],
         timeout: float | None = None,
         chunksize: int = 1,
@@ -536,7 +570,9 @@ class Pool(Executor):
         ``buffersize`` items in flight (default: a few chunks per worker slot).
 
         Args:
-            fn: a picklable callable (by value for lambdas and ``__main__``).
+            fn: a picklable callable (by value for lambdas and ``__main__``);
+                a decorated task, or a ``functools.partial`` of one, runs its
+                plain function.
             *iterables: zipped into the arguments of each call.
             timeout: seconds from the call; iterating past it raises
                 ``TimeoutError`` (``concurrent.futures.TimeoutError``).
@@ -569,10 +605,24 @@ class Pool(Executor):
             raise PoolClosedError("cannot schedule new futures after shutdown")
         options: TaskOptions | None = getattr(fn, "_self_options", None)
         plain: Callable[..., Any] = fn
-        if options is not None:
+        unwrapped = None if options is not None else _partial_of_task(fn)
+        if unwrapped is not None:
+            # A partial of a task: a partial of the task's plain function runs
+            # (the task itself would give a Future, which cannot come back).
+            task, first, keywords = unwrapped
+            task_options: TaskOptions = task._self_options
+            plain = functools.partial(
+                _PlainFunction(task_options), *_bound_instance(task), *first, **keywords
+            )
+            name = task_options.name
+            options = task_options
+
+            def payload() -> bytes:
+                return dumps_callable(plain)
+
+        elif options is not None:
             plain = options.fn
             iterables = (*map(itertools.repeat, _bound_instance(fn)), *iterables)
-        if options is not None:
             name, payload = options.name, options.get_payload
         else:
             name = callable_name(fn)
@@ -705,6 +755,54 @@ def callable_name(fn: object) -> str:
         return f"partial({callable_name(inner)})"
     # (pyright narrows fn to object | partial[Unknown] here: a partial's type is unsolved)
     return type(fn).__qualname__  # pyright: ignore[reportUnknownArgumentType]
+
+
+_PARTIAL_CALL = cast("type[functools.partial[Any]]", functools.partial).__call__
+
+
+def _partial_of_task(fn: object) -> tuple[Any, tuple[Any, ...], dict[str, Any]] | None:
+    """For ``functools.partial`` layers around a decorated task (nested ones
+    too): the task, and the arguments and keywords the layers put before a
+    call's own; None for anything else.
+
+    A partial subclass with its own ``__call__`` is left alone: it may not
+    call its function the usual way.
+    """
+    layers: list[functools.partial[Any]] = []
+    inner: object = fn
+    # Only functools.partial and its subclasses that keep its __call__ have
+    # this very __call__ (a class without one gives type.__call__ here).
+    while type(inner).__call__ is _PARTIAL_CALL:
+        layer = cast("functools.partial[Any]", inner)
+        layers.append(layer)
+        inner = layer.func
+    if not layers or getattr(inner, "_self_options", None) is None:
+        return None
+    args: tuple[Any, ...] = ()
+    keywords: dict[str, Any] = {}
+    # partial(partial(f, a, k=1), b, k=2)(c) is f(a, b, c, k=2): the innermost
+    # layer's arguments first, an outer layer's keyword over an inner one's.
+    for layer in reversed(layers):
+        args += layer.args
+        keywords.update(layer.keywords)
+    return inner, args, keywords
+
+
+class _PlainFunction:
+    """Calls a decorated task's plain function; pickles as that function
+    itself (the task's own payload: by reference, or by value), so that a
+    partial of it arrives in the worker as a partial of the plain function."""
+
+    __slots__ = ("options",)
+
+    def __init__(self, options: TaskOptions) -> None:
+        self.options = options
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.options.fn(*args, **kwargs)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return loads, (self.options.get_payload(),)
 
 
 def _check_no_local_options(**options: Any) -> None:

@@ -16,6 +16,7 @@ import sys
 import traceback
 import types
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 # cloudpickle ships no types (no stubs, no py.typed): see _CloudPickler below.
@@ -27,6 +28,7 @@ __all__ = [
     "CallableByValue",
     "ChunkValues",
     "ExceptionWithTraceback",
+    "FutureCannotCrossError",
     "ReducedByNestpool",
     "RemoteTraceback",
     "dumps",
@@ -84,10 +86,26 @@ else:
     _CloudPickler = cloudpickle.Pickler
 
 
+class FutureCannotCrossError(pickle.PicklingError):
+    """A ``concurrent.futures.Future`` met while pickling: it belongs to the
+    process that made it (its waiters, callbacks and lock live there).
+
+    The standard pickler fails at the future's lock with a bare "cannot
+    pickle '_thread.RLock' object"; nestpool's pickler, which ``dumps`` tries
+    next, stops at the future itself with this, so ``pickling_error`` can say
+    what happened and what to do.
+    """
+
+
 class _Pickler(_CloudPickler):
     def reducer_override(self, obj: Any) -> Any:
         if isinstance(type(obj), type) and issubclass(type(obj), ReducedByNestpool):  # pyright: ignore[reportUnnecessaryIsInstance]
             return obj.__reduce_ex__(self.proto)
+        if isinstance(obj, Future):
+            raise FutureCannotCrossError(
+                "a concurrent.futures.Future cannot cross the process boundary: "
+                "it belongs to the process that made it"
+            )
         return super().reducer_override(obj)
 
 
@@ -379,10 +397,17 @@ _DIRECTIONS = {
 def pickling_error(task_name: str, direction: str, cause: BaseException) -> TaskPicklingError:
     """Build the error for data that failed to cross the boundary, cause chained."""
     what, hint = _DIRECTIONS[direction]
-    error = TaskPicklingError(
-        f"task {task_name!r}: {what}: {type(cause).__name__}: {cause}; {hint}",
-        task_name=task_name,
-        direction=direction,
-    )
+    if direction == "result" and isinstance(cause, FutureCannotCrossError):
+        # Typically a decorated task called inside a task, its Future returned.
+        message = (
+            f"task {task_name!r}: the result is (or holds) a concurrent.futures.Future, "
+            "and a Future cannot be sent back to the caller: it belongs to the worker "
+            "that made it. Calling a decorated task or subtask returns a Future; call "
+            "its .sync(...) instead to run the plain function and get its value, or "
+            "return future.result()"
+        )
+    else:
+        message = f"task {task_name!r}: {what}: {type(cause).__name__}: {cause}; {hint}"
+    error = TaskPicklingError(message, task_name=task_name, direction=direction)
     error.__cause__ = cause
     return error
