@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import itertools
 import multiprocessing
+import multiprocessing.context
 import os
 import threading
 import types
@@ -80,13 +81,20 @@ def usable_cpu_count() -> int:
     return max(1, count or 1)
 
 
-def _check_count(name: str, value: object, *, minimum: int, allow_none: bool = True) -> None:
+def _check_count(
+    name: str,
+    value: object,
+    *,
+    minimum: int,
+    allow_none: bool = True,
+    too_small: str | None = None,
+) -> None:
     if value is None and allow_none:
         return
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int or None, got {type(value).__name__}")
     if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+        raise ValueError(too_small or f"{name} must be >= {minimum}, got {value}")
 
 
 class Pool(Executor):
@@ -97,7 +105,10 @@ class Pool(Executor):
     thread pool here; inside a worker, subtasks run on that worker's own
     thread pool (see the routing table in the docs). It is a
     ``concurrent.futures.Executor``: ``submit``, ``map`` and ``shutdown``
-    behave as the standard library documents them.
+    behave as the standard library documents them, and it takes
+    ``ProcessPoolExecutor``'s ``max_workers`` and ``mp_context`` with their
+    meaning there, so it can stand in for one (a Dask scheduler too:
+    ``dask.compute(..., scheduler=pool)``).
 
     Args:
         processes: worker processes; None for the usable CPU count; 0 runs
@@ -112,22 +123,36 @@ class Pool(Executor):
         initargs: arguments for ``initializer``.
         max_tasks_per_child: replace each worker after this many process
             tasks (a chunk of a ``map`` counts as one; subtasks do not count).
+        max_workers: ``ProcessPoolExecutor``'s name for ``processes``, with
+            its rule: the number of worker processes, None for the usable CPU
+            count, and 0 or less is a ``ValueError``. Give one of the two.
+        mp_context: a ``multiprocessing`` context, as ``ProcessPoolExecutor``
+            takes it: the workers are started through it, with its start
+            method (``"fork"``, ``"forkserver"`` or ``"spawn"``). Give it or
+            ``start_method``, not both.
         client: a ``distributed.Client``: process tasks run on that Dask
             cluster instead of local worker processes (needs
             ``nestpool[dask]``; see docs/dask.md). The cluster decides the
             workers, so ``processes``, ``tasks_per_process``,
-            ``start_method``, ``initializer``, ``initargs`` and
-            ``max_tasks_per_child`` must be left out; ``threads`` sizes the
-            subtask pool here and in each Dask worker process.
+            ``start_method``, ``initializer``, ``initargs``,
+            ``max_tasks_per_child``, ``max_workers`` and ``mp_context`` must
+            be left out; ``threads`` sizes the subtask pool here and in each
+            Dask worker process.
 
     Raises:
-        ValueError: a negative count, an unknown start method, or an option
-            the Dask cluster decides given with ``client``.
-        TypeError: a count that is not an int.
+        ValueError: a negative count, ``max_workers`` of 0 or less, an unknown
+            start method (``mp_context``'s included), or an option the Dask
+            cluster decides given with ``client``.
+        TypeError: a count that is not an int, an ``mp_context`` that is not a
+            ``multiprocessing`` context, or both names of one option
+            (``processes`` and ``max_workers``, ``start_method`` and
+            ``mp_context``).
 
     Example:
         >>> with Pool(processes=4, threads=32):
         ...     total = sum(crunch.map(batches))
+        >>> with Pool(max_workers=4, mp_context=multiprocessing.get_context("spawn")) as pool:
+        ...     sizes = list(pool.map(len, pages))   # as with ProcessPoolExecutor
 
     When several pools are open at once in one process, decorated calls go to
     the one opened last, until it shuts down; ``submit`` always uses its own
@@ -153,8 +178,20 @@ class Pool(Executor):
         initializer: Callable[..., object] | None = None,
         initargs: tuple[Any, ...] = (),
         max_tasks_per_child: int | None = None,
+        max_workers: int | None = None,
+        mp_context: multiprocessing.context.BaseContext | None = None,
         client: Client | None = None,
     ) -> None:
+        if max_workers is not None and processes is not None:
+            raise TypeError(
+                "Pool() got both processes and max_workers: they are one option "
+                "(max_workers is ProcessPoolExecutor's name for it); give one"
+            )
+        if mp_context is not None and start_method is not None:
+            raise TypeError(
+                "Pool() got both start_method and mp_context: the context decides the "
+                "start method; give one"
+            )
         if client is not None:
             _check_no_local_options(
                 processes=processes,
@@ -163,11 +200,41 @@ class Pool(Executor):
                 initializer=initializer,
                 initargs=initargs,
                 max_tasks_per_child=max_tasks_per_child,
+                max_workers=max_workers,
+                mp_context=mp_context,
             )
+        if isinstance(threads, multiprocessing.context.BaseContext):
+            raise TypeError(
+                "threads must be an int or None, got a multiprocessing context: "
+                "ProcessPoolExecutor's second argument is mp_context, Pool's is "
+                "threads; pass it as mp_context=..."
+            )
+        if max_workers is not None:
+            # ProcessPoolExecutor's check and message: processes=0 means
+            # inline, max_workers keeps the standard library's meaning.
+            _check_count(
+                "max_workers",
+                max_workers,
+                minimum=1,
+                too_small="max_workers must be greater than 0",
+            )
+            processes = max_workers
         _check_count("processes", processes, minimum=0)
         _check_count("threads", threads, minimum=0)
         _check_count("tasks_per_process", tasks_per_process, minimum=1, allow_none=False)
         _check_count("max_tasks_per_child", max_tasks_per_child, minimum=1)
+        if mp_context is not None:
+            if not isinstance(mp_context, multiprocessing.context.BaseContext):  # pyright: ignore[reportUnnecessaryIsInstance]
+                raise TypeError(
+                    "mp_context must be a multiprocessing context "
+                    f"(multiprocessing.get_context(...)), got {type(mp_context).__name__}"
+                )
+            start_method = mp_context.get_start_method()
+            if start_method not in START_METHODS:
+                raise ValueError(
+                    f"mp_context starts processes by {start_method!r}; nestpool's workers "
+                    f"start by {', '.join(map(repr, START_METHODS))}"
+                )
         if start_method is None:
             start_method = default_start_method()
         elif start_method not in START_METHODS:
@@ -184,6 +251,8 @@ class Pool(Executor):
         self._threads = threads
         self._tasks_per_process = tasks_per_process
         self._start_method = start_method
+        #: what starts the workers: the caller's mp_context, or the start method's
+        self._context = mp_context or multiprocessing.get_context(start_method)
         self._max_tasks_per_child = max_tasks_per_child
         self._initializer: bytes | None = None
         if initializer is not None:
@@ -255,6 +324,25 @@ class Pool(Executor):
         """
         return self._start_method
 
+    @property
+    def _max_workers(self) -> int:
+        """How many process tasks run at once: ``processes x
+        tasks_per_process`` (at least 1: an inline pool runs one at a time);
+        with a client, the threads of the Dask workers.
+
+        ``ProcessPoolExecutor`` has this attribute (its worker count, each
+        running one task), and Dask's local scheduler reads it to know how
+        many tasks to keep submitted: ``dask.compute(..., scheduler=pool)``,
+        or ``dask.config.set(pool=pool)``.
+
+        Example:
+            >>> Pool(processes=4, tasks_per_process=2)._max_workers
+            8
+        """
+        if self._dask is not None:
+            return self._dask.slots()
+        return max(1, self._processes * self._tasks_per_process)
+
     def worker_pids(self) -> list[int]:
         """The pids of the live worker processes (a snapshot; for diagnostics).
 
@@ -292,7 +380,7 @@ class Pool(Executor):
                         processes=self._processes,
                         threads=self._threads,
                         tasks_per_process=self._tasks_per_process,
-                        context=multiprocessing.get_context(self._start_method),
+                        context=self._context,
                         initializer=self._initializer,
                         max_tasks_per_child=self._max_tasks_per_child,
                         name=self._name,

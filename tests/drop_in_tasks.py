@@ -4,9 +4,10 @@ every start method)."""
 from __future__ import annotations
 
 import functools
+import multiprocessing.context
 import os
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, ClassVar
 
 from nestpool import _routing, process_task, thread_subtask
 
@@ -62,3 +63,60 @@ class CustomCall(functools.partial[Any]):
 
 class Labelled(functools.partial[Any]):
     """A partial subclass that calls as a partial does."""
+
+
+def where(i: int) -> tuple[int, int, bool]:
+    """A Dask graph's task: its input, and where it ran (pid, in a worker)."""
+    return i, os.getpid(), _routing.in_worker()
+
+
+def collect(parts: list[tuple[int, int, bool]]) -> list[tuple[int, int, bool]]:
+    """A Dask graph's last task: gathers the others' results."""
+    return sorted(parts)
+
+
+class _Counted:
+    """Records, in the parent, the pid of every process the context starts."""
+
+    started: ClassVar[list[int]] = []
+
+    def start(self) -> None:
+        super().start()  # type: ignore[misc]
+        _Counted.started.append(self.pid)  # type: ignore[attr-defined]
+
+
+class CountedForkProcess(_Counted, multiprocessing.context.ForkProcess):
+    """A fork process that is counted."""
+
+
+class CountedForkServerProcess(_Counted, multiprocessing.context.ForkServerProcess):
+    """A forkserver process that is counted."""
+
+
+class CountedSpawnProcess(_Counted, multiprocessing.context.SpawnProcess):
+    """A spawn process that is counted."""
+
+
+class CountingForkContext(multiprocessing.context.ForkContext):
+    """A fork context whose processes are counted."""
+
+    Process = CountedForkProcess
+
+
+class CountingForkServerContext(multiprocessing.context.ForkServerContext):
+    """A forkserver context whose processes are counted."""
+
+    Process = CountedForkServerProcess
+
+
+class CountingSpawnContext(multiprocessing.context.SpawnContext):
+    """A spawn context whose processes are counted."""
+
+    Process = CountedSpawnProcess
+
+
+COUNTING_CONTEXTS: dict[str, type[multiprocessing.context.BaseContext]] = {
+    "fork": CountingForkContext,
+    "forkserver": CountingForkServerContext,
+    "spawn": CountingSpawnContext,
+}

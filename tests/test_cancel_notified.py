@@ -199,7 +199,7 @@ def test_a_subtask_claimed_after_its_cancel_is_skipped_quietly(
     # A waiting thread may claim a subtask the pool has cancelled and
     # notified: it must skip it, not try to notify again (which raises, and
     # logs CRITICAL on the concurrent.futures logger).
-    future = _subtasks.SubtaskFuture((pow, (2, 3), {}))
+    future: _subtasks.SubtaskFuture[int] = _subtasks.SubtaskFuture((pow, (2, 3), {}))
     assert _subtasks.cancel_notified(future)
     assert_seen_done([future])
     future.run_here(helping=True)

@@ -1,12 +1,14 @@
-"""``Pool`` as a drop-in for ``ProcessPoolExecutor``: partials of decorated
-tasks, and a Future returned by a task."""
+"""``Pool`` as a drop-in for ``ProcessPoolExecutor``: its constructor's
+``max_workers`` and ``mp_context``, ``_max_workers`` for Dask's local
+scheduler, partials of decorated tasks, and a Future returned by a task."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import multiprocessing
 import os
-from concurrent.futures import Future
+from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
 
 import pytest
@@ -17,6 +19,132 @@ from tests import drop_in_tasks as tasks
 pytestmark = pytest.mark.timeout(60)
 
 FUTURE_MESSAGE = "a Future cannot be sent back to the caller"
+
+
+# ------------------------------------------------------------------ the constructor
+
+
+def test_max_workers_is_the_number_of_worker_processes() -> None:
+    with Pool(max_workers=2) as pool:
+        assert pool.processes == 2
+        assert pool._max_workers == 2
+        barrier = multiprocessing.Manager()
+        try:
+            meet = barrier.Barrier(2)
+            pids = {f.result(timeout=30) for f in [pool.submit(_meet, meet) for _ in range(2)]}
+        finally:
+            barrier.shutdown()
+        assert len(pids) == 2
+        assert set(pool.worker_pids()) == pids
+
+
+def _meet(barrier: Any) -> int:
+    barrier.wait(timeout=20)
+    return os.getpid()
+
+
+@pytest.mark.parametrize("max_workers", [0, -1])
+def test_max_workers_below_one_is_refused_as_process_pool_executor_does(
+    max_workers: int,
+) -> None:
+    with pytest.raises(ValueError) as standard:
+        ProcessPoolExecutor(max_workers=max_workers)
+    with pytest.raises(ValueError) as ours:
+        Pool(max_workers=max_workers)
+    assert str(ours.value) == str(standard.value) == "max_workers must be greater than 0"
+
+
+def test_max_workers_none_is_the_usable_cpu_count() -> None:
+    with Pool(max_workers=None, threads=1) as pool, Pool(threads=1) as default:
+        assert pool.processes == default.processes >= 1
+
+
+def test_mp_context_starts_the_workers(start_method: str) -> None:
+    context = tasks.COUNTING_CONTEXTS[start_method]()
+    tasks._Counted.started.clear()
+    with Pool(max_workers=1, mp_context=context) as pool:
+        assert pool.start_method == start_method
+        _args, _kwargs, pid, in_worker = tasks.describe().result(timeout=30)
+        assert in_worker
+        # The worker is a process of the given context's own Process class.
+        assert pid in tasks._Counted.started
+        assert pool.worker_pids() == [pid]
+
+
+def test_a_standard_context_works_too() -> None:
+    with Pool(mp_context=multiprocessing.get_context("spawn"), max_workers=1) as pool:
+        assert pool.start_method == "spawn"
+        assert pool.submit(pow, 2, 5).result(timeout=30) == 32
+
+
+def test_both_names_of_one_option_are_a_type_error() -> None:
+    with pytest.raises(TypeError, match=r"processes.*max_workers"):
+        Pool(processes=2, max_workers=2)
+    with pytest.raises(TypeError, match=r"processes.*max_workers"):
+        Pool(2, max_workers=2)
+    with pytest.raises(TypeError, match=r"start_method.*mp_context"):
+        Pool(start_method="spawn", mp_context=multiprocessing.get_context("spawn"))
+
+
+def test_mp_context_must_be_a_context_with_a_start_method_nestpool_knows() -> None:
+    with pytest.raises(TypeError, match="mp_context must be a multiprocessing context"):
+        Pool(mp_context="spawn")  # type: ignore[arg-type]
+
+    class Elsewhere(multiprocessing.context.SpawnContext):
+        _name = "elsewhere"
+
+    with pytest.raises(ValueError, match="'elsewhere'"):
+        Pool(mp_context=Elsewhere())
+
+
+def test_process_pool_executors_positional_mp_context_gets_a_hint() -> None:
+    # ProcessPoolExecutor(2, ctx): Pool's second argument is threads.
+    with pytest.raises(TypeError, match="pass it as mp_context="):
+        Pool(2, multiprocessing.get_context("spawn"))  # type: ignore[arg-type]
+
+
+def test_with_a_client_the_local_options_are_refused() -> None:
+    for option in ({"max_workers": 2}, {"mp_context": multiprocessing.get_context("spawn")}):
+        with pytest.raises(ValueError, match=next(iter(option))):
+            Pool(client=object(), **option)  # type: ignore[arg-type]
+
+
+def test_max_workers_property_counts_the_tasks_that_run_at_once() -> None:
+    with Pool(processes=3, tasks_per_process=2) as pool:
+        assert pool._max_workers == 6
+    with Pool(processes=0) as inline:
+        assert inline._max_workers == 1  # one at a time, in the caller
+    with pytest.raises(AttributeError):
+        pool._max_workers = 1  # type: ignore[misc]
+
+
+# ------------------------------------------------------------------ Dask's local scheduler
+
+
+def _graph() -> Any:
+    dask = pytest.importorskip("dask")
+    return dask.delayed(tasks.collect)([dask.delayed(tasks.where)(i) for i in range(6)])
+
+
+def _check_ran_in_workers(parts: list[tuple[int, int, bool]], pool: Pool) -> None:
+    assert [i for i, _pid, _in_worker in parts] == list(range(6))
+    assert all(in_worker for _i, _pid, in_worker in parts)
+    assert {pid for _i, pid, _in_worker in parts} <= set(pool.worker_pids())
+    assert os.getpid() not in {pid for _i, pid, _in_worker in parts}
+
+
+def test_dask_compute_with_the_pool_as_its_scheduler(start_method: str) -> None:
+    dask = pytest.importorskip("dask")
+    with Pool(processes=2, start_method=start_method) as pool:
+        (parts,) = dask.compute(_graph(), scheduler=pool)
+        _check_ran_in_workers(parts, pool)
+
+
+def test_dask_compute_with_the_pool_in_dask_config() -> None:
+    dask = pytest.importorskip("dask")
+    with Pool(processes=2) as pool, dask.config.set(pool=pool):
+        (parts,) = dask.compute(_graph())
+        _check_ran_in_workers(parts, pool)
 
 
 # ------------------------------------------------------------------ partials
@@ -31,8 +159,9 @@ def test_submit_runs_a_partial_of_a_task_in_a_worker(start_method: str) -> None:
 
 
 def test_run_in_executor_with_a_partial_of_a_task() -> None:
-    async def main(pool: Pool) -> int:
+    async def main(pool: Pool) -> object:
         loop = asyncio.get_running_loop()
+        # (asyncio's own signature types this as the partial's Future)
         return await loop.run_in_executor(pool, functools.partial(tasks.scaled, k=10), 4)
 
     with Pool(processes=1) as pool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
+import multiprocessing
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Future
 from typing import TypeVar
@@ -287,3 +288,8 @@ def check_pool_object() -> None:
         assert_type(pool.worker_pids(), list[int])
         check_pool(pool)
     assert_type(pool.shutdown(wait=True, cancel_futures=False), None)
+    # ProcessPoolExecutor's names for two options.
+    spawn = multiprocessing.get_context("spawn")
+    with Pool(max_workers=1, mp_context=spawn, threads=0) as drop_in:
+        assert_type(drop_in, Pool)
+        assert drop_in.start_method == "spawn"
