@@ -61,6 +61,13 @@ START_METHODS = ("fork", "forkserver", "spawn")
 _pool_counter = itertools.count(1)
 _open_pools: weakref.WeakSet[Pool] = weakref.WeakSet()
 
+#: The standard library's words (concurrent.futures.process).
+SHUTDOWN_MESSAGE = "cannot schedule new futures after shutdown"
+EXIT_MESSAGE = "cannot schedule new futures after interpreter shutdown"
+#: Set when the interpreter begins to exit (``_shutdown_open_pools``), as
+#: ProcessPoolExecutor's ``_global_shutdown``: no pool takes new work after.
+_global_shutdown = False
+
 
 def default_start_method() -> str:
     """``forkserver`` where the platform has it, else ``spawn`` (never a fork of
@@ -268,6 +275,9 @@ class Pool(Executor):
         self._dispatcher: Dispatcher | None = None
         self._subtasks: SubtaskPool | None = None
         self._closed = False
+        #: closed by the interpreter's exit, not by its user (which words
+        #: the refusal of later work: see _refusal)
+        self._closed_at_exit = False
         #: set when shutdown has taken its last look at the dispatcher: none may
         #: be started after it, since nobody would stop it
         self._dispatcher_final = False
@@ -419,10 +429,25 @@ class Pool(Executor):
         dispatcher.submit(task)
         return future
 
+    def _refusal(self) -> PoolClosedError:
+        """The error for work given to this pool once it is closed, or once
+        the interpreter has begun to exit, in ``ProcessPoolExecutor``'s words:
+        a pool its user shut down says "after shutdown" (the check that comes
+        first there), any other "after interpreter shutdown"."""
+        if self._closed and not self._closed_at_exit:
+            return PoolClosedError(SHUTDOWN_MESSAGE)
+        return PoolClosedError(EXIT_MESSAGE)
+
     def submit_task(
         self, options: TaskOptions, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Future[Any]:
-        """Route one ``@process_task`` call here (``_routing.Route``)."""
+        """Route one ``@process_task`` call here (``_routing.Route``).
+
+        Raises:
+            PoolClosedError: the interpreter is exiting (as ``submit``).
+        """
+        if _global_shutdown:
+            raise self._refusal()
         if self._processes == 0:
             return run_inline(options.fn, args, kwargs)
         return self._submit_call(options.name, options.get_payload, args, kwargs, options.timeout)
@@ -435,7 +460,13 @@ class Pool(Executor):
         chunksize: int | None,
         buffersize: int | None,
     ) -> Iterator[Any]:
-        """Route a ``@process_task`` ``.map`` here (``_routing.Route``)."""
+        """Route a ``@process_task`` ``.map`` here (``_routing.Route``).
+
+        Raises:
+            PoolClosedError: the interpreter is exiting (as ``map``).
+        """
+        if _global_shutdown:
+            raise self._refusal()
         if self._processes == 0:
             return map_inline(options.fn, iterables)
         if options.timeout is not None and chunksize is None:
@@ -582,15 +613,18 @@ class Pool(Executor):
             ``TaskPicklingError``).
 
         Raises:
-            PoolClosedError: (a ``RuntimeError``) the pool was shut down.
+            PoolClosedError: (a ``RuntimeError``) the pool was shut down:
+                "cannot schedule new futures after shutdown"; or the
+                interpreter is exiting: "... after interpreter shutdown", as
+                ``ProcessPoolExecutor`` words both.
 
         Example:
             >>> future = pool.submit(pow, 2, 10)
             >>> future.result()
             1024
         """
-        if self._closed:
-            raise PoolClosedError("cannot schedule new futures after shutdown")
+        if self._closed or _global_shutdown:
+            raise self._refusal()
         unwrapped = _partial_of_task(fn)
         if unwrapped is not None:
             # Called in the worker, the task would give a Future, which cannot
@@ -673,7 +707,8 @@ class Pool(Executor):
         Raises:
             ValueError: ``chunksize`` < 1 or ``buffersize`` < 1.
             TypeError: ``buffersize`` is not an int or None.
-            PoolClosedError: the pool was shut down.
+            PoolClosedError: the pool was shut down, or the interpreter is
+                exiting (as ``submit``).
             ImportError: ``progress=True`` and tqdm is not installed.
 
         Example:
@@ -689,8 +724,8 @@ class Pool(Executor):
             raise TypeError("buffersize must be an integer or None")
         if buffersize is not None and buffersize < 1:
             raise ValueError("buffersize must be None or > 0")
-        if self._closed:
-            raise PoolClosedError("cannot schedule new futures after shutdown")
+        if self._closed or _global_shutdown:
+            raise self._refusal()
         options: TaskOptions | None = getattr(fn, "_self_options", None)
         plain: Callable[..., Any] = fn
         unwrapped = None if options is not None else _partial_of_task(fn)
@@ -973,9 +1008,14 @@ def _submit_picklable_items(
 
 
 def _shutdown_open_pools() -> None:
-    # At interpreter exit, as the standard library's executors do: finish the
-    # work of pools the program left open, then release their workers.
+    # At interpreter exit, as the standard library's executors do: refuse new
+    # work from now on (ProcessPoolExecutor's _python_exit sets its
+    # _global_shutdown first too), finish the work of pools the program left
+    # open, then release their workers.
+    global _global_shutdown
+    _global_shutdown = True
     for pool in list(_open_pools):
+        pool._closed_at_exit = True
         try:
             pool.shutdown(wait=True)
         except BaseException:  # pragma: no cover - best effort at exit

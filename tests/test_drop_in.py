@@ -1,14 +1,19 @@
 """``Pool`` as a drop-in for ``ProcessPoolExecutor``: its constructor's
 ``max_workers`` and ``mp_context``, ``_max_workers`` for Dask's local
-scheduler, partials of decorated tasks, and a Future returned by a task."""
+scheduler, partials of decorated tasks, a Future returned by a task, and the
+standard library's words for work given after the interpreter began to exit."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import multiprocessing
 import os
+import subprocess
+import sys
 from concurrent.futures import Future, ProcessPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +24,7 @@ from tests import drop_in_tasks as tasks
 pytestmark = pytest.mark.timeout(60)
 
 FUTURE_MESSAGE = "a Future cannot be sent back to the caller"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 # ------------------------------------------------------------------ the constructor
@@ -265,3 +271,107 @@ def test_a_partial_with_its_own_call_gets_the_future_error() -> None:
     with Pool(processes=1) as pool:
         future: Future[Any] = pool.submit(tasks.CustomCall(tasks.scaled, k=2), 3)
         _check_future_error(future.exception(timeout=30), "partial(scaled)")
+
+
+# ------------------------------------------------------------------ interpreter shutdown
+
+_EXIT_SCRIPT = """
+import json
+import sys
+import threading
+
+results = {}
+
+
+def attempt(name, call):
+    try:
+        value = call()
+        if hasattr(value, "__next__"):
+            value = list(value)
+        if hasattr(value, "result"):
+            value = value.result(timeout=30)
+        results[name] = ["ok", repr(value)]
+    except BaseException as exc:
+        results[name] = [type(exc).__name__, str(exc), isinstance(exc, RuntimeError)]
+
+
+def late():
+    from tests import drop_in_tasks as tasks
+
+    attempt("left open: submit", lambda: left_open.submit(pow, 2, 3))
+    attempt("left open: map", lambda: left_open.map(pow, [2], [3]))
+    attempt("shut down: submit", lambda: shut_down.submit(pow, 2, 3))
+    attempt("standard shut down: submit", lambda: standard_shut_down.submit(pow, 2, 3))
+    standard = ProcessPoolExecutor(1)
+    attempt("standard: submit", lambda: standard.submit(pow, 2, 3))
+    fresh = Pool(processes=1)
+    attempt("fresh: submit", lambda: fresh.submit(pow, 2, 3))
+    attempt("fresh: map", lambda: fresh.map(pow, [2], [3]))
+    attempt("fresh: task", lambda: tasks.scaled(2))
+    attempt("fresh: task map", lambda: tasks.scaled.map([2]))
+    fresh.shutdown()
+    inline = Pool(processes=0)
+    attempt("inline: task", lambda: tasks.scaled(2))
+    inline.shutdown()
+    attempt("no pool: task", lambda: tasks.scaled(2))
+    print(json.dumps(results), flush=True)
+
+
+if sys.argv[1] == "threading":
+    # Registered before nestpool and concurrent.futures.process register
+    # theirs: threading's exit hooks run last-registered first, so this one
+    # runs after both.
+    threading._register_atexit(late)
+else:
+    import atexit
+
+    atexit.register(late)  # after every threading hook
+
+from concurrent.futures import ProcessPoolExecutor
+
+from nestpool import Pool
+
+left_open = Pool(processes=1)
+assert left_open.submit(pow, 2, 3).result(timeout=30) == 8
+shut_down = Pool(processes=1)
+shut_down.shutdown()
+standard_shut_down = ProcessPoolExecutor(1)
+standard_shut_down.shutdown()
+"""
+
+EXIT_MESSAGE = "cannot schedule new futures after interpreter shutdown"
+SHUTDOWN_MESSAGE = "cannot schedule new futures after shutdown"
+
+
+@pytest.mark.parametrize("hook", ["atexit", "threading"])
+def test_work_given_after_interpreter_shutdown_is_refused_in_the_standard_words(
+    hook: str,
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _EXIT_SCRIPT, hook],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    results = json.loads(done.stdout.strip().splitlines()[-1])
+    # What ProcessPoolExecutor says, measured in the same exit.
+    assert results["standard: submit"] == ["RuntimeError", EXIT_MESSAGE, True]
+    assert results["standard shut down: submit"] == ["RuntimeError", SHUTDOWN_MESSAGE, True]
+    refused = ["PoolClosedError", EXIT_MESSAGE, True]  # a RuntimeError
+    for name in (
+        "left open: submit",  # the pool the program left open, shut at exit
+        "left open: map",
+        "fresh: submit",  # a pool made after the exit began
+        "fresh: map",
+        "fresh: task",  # decorated calls routed to it
+        "fresh: task map",
+        "inline: task",
+    ):
+        assert results[name] == refused, name
+    # A pool its user shut down says so, as ProcessPoolExecutor does.
+    assert results["shut down: submit"] == ["PoolClosedError", SHUTDOWN_MESSAGE, True]
+    # With no pool open a decorated call runs inline, as always.
+    assert results["no pool: task"] == ["ok", "2"]
