@@ -20,7 +20,9 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 # cloudpickle ships no types (no stubs, no py.typed): see _CloudPickler below.
-import cloudpickle  # pyright: ignore[reportMissingTypeStubs]
+# The ignore is in the code, not in nestpool's mypy configuration, so that a
+# user's mypy, which reads its own configuration, sees the package clean too.
+import cloudpickle  # type: ignore[import-untyped]
 
 from ._errors import RemoteTaskError, TaskPicklingError
 
