@@ -384,7 +384,7 @@ class Pool(Executor):
             with self._lock:
                 dispatcher = self._dispatcher
                 if dispatcher is None and self._dispatcher_final:
-                    raise PoolClosedError("cannot schedule new futures after shutdown")
+                    raise PoolClosedError(SHUTDOWN_MESSAGE)
                 if dispatcher is None:
                     dispatcher = self._dispatcher = Dispatcher(
                         processes=self._processes,
@@ -862,7 +862,7 @@ class Pool(Executor):
 
 
 def _raise_closed() -> Iterator[Any]:
-    raise PoolClosedError("cannot schedule new futures after shutdown")
+    raise PoolClosedError(SHUTDOWN_MESSAGE)
     yield  # a generator: the error comes at the first next(), as a task's would
 
 
