@@ -28,7 +28,7 @@ from concurrent.futures._base import FINISHED
 from typing import Any
 
 from ._serialize import ChunkValues
-from ._subtasks import IN_NESTPOOL, SubtaskFuture, is_helper, wait_for
+from ._subtasks import IN_NESTPOOL, SubtaskFuture, cancel_notified, is_helper, wait_for
 from ._typing import R
 
 __all__ = ["ChunkSizer", "MapIterator", "run_chunk"]
@@ -289,12 +289,14 @@ class _MapState:
         self.cancel()
 
     def cancel(self) -> None:
+        # cancel_notified: whoever waits on these futures with
+        # concurrent.futures.wait (the Dask backend's shutdown) sees them done.
         window = self.window
         while window:
-            window.popleft().future.cancel()
+            cancel_notified(window.popleft().future)
         running = self.running
         while running:
-            running.popitem()[0].cancel()
+            cancel_notified(running.popitem()[0])
 
     # -------------------------------------------------------------- output
 

@@ -64,7 +64,14 @@ from ._serialize import (
     loads,
     pickling_error,
 )
-from ._subtasks import become_helper, is_helper, stop_helping, wait_for
+from ._subtasks import (
+    become_helper,
+    cancel_notified,
+    is_helper,
+    start_unless_cancelled,
+    stop_helping,
+    wait_for,
+)
 
 __all__ = ["DaskBackend", "run_task"]
 
@@ -204,17 +211,17 @@ class DaskBackend:
 
         def merge(done: Future[Any]) -> None:
             if done.cancelled():
-                future.cancel()
+                cancel_notified(future)
                 return
             error = done.exception()
             sent = iter([(False, error)] * len(blobs) if error is not None else done.result())
             merged = [failed[i] if i in failed else next(sent) for i in range(len(items))]
-            if future.set_running_or_notify_cancel():
+            if start_unless_cancelled(future):
                 future.set_result(merged)
 
         def forward_cancel(outer: Future[Any]) -> None:
             if outer.cancelled():
-                inner.cancel()
+                cancel_notified(inner)
 
         inner.add_done_callback(merge)
         future.add_done_callback(forward_cancel)
@@ -285,11 +292,11 @@ class DaskBackend:
     def _settle(
         self, future: Future[Any], name: str, chunk: bool, status: str, result: Any
     ) -> None:
-        # Exactly one set_running_or_notify_cancel() per future: here. If the
-        # caller cancelled it meanwhile, this wakes its waiters and stops.
+        # The one move to RUNNING of a future: here. If it was cancelled
+        # meanwhile, this wakes its waiters (if the pool did not) and stops.
         if status == "cancelled":
-            future.cancel()
-        if not future.set_running_or_notify_cancel():
+            cancel_notified(future)
+        if not start_unless_cancelled(future):
             return
         if status == "finished":
             busy, blob = result
@@ -329,7 +336,7 @@ class DaskBackend:
             pending = list(self._pending)
         if cancel_futures:
             for future in pending:
-                future.cancel()
+                cancel_notified(future)
         if wait and pending:
             # Through wait_for: in slices in the main thread (Ctrl-C).
             wait_for(lambda timeout: not wait_futures(pending, timeout=timeout).not_done)
@@ -341,7 +348,7 @@ class DaskBackend:
             self._closed = True
             pending = list(self._pending)
         for future in pending:
-            future.cancel()
+            cancel_notified(future)
 
 
 def _resolve(future: Future[Any], name: str, blob: bytes, chunk: bool) -> None:

@@ -65,7 +65,13 @@ from ._errors import (
 )
 from ._records import Outcome, Task, TaskState, WorkerHandle, WorkerState
 from ._serialize import ChunkValues, dumps, loads, pickling_error
-from ._subtasks import POLL_SECONDS, OneShotEvent, wait_event
+from ._subtasks import (
+    POLL_SECONDS,
+    OneShotEvent,
+    cancel_notified,
+    start_unless_cancelled,
+    wait_event,
+)
 from ._worker import (
     CALL_CHUNK,
     CALL_SINGLE,
@@ -362,7 +368,7 @@ class Dispatcher:
             self._resolve_error(task, _copy_initializer_error(self.broken))
             return
         if self._terminating:
-            task.future.cancel()
+            cancel_notified(task.future)
             return
         self._tasks[task.id] = task
         self._pending.append(task)
@@ -370,8 +376,7 @@ class Dispatcher:
     def _cancel_pending(self) -> None:
         while self._pending:
             task = self._pending.popleft()
-            task.future.cancel()
-            if task.future.cancelled():
+            if cancel_notified(task.future):
                 task.move(TaskState.DONE)
                 self._tasks.pop(task.id, None)
             else:  # pragma: no cover - pending futures are always cancellable
@@ -1001,10 +1006,6 @@ def _resolve(future: Future[Any], ok: bool, value: Any) -> None:
 
 
 def _ensure_running(future: Future[Any]) -> bool:
-    """Move a future to RUNNING if it is not yet; False if it was cancelled."""
-    if future.running():
-        return True
-    try:
-        return future.set_running_or_notify_cancel()
-    except RuntimeError:  # already finished
-        return False
+    """Move a future to RUNNING if it is not yet; False if it was cancelled
+    (or is done)."""
+    return start_unless_cancelled(future)

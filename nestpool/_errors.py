@@ -232,7 +232,11 @@ class PoolClosedError(NestpoolError, RuntimeError):
     """Work was submitted to a pool that was shut down.
 
     The message is the standard library's own: ``cannot schedule new futures
-    after shutdown``, and it is a ``RuntimeError`` as there.
+    after shutdown``, and it is a ``RuntimeError`` as there. Once the
+    interpreter has begun to exit, work given to a pool (a decorated call
+    routed to one included) gets what the standard library raises then: a
+    plain ``RuntimeError('cannot schedule new futures after interpreter
+    shutdown')``.
 
     Example:
         >>> pool.shutdown()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import itertools
 import multiprocessing
+import multiprocessing.context
 import os
 import threading
 import types
@@ -21,7 +22,7 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, Future
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, cast, overload
 
 from . import _routing
 from ._collate import (
@@ -40,13 +41,15 @@ from ._routing import TaskOptions
 from ._serialize import (
     CallableByValue,
     FunctionPayload,
+    ReducedByNestpool,
     as_outcomes,
     dumps,
     dumps_callable,
+    loads,
     needs_by_value,
     pickling_error,
 )
-from ._subtasks import SubtaskPool
+from ._subtasks import SubtaskPool, cancel_notified, start_unless_cancelled
 from ._typing import P, R
 from ._worker import InitCall
 
@@ -61,6 +64,13 @@ __all__ = ["Pool"]
 START_METHODS = ("fork", "forkserver", "spawn")
 _pool_counter = itertools.count(1)
 _open_pools: weakref.WeakSet[Pool] = weakref.WeakSet()
+
+#: The standard library's words (concurrent.futures.process).
+SHUTDOWN_MESSAGE = "cannot schedule new futures after shutdown"
+EXIT_MESSAGE = "cannot schedule new futures after interpreter shutdown"
+#: Set when the interpreter begins to exit (``_shutdown_open_pools``), as
+#: ProcessPoolExecutor's ``_global_shutdown``: no pool takes new work after.
+_global_shutdown = False
 
 
 def default_start_method() -> str:
@@ -82,13 +92,20 @@ def usable_cpu_count() -> int:
     return max(1, count or 1)
 
 
-def _check_count(name: str, value: object, *, minimum: int, allow_none: bool = True) -> None:
+def _check_count(
+    name: str,
+    value: object,
+    *,
+    minimum: int,
+    allow_none: bool = True,
+    too_small: str | None = None,
+) -> None:
     if value is None and allow_none:
         return
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int or None, got {type(value).__name__}")
     if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+        raise ValueError(too_small or f"{name} must be >= {minimum}, got {value}")
 
 
 class Pool(Executor):
@@ -99,7 +116,10 @@ class Pool(Executor):
     thread pool here; inside a worker, subtasks run on that worker's own
     thread pool (see the routing table in the docs). It is a
     ``concurrent.futures.Executor``: ``submit``, ``map`` and ``shutdown``
-    behave as the standard library documents them.
+    behave as the standard library documents them, and it takes
+    ``ProcessPoolExecutor``'s ``max_workers`` and ``mp_context`` with their
+    meaning there, so it can stand in for one (a Dask scheduler too:
+    ``dask.compute(..., scheduler=pool)``).
 
     Args:
         processes: worker processes; None for the usable CPU count; 0 runs
@@ -114,22 +134,36 @@ class Pool(Executor):
         initargs: arguments for ``initializer``.
         max_tasks_per_child: replace each worker after this many process
             tasks (a chunk of a ``map`` counts as one; subtasks do not count).
+        max_workers: ``ProcessPoolExecutor``'s name for ``processes``, with
+            its rule: the number of worker processes, None for the usable CPU
+            count, and 0 or less is a ``ValueError``. Give one of the two.
+        mp_context: a ``multiprocessing`` context, as ``ProcessPoolExecutor``
+            takes it: the workers are started through it, with its start
+            method (``"fork"``, ``"forkserver"`` or ``"spawn"``). Give it or
+            ``start_method``, not both.
         client: a ``distributed.Client``: process tasks run on that Dask
             cluster instead of local worker processes (needs
             ``nestpool[dask]``; see docs/dask.md). The cluster decides the
             workers, so ``processes``, ``tasks_per_process``,
-            ``start_method``, ``initializer``, ``initargs`` and
-            ``max_tasks_per_child`` must be left out; ``threads`` sizes the
-            subtask pool here and in each Dask worker process.
+            ``start_method``, ``initializer``, ``initargs``,
+            ``max_tasks_per_child``, ``max_workers`` and ``mp_context`` must
+            be left out; ``threads`` sizes the subtask pool here and in each
+            Dask worker process.
 
     Raises:
-        ValueError: a negative count, an unknown start method, or an option
-            the Dask cluster decides given with ``client``.
-        TypeError: a count that is not an int.
+        ValueError: a negative count, ``max_workers`` of 0 or less, an unknown
+            start method (``mp_context``'s included), or an option the Dask
+            cluster decides given with ``client``.
+        TypeError: a count that is not an int, an ``mp_context`` that is not a
+            ``multiprocessing`` context, or both names of one option
+            (``processes`` and ``max_workers``, ``start_method`` and
+            ``mp_context``).
 
     Example:
         >>> with Pool(processes=4, threads=32):
         ...     total = sum(crunch.map(batches))
+        >>> with Pool(max_workers=4, mp_context=multiprocessing.get_context("spawn")) as pool:
+        ...     sizes = list(pool.map(len, pages))   # as with ProcessPoolExecutor
 
     When several pools are open at once in one process, decorated calls go to
     the one opened last, until it shuts down; ``submit`` always uses its own
@@ -155,8 +189,20 @@ class Pool(Executor):
         initializer: Callable[..., object] | None = None,
         initargs: tuple[Any, ...] = (),
         max_tasks_per_child: int | None = None,
+        max_workers: int | None = None,
+        mp_context: multiprocessing.context.BaseContext | None = None,
         client: Client | None = None,
     ) -> None:
+        if max_workers is not None and processes is not None:
+            raise TypeError(
+                "Pool() got both processes and max_workers: they are one option "
+                "(max_workers is ProcessPoolExecutor's name for it); give one"
+            )
+        if mp_context is not None and start_method is not None:
+            raise TypeError(
+                "Pool() got both start_method and mp_context: the context decides the "
+                "start method; give one"
+            )
         if client is not None:
             _check_no_local_options(
                 processes=processes,
@@ -165,11 +211,41 @@ class Pool(Executor):
                 initializer=initializer,
                 initargs=initargs,
                 max_tasks_per_child=max_tasks_per_child,
+                max_workers=max_workers,
+                mp_context=mp_context,
             )
+        if isinstance(threads, multiprocessing.context.BaseContext):
+            raise TypeError(
+                "threads must be an int or None, got a multiprocessing context: "
+                "ProcessPoolExecutor's second argument is mp_context, Pool's is "
+                "threads; pass it as mp_context=..."
+            )
+        if max_workers is not None:
+            # ProcessPoolExecutor's check and message: processes=0 means
+            # inline, max_workers keeps the standard library's meaning.
+            _check_count(
+                "max_workers",
+                max_workers,
+                minimum=1,
+                too_small="max_workers must be greater than 0",
+            )
+            processes = max_workers
         _check_count("processes", processes, minimum=0)
         _check_count("threads", threads, minimum=0)
         _check_count("tasks_per_process", tasks_per_process, minimum=1, allow_none=False)
         _check_count("max_tasks_per_child", max_tasks_per_child, minimum=1)
+        if mp_context is not None:
+            if not isinstance(mp_context, multiprocessing.context.BaseContext):  # pyright: ignore[reportUnnecessaryIsInstance]
+                raise TypeError(
+                    "mp_context must be a multiprocessing context "
+                    f"(multiprocessing.get_context(...)), got {type(mp_context).__name__}"
+                )
+            start_method = mp_context.get_start_method()
+            if start_method not in START_METHODS:
+                raise ValueError(
+                    f"mp_context starts processes by {start_method!r}; nestpool's workers "
+                    f"start by {', '.join(map(repr, START_METHODS))}"
+                )
         if start_method is None:
             start_method = default_start_method()
         elif start_method not in START_METHODS:
@@ -186,6 +262,8 @@ class Pool(Executor):
         self._threads = threads
         self._tasks_per_process = tasks_per_process
         self._start_method = start_method
+        #: what starts the workers: the caller's mp_context, or the start method's
+        self._context = mp_context or multiprocessing.get_context(start_method)
         self._max_tasks_per_child = max_tasks_per_child
         self._initializer: InitCall | None = None
         if initializer is not None:
@@ -195,6 +273,9 @@ class Pool(Executor):
         self._dispatcher: Dispatcher | None = None
         self._subtasks: SubtaskPool | None = None
         self._closed = False
+        #: closed by the interpreter's exit, not by its user (which words
+        #: the refusal of later work: see _refusal)
+        self._closed_at_exit = False
         #: set when shutdown has taken its last look at the dispatcher: none may
         #: be started after it, since nobody would stop it
         self._dispatcher_final = False
@@ -251,6 +332,25 @@ class Pool(Executor):
         """
         return self._start_method
 
+    @property
+    def _max_workers(self) -> int:
+        """How many process tasks run at once: ``processes x
+        tasks_per_process`` (at least 1: an inline pool runs one at a time);
+        with a client, the threads of the Dask workers.
+
+        ``ProcessPoolExecutor`` has this attribute (its worker count, each
+        running one task), and Dask's local scheduler reads it to know how
+        many tasks to keep submitted: ``dask.compute(..., scheduler=pool)``,
+        or ``dask.config.set(pool=pool)``.
+
+        Example:
+            >>> Pool(processes=4, tasks_per_process=2)._max_workers
+            8
+        """
+        if self._dask is not None:
+            return self._dask.slots()
+        return max(1, self._processes * self._tasks_per_process)
+
     def worker_pids(self) -> list[int]:
         """The pids of the live worker processes (a snapshot; for diagnostics).
 
@@ -282,13 +382,13 @@ class Pool(Executor):
             with self._lock:
                 dispatcher = self._dispatcher
                 if dispatcher is None and self._dispatcher_final:
-                    raise PoolClosedError("cannot schedule new futures after shutdown")
+                    raise PoolClosedError(SHUTDOWN_MESSAGE)
                 if dispatcher is None:
                     dispatcher = self._dispatcher = Dispatcher(
                         processes=self._processes,
                         threads=self._threads,
                         tasks_per_process=self._tasks_per_process,
-                        context=multiprocessing.get_context(self._start_method),
+                        context=self._context,
                         initializer=self._initializer,
                         max_tasks_per_child=self._max_tasks_per_child,
                         name=self._name,
@@ -329,10 +429,26 @@ class Pool(Executor):
         dispatcher.submit(task)
         return future
 
+    def _refusal(self) -> RuntimeError:
+        """The error for work given to this pool once it is closed, or once
+        the interpreter has begun to exit, as ``ProcessPoolExecutor`` raises
+        them: a pool its user shut down says "after shutdown" (the check that
+        comes first there) with ``PoolClosedError``, a ``RuntimeError``; any
+        other a plain ``RuntimeError`` "after interpreter shutdown"."""
+        if self._closed and not self._closed_at_exit:
+            return PoolClosedError(SHUTDOWN_MESSAGE)
+        return RuntimeError(EXIT_MESSAGE)
+
     def submit_task(
         self, options: TaskOptions, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Future[Any]:
-        """Route one ``@process_task`` call here (``_routing.Route``)."""
+        """Route one ``@process_task`` call here (``_routing.Route``).
+
+        Raises:
+            RuntimeError: the interpreter is exiting (as ``submit``).
+        """
+        if _global_shutdown:
+            raise self._refusal()
         if self._processes == 0:
             return run_inline(options.fn, args, kwargs)
         return self._submit_call(options.name, options.get_payload, args, kwargs, options.timeout)
@@ -345,7 +461,13 @@ class Pool(Executor):
         chunksize: int | None,
         buffersize: int | None,
     ) -> Iterator[Any]:
-        """Route a ``@process_task`` ``.map`` here (``_routing.Route``)."""
+        """Route a ``@process_task`` ``.map`` here (``_routing.Route``).
+
+        Raises:
+            RuntimeError: the interpreter is exiting (as ``map``).
+        """
+        if _global_shutdown:
+            raise self._refusal()
         if self._processes == 0:
             return map_inline(options.fn, iterables)
         if options.timeout is not None and chunksize is None:
@@ -454,6 +576,9 @@ class Pool(Executor):
     # A decorated task is itself callable (returning a Future), so the generic
     # overload alone would type pool.submit(crunch, x) as Future[Future[R]];
     # the first overload says what runs: the plain function, giving Future[R].
+    # A partial of a task runs the plain function too; a partial of anything
+    # else that returns a Future could never send it back, so the second
+    # overload is right for every partial whose value is a Future.
     @overload
     def submit(
         self,
@@ -463,13 +588,20 @@ class Pool(Executor):
         **kwargs: P.kwargs,
     ) -> Future[R]: ...
     @overload
+    def submit(
+        self, fn: functools.partial[Future[R]], /, *args: object, **kwargs: object
+    ) -> Future[R]: ...
+    @overload
     def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]: ...
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         """Run ``fn(*args, **kwargs)`` as a process task; return its future.
 
         ``fn`` is any picklable callable: functions the workers cannot import
         (lambdas, closures, ``__main__``) are sent by value with cloudpickle.
-        A decorated ``@process_task`` runs its plain function.
+        A decorated ``@process_task`` runs its plain function, and so does a
+        ``functools.partial`` of one (nested partials too), with the partial's
+        arguments: ``loop.run_in_executor(pool, partial(crunch, scale=2), x)``
+        gives ``crunch``'s value.
 
         Args:
             fn: the callable to run in a worker process (positional only).
@@ -482,15 +614,25 @@ class Pool(Executor):
             ``TaskPicklingError``).
 
         Raises:
-            PoolClosedError: (a ``RuntimeError``) the pool was shut down.
+            PoolClosedError: (a ``RuntimeError``) the pool was shut down:
+                "cannot schedule new futures after shutdown".
+            RuntimeError: the interpreter is exiting: "cannot schedule new
+                futures after interpreter shutdown", as ``ProcessPoolExecutor``.
 
         Example:
             >>> future = pool.submit(pow, 2, 10)
             >>> future.result()
             1024
         """
-        if self._closed:
-            raise PoolClosedError("cannot schedule new futures after shutdown")
+        if self._closed or _global_shutdown:
+            raise self._refusal()
+        unwrapped = _partial_of_task(fn)
+        if unwrapped is not None:
+            # Called in the worker, the task would give a Future, which cannot
+            # come back: the task's own path runs, with the partial's arguments.
+            fn, first, keywords = unwrapped
+            args = (*first, *args)
+            kwargs = {**keywords, **kwargs}
         options: TaskOptions | None = getattr(fn, "_self_options", None)
         if options is not None:
             # A decorated function: its plain function runs in the worker.
@@ -509,6 +651,16 @@ class Pool(Executor):
     def map(
         self,
         fn: ProcessTask[..., R] | ThreadSubtask[..., R],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
+        buffersize: int | None = None,
+        progress: Progress = None,
+    ) -> Iterator[R]: ...
+    @overload
+    def map(
+        self,
+        fn: functools.partial[Future[R]],
         *iterables: Iterable[Any],
         timeout: float | None = None,
         chunksize: int = 1,
@@ -541,7 +693,9 @@ class Pool(Executor):
         ``buffersize`` items in flight (default: a few chunks per worker slot).
 
         Args:
-            fn: a picklable callable (by value for lambdas and ``__main__``).
+            fn: a picklable callable (by value for lambdas and ``__main__``);
+                a decorated task, or a ``functools.partial`` of one, runs its
+                plain function.
             *iterables: zipped into the arguments of each call.
             timeout: seconds from the call; iterating past it raises
                 ``TimeoutError`` (``concurrent.futures.TimeoutError``).
@@ -554,7 +708,8 @@ class Pool(Executor):
         Raises:
             ValueError: ``chunksize`` < 1 or ``buffersize`` < 1.
             TypeError: ``buffersize`` is not an int or None.
-            PoolClosedError: the pool was shut down.
+            PoolClosedError: the pool was shut down, or the interpreter is
+                exiting (as ``submit``).
             ImportError: ``progress=True`` and tqdm is not installed.
 
         Example:
@@ -570,15 +725,26 @@ class Pool(Executor):
             raise TypeError("buffersize must be an integer or None")
         if buffersize is not None and buffersize < 1:
             raise ValueError("buffersize must be None or > 0")
-        if self._closed:
-            raise PoolClosedError("cannot schedule new futures after shutdown")
+        if self._closed or _global_shutdown:
+            raise self._refusal()
         options: TaskOptions | None = getattr(fn, "_self_options", None)
         plain: Callable[..., Any] = fn
-        if options is not None:
+        unwrapped = None if options is not None else _partial_of_task(fn)
+        payload: Callable[[bool], FunctionPayload]
+        if unwrapped is not None:
+            # A partial of a task: a partial of the task's plain function runs
+            # (the task itself would give a Future, which cannot come back).
+            task, first, keywords = unwrapped
+            task_options: TaskOptions = task._self_options
+            plain = functools.partial(
+                _PlainFunction(task_options), *_bound_instance(task), *first, **keywords
+            )
+            name = task_options.name
+            options = task_options
+            payload = functools.partial(dumps_callable, plain)
+        elif options is not None:
             plain = options.fn
             iterables = (*map(itertools.repeat, _bound_instance(fn)), *iterables)
-        payload: Callable[[bool], FunctionPayload]
-        if options is not None:
             name, payload = options.name, options.get_payload
         else:
             name, payload = callable_name(fn), functools.partial(dumps_callable, fn)
@@ -719,7 +885,7 @@ def _init_call(
 
 
 def _raise_closed() -> Iterator[Any]:
-    raise PoolClosedError("cannot schedule new futures after shutdown")
+    raise PoolClosedError(SHUTDOWN_MESSAGE)
     yield  # a generator: the error comes at the first next(), as a task's would
 
 
@@ -735,6 +901,57 @@ def callable_name(fn: object) -> str:
         return f"partial({callable_name(inner)})"
     # (pyright narrows fn to object | partial[Unknown] here: a partial's type is unsolved)
     return type(fn).__qualname__  # pyright: ignore[reportUnknownArgumentType]
+
+
+_PARTIAL_CALL = cast("type[functools.partial[Any]]", functools.partial).__call__
+
+
+def _partial_of_task(fn: object) -> tuple[Any, tuple[Any, ...], dict[str, Any]] | None:
+    """For ``functools.partial`` layers around a decorated task (nested ones
+    too): the task, and the arguments and keywords the layers put before a
+    call's own; None for anything else.
+
+    A partial subclass with its own ``__call__`` is left alone: it may not
+    call its function the usual way.
+    """
+    layers: list[functools.partial[Any]] = []
+    inner: object = fn
+    # Only functools.partial and its subclasses that keep its __call__ have
+    # this very __call__ (a class without one gives type.__call__ here).
+    while type(inner).__call__ is _PARTIAL_CALL:
+        layer = cast("functools.partial[Any]", inner)
+        layers.append(layer)
+        inner = layer.func
+    if not layers or getattr(inner, "_self_options", None) is None:
+        return None
+    args: tuple[Any, ...] = ()
+    keywords: dict[str, Any] = {}
+    # partial(partial(f, a, k=1), b, k=2)(c) is f(a, b, c, k=2): the innermost
+    # layer's arguments first, an outer layer's keyword over an inner one's.
+    for layer in reversed(layers):
+        args += layer.args
+        keywords.update(layer.keywords)
+    return inner, args, keywords
+
+
+class _PlainFunction(ReducedByNestpool):
+    """Calls a decorated task's plain function; pickles as that function
+    itself (the task's own payload: by reference, or by value), so that a
+    partial of it arrives in the worker as a partial of the plain function."""
+
+    __slots__ = ("options",)
+
+    def __init__(self, options: TaskOptions) -> None:
+        self.options = options
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.options.fn(*args, **kwargs)
+
+    def _self_reduce(self, portable: bool) -> tuple[Any, ...]:
+        return loads, (bytes(self.options.get_payload(portable)),)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return self._self_reduce(False)
 
 
 def _check_no_local_options(**options: Any) -> None:
@@ -796,19 +1013,19 @@ def _submit_picklable_items(
 
     def merge(done: Future[Any]) -> None:
         if done.cancelled():
-            future.cancel()
+            cancel_notified(future)
             return
         exc = done.exception()
         sent = None if exc is not None else as_outcomes(done.result())
         for position, index in enumerate(good):
             outcomes[index] = (False, exc) if sent is None else sent[position]
-        if future.set_running_or_notify_cancel():  # False: its map was closed
+        if start_unless_cancelled(future):  # False: its map was closed
             future.set_result(outcomes)
 
     def forward_cancel(outer: Future[Any]) -> None:
         # The map cancels the future it holds: the items sent must not run.
         if outer.cancelled():
-            inner.cancel()
+            cancel_notified(inner)
 
     inner.add_done_callback(merge)
     future.add_done_callback(forward_cancel)
@@ -817,9 +1034,14 @@ def _submit_picklable_items(
 
 
 def _shutdown_open_pools() -> None:
-    # At interpreter exit, as the standard library's executors do: finish the
-    # work of pools the program left open, then release their workers.
+    # At interpreter exit, as the standard library's executors do: refuse new
+    # work from now on (ProcessPoolExecutor's _python_exit sets its
+    # _global_shutdown first too), finish the work of pools the program left
+    # open, then release their workers.
+    global _global_shutdown
+    _global_shutdown = True
     for pool in list(_open_pools):
+        pool._closed_at_exit = True
         try:
             pool.shutdown(wait=True)
         except BaseException:  # pragma: no cover - best effort at exit

@@ -7,6 +7,7 @@ closing the bar when the map ends, fails or is closed.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Generic
 
@@ -48,7 +49,10 @@ class Reporter:
         self.callback: Callable[[int], object] | None = None
         if progress is True:
             try:
-                from tqdm import tqdm
+                # Imported by name, so typed Any: tqdm is optional, and typed
+                # or not, installed or not, no mypy (a user's, with its own
+                # configuration) has anything to report about it here.
+                tqdm: Any = importlib.import_module("tqdm").tqdm
             except ImportError:
                 raise ImportError(_TQDM_MISSING) from None
             self.bar = tqdm(total=total, desc=desc, unit="item")

@@ -19,10 +19,13 @@ import traceback
 import types
 import weakref
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 # cloudpickle ships no types (no stubs, no py.typed): see _CloudPickler below.
-import cloudpickle  # pyright: ignore[reportMissingTypeStubs]
+# The ignore is in the code, not in nestpool's mypy configuration, so that a
+# user's mypy, which reads its own configuration, sees the package clean too.
+import cloudpickle  # type: ignore[import-untyped]
 
 from ._errors import RemoteTaskError, TaskPicklingError
 
@@ -31,6 +34,7 @@ __all__ = [
     "ChunkValues",
     "ExceptionWithTraceback",
     "FunctionPayload",
+    "FutureCannotCrossError",
     "ReducedByNestpool",
     "RemoteTraceback",
     "dumps",
@@ -92,6 +96,17 @@ else:
     _CloudPickler = cloudpickle.Pickler
 
 
+class FutureCannotCrossError(pickle.PicklingError):
+    """A ``concurrent.futures.Future`` met while pickling: it belongs to the
+    process that made it (its waiters, callbacks and lock live there).
+
+    The standard pickler fails at the future's lock with a bare "cannot
+    pickle '_thread.RLock' object"; nestpool's pickler, which ``dumps`` tries
+    next, stops at the future itself with this, so ``pickling_error`` can say
+    what happened and what to do.
+    """
+
+
 class _Pickler(_CloudPickler):
     def __init__(self, file: io.BytesIO, protocol: int, portable: bool = False) -> None:
         super().__init__(file, protocol=protocol)
@@ -100,6 +115,11 @@ class _Pickler(_CloudPickler):
     def reducer_override(self, obj: Any) -> Any:
         if isinstance(type(obj), type) and issubclass(type(obj), ReducedByNestpool):  # pyright: ignore[reportUnnecessaryIsInstance]
             return obj._self_reduce(self.portable)
+        if isinstance(obj, Future):
+            raise FutureCannotCrossError(
+                "a concurrent.futures.Future cannot cross the process boundary: "
+                "it belongs to the process that made it"
+            )
         return super().reducer_override(obj)
 
 
@@ -540,10 +560,17 @@ _DIRECTIONS = {
 def pickling_error(task_name: str, direction: str, cause: BaseException) -> TaskPicklingError:
     """Build the error for data that failed to cross the boundary, cause chained."""
     what, hint = _DIRECTIONS[direction]
-    error = TaskPicklingError(
-        f"task {task_name!r}: {what}: {type(cause).__name__}: {cause}; {hint}",
-        task_name=task_name,
-        direction=direction,
-    )
+    if direction == "result" and isinstance(cause, FutureCannotCrossError):
+        # Typically a decorated task called inside a task, its Future returned.
+        message = (
+            f"task {task_name!r}: the result is (or holds) a concurrent.futures.Future, "
+            "and a Future cannot be sent back to the caller: it belongs to the worker "
+            "that made it. Calling a decorated task or subtask returns a Future; call "
+            "its .sync(...) instead to run the plain function and get its value, or "
+            "return future.result()"
+        )
+    else:
+        message = f"task {task_name!r}: {what}: {type(cause).__name__}: {cause}; {hint}"
+    error = TaskPicklingError(message, task_name=task_name, direction=direction)
     error.__cause__ = cause
     return error

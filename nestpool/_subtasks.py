@@ -28,7 +28,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from concurrent.futures._base import FINISHED, PENDING, RUNNING
+from concurrent.futures._base import CANCELLED, FINISHED, PENDING, RUNNING
 from typing import Any, Generic, overload
 
 from ._errors import PoolClosedError
@@ -41,10 +41,12 @@ __all__ = [
     "SubtaskFuture",
     "SubtaskPool",
     "become_helper",
+    "cancel_notified",
     "default_threads",
     "enter_task_thread",
     "is_helper",
     "process_pool",
+    "start_unless_cancelled",
     "stop_helping",
     "task_ended",
     "use_compute_slots",
@@ -302,6 +304,41 @@ def default_threads() -> int:
     return min(32, (counter() or 1) + 4)
 
 
+def cancel_notified(future: Future[Any]) -> bool:
+    """Cancel ``future`` and tell its waiters at once; False if it has started.
+
+    ``Future.cancel()`` alone leaves a future CANCELLED, which
+    ``concurrent.futures.wait`` and ``as_completed`` count as done only once
+    an executor calls ``set_running_or_notify_cancel()`` on it (CPython
+    gh-136655): a future the pool cancels, and so never reaches, would keep
+    them waiting for their whole timeout. The move to CANCELLED_AND_NOTIFIED
+    is made here, under the future's lock, so that no executor thread makes
+    it a second time (which raises); executors take futures that may have
+    been through here with ``start_unless_cancelled``.
+    """
+    if not future.cancel():
+        return False
+    with future._condition:
+        if future._state == CANCELLED:
+            future.set_running_or_notify_cancel()
+    return True
+
+
+def start_unless_cancelled(future: Future[Any]) -> bool:
+    """``set_running_or_notify_cancel()`` for a future that ``cancel_notified``
+    may have reached first.
+
+    Returns:
+        True if the future is now running (or already was); False if it was
+        cancelled (its waiters are told, if they were not yet) or is done.
+    """
+    with future._condition:
+        state = future._state
+        if state in (PENDING, CANCELLED):
+            return future.set_running_or_notify_cancel()
+        return state == RUNNING
+
+
 _Work = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]
 
 
@@ -459,8 +496,8 @@ class SubtaskFuture(Future[R]):
             started = self._state == PENDING
             if started:
                 self._state = RUNNING
-        if not started and not self.set_running_or_notify_cancel():
-            return  # cancelled (set_running_or_notify_cancel told its waiters)
+        if not started and not start_unless_cancelled(self):
+            return  # cancelled (its waiters are told)
         try:
             result = fn(*args, **kwargs)
         except BaseException as exc:
@@ -606,7 +643,7 @@ class SubtaskPool:
                 except BaseException:
                     # The caller is told the call failed: it must not run
                     # later on another thread (a pool thread skips it).
-                    future.cancel()
+                    cancel_notified(future)
                     raise
         return future
 
@@ -646,7 +683,7 @@ class SubtaskPool:
                 except queue.Empty:
                     break
                 if item is not None:
-                    item.cancel()
+                    cancel_notified(item)
         for _ in threads:
             self._queue.put(None)
         if wait:

@@ -275,6 +275,19 @@ def test_leaving_by_an_exception_cancels_the_unfinished_work(client: Any) -> Non
         assert f.cancelled() or f.result() == futures.index(f)
 
 
+def test_cancelled_futures_are_at_once_done_for_wait_and_as_completed(client: Any) -> None:
+    pool = Pool(client=client)
+    futures = [tasks.sleeper(0.2, i) for i in range(40)]
+    pool.shutdown(wait=False, cancel_futures=True)
+    cancelled = [f for f in futures if f.cancelled()]
+    assert cancelled
+    # Not notified, these would count as done only once Dask reported each
+    # task's cancellation back.
+    assert not wait(cancelled, timeout=5).not_done
+    assert set(as_completed(cancelled, timeout=5)) == set(cancelled)
+    assert not wait(futures, timeout=60).not_done
+
+
 def test_results_are_released_on_the_workers_once_fetched(client: Any) -> None:
     with Pool(client=client):
         futures = [tasks.add(i) for i in range(10)]

@@ -264,6 +264,41 @@ def test_pyright_verifytypes_public_api_is_complete(tmp_path: Path) -> None:
     assert completeness["completenessScore"] == 1.0, "\n".join(unknown)
 
 
+def test_mypy_strict_is_clean_on_the_package_without_its_configuration(tmp_path: Path) -> None:
+    # What a user's mypy sees of the installed nestpool: none of the project's
+    # [tool.mypy] (its overrides silenced cloudpickle and tqdm, which ship no
+    # types, so a user's `mypy --strict` reported both), run from elsewhere.
+    # tqdm and cloudpickle are installed, as with the progress extra.
+    pytest.importorskip("tqdm")
+    config = tmp_path / "mypy.ini"
+    config.write_text("[mypy]\n")  # no options: mypy's defaults, then --strict
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("MYPY")}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--strict",
+            "--config-file",
+            str(config),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "-p",
+            "nestpool",
+        ],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith("Success: no issues found"), done.stdout
+    checked = int(re.search(r"in (\d+) source files", done.stdout)[1])  # type: ignore[index]
+    assert checked == len(list((ROOT / "nestpool").glob("*.py")))
+
+
 # ---------------------------------------------------------------- runtime
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
+import multiprocessing
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Future
 from typing import TypeVar
@@ -257,6 +259,10 @@ def check_pool(pool: Pool) -> None:
     assert_type(pool.map(plain_pow, [2, 3], [2, 2]), Iterator[int])
     assert_type(pool.map(halve, [1, 2], timeout=60.0, chunksize=2), Iterator[float])
     assert_type(pool.map(fetch, ["a"]), Iterator[bytes])
+    # A partial of a task runs its plain function: its value, not a Future.
+    assert_type(pool.submit(functools.partial(crunch, scale=3), ["ab"]), Future[int])
+    assert_type(pool.map(functools.partial(crunch, scale=3), [["ab"]]), Iterator[int])
+    assert_type(pool.submit(functools.partial(plain_pow, 2), 10), Future[int])
     assert pool.submit(plain_pow, 2, 10).result() == 1024
     assert pool.submit(crunch, ["ab"], scale=3).result() == 6
     assert pool.submit(halve, 3).result() == 1.5
@@ -265,6 +271,8 @@ def check_pool(pool: Pool) -> None:
     assert list(pool.map(plain_pow, [2, 3], [2, 2])) == [4, 9]
     assert list(pool.map(halve, [1, 2], timeout=60.0, chunksize=2)) == [0.5, 1.0]
     assert list(pool.map(fetch, ["a"])) == [b"a"]
+    assert pool.submit(functools.partial(crunch, scale=3), ["ab"]).result() == 6
+    assert list(pool.map(functools.partial(crunch, scale=3), [["ab"]])) == [6]
 
 
 def check_pool_object() -> None:
@@ -280,3 +288,8 @@ def check_pool_object() -> None:
         assert_type(pool.worker_pids(), list[int])
         check_pool(pool)
     assert_type(pool.shutdown(wait=True, cancel_futures=False), None)
+    # ProcessPoolExecutor's names for two options.
+    spawn = multiprocessing.get_context("spawn")
+    with Pool(max_workers=1, mp_context=spawn, threads=0) as drop_in:
+        assert_type(drop_in, Pool)
+        assert drop_in.start_method == "spawn"

@@ -130,5 +130,7 @@ def wrong_pool(pool: Pool) -> None:
     pool.map(halve, [1], chunksize="2")  # type: ignore[call-overload]
     Pool(processes="4")  # type: ignore[arg-type]
     Pool(4, 8, 2)  # type: ignore[call-arg]
+    Pool(max_workers="4")  # type: ignore[arg-type]
+    Pool(mp_context="spawn")  # type: ignore[arg-type]
     pool.shutdown(cancel=True)  # type: ignore[call-arg]
     del as_bytes, texts
