@@ -1,8 +1,9 @@
 """The docs say what the code does: every page is in the site's nav, the
 Faults page has a section per error (when, what it carries, what to do) and
-lists every pickling direction, and the Python in README.md and docs/ parses
-and imports only names nestpool has. (The site itself is built with
-``mkdocs build --strict`` by scripts/docs.sh in .ci/run.)
+lists every pickling direction, the Python in README.md and docs/ parses and
+imports only names nestpool has, and the pages speak to users (no references
+to the project's working notes or issue numbers). (The site itself is built
+with ``mkdocs build --strict`` by scripts/docs.sh in .ci/run.)
 """
 
 from __future__ import annotations
@@ -119,6 +120,21 @@ def test_python_in_the_docs_parses_and_uses_real_names(path: Path) -> None:
                 and node.value.id == "nestpool"
             ):
                 assert hasattr(nestpool, node.attr), f"{path.name}: nestpool.{node.attr}"
+
+
+#: What a user cannot look up: the project's own tracker and working notes.
+#: ("ParamSpec" and ``spec_from_file_location`` are not "SPEC": no word boundary.)
+_INTERNAL = re.compile(r"\bSPEC\b|\bissues? \d+|(?<![\w&])#\d+\b|seed", re.I)
+
+
+@pytest.mark.parametrize("path", MARKDOWN, ids=lambda p: p.name)
+def test_docs_speak_to_users_not_about_the_project_history(path: Path) -> None:
+    found = [
+        f"{path.name}:{number}: {line.strip()}"
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if _INTERNAL.search(line)
+    ]
+    assert not found, "internal references (SPEC, issue numbers, seed):\n" + "\n".join(found)
 
 
 def test_changelog_keeps_a_changelog() -> None:
