@@ -1,9 +1,12 @@
 """The docs say what the code does: every page is in the site's nav, the
 Faults page has a section per error (when, what it carries, what to do) and
 lists every pickling direction, the Python in README.md and docs/ parses and
-imports only names nestpool has, and the pages speak to users (no references
-to the project's working notes or issue numbers). (The site itself is built
-with ``mkdocs build --strict`` by scripts/docs.sh in .ci/run.)
+imports only names nestpool has, the pages speak to users (no references to
+the project's working notes or issue numbers), and the complete programs of
+the docs run as written and print what the docs say (tests/doc_programs.py
+takes them from the markdown and serves what they fetch on 127.0.0.1). (The
+site itself is built with ``mkdocs build --strict`` by scripts/docs.sh in
+.ci/run.)
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import pytest
 
 import nestpool
 from nestpool import _serialize
+
+from .doc_programs import explain, program, run_program, serve_pages
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -120,6 +125,32 @@ def test_python_in_the_docs_parses_and_uses_real_names(path: Path) -> None:
                 and node.value.id == "nestpool"
             ):
                 assert hasattr(nestpool, node.attr), f"{path.name}: nestpool.{node.attr}"
+
+
+#: The pages the first programs fetch: page i holds i % 7 + 1 words, so a
+#: page missed or counted twice changes the total.
+PAGES = {f"/page/{i}": b" ".join([b"word"] * (i % 7 + 1)) + b"\n" for i in range(25)}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize(
+    ("path", "heading"),
+    [(ROOT / "README.md", "## Quickstart"), (DOCS / "index.md", "## A first program")],
+    ids=["README quickstart", "index first program"],
+)
+def test_first_programs_run_as_written(path: Path, heading: str, tmp_path: Path) -> None:
+    """The program runs unchanged, given 25 URLs of a local site (3 batches,
+    one short): it prints the total of words twice (futures, then map), and
+    fetched each page once per way."""
+    code = program(path, heading)
+    with serve_pages(PAGES) as (base, hits):
+        done = run_program(code, tmp_path, *(base + page for page in PAGES))
+    assert done.returncode == 0, explain(done)
+    total = sum(len(body.split()) for body in PAGES.values())
+    assert done.stdout.split() == [str(total), str(total)], explain(done)
+    assert done.stderr == "", explain(done)
+    assert hits == dict.fromkeys(PAGES, 2), f"requests per page: {dict(hits)}"
 
 
 #: What a user cannot look up: the project's own tracker and working notes.
