@@ -1,7 +1,8 @@
 """Run the complete programs of README.md and docs/ as a reader would.
 
 ``program(path, heading)`` takes a program's code from the markdown itself
-(the first Python block of a section), so the page and its test cannot drift;
+(the first Python block of a section), so the page and its test cannot drift
+(``block`` takes a block of another language: the output a page shows);
 ``run_program`` saves it to a file and runs it with this interpreter in a
 subprocess, as ``python file.py ARGS``; ``serve_pages`` serves the pages a
 program fetches on 127.0.0.1, from a thread of the test process, and counts
@@ -21,22 +22,27 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-_BLOCK = re.compile(r"^```python\n(.*?)\n```[ \t]*$", re.M | re.S)
 _FENCED = re.compile(r"^```.*?^```[ \t]*$", re.M | re.S)
 _HEADING = re.compile(r"^#{1,6} ", re.M)
 
 
-def program(path: Path, heading: str) -> str:
-    """The first top-level Python block of the section ``heading`` (a whole
-    markdown heading line, ``"## Quickstart"``) of ``path``."""
+def block(path: Path, heading: str, language: str) -> str:
+    """The first top-level ```language block of the section ``heading`` (a
+    whole markdown heading line, ``"## Quickstart"``) of ``path``."""
     text = path.read_text()
     start = re.search(rf"^{re.escape(heading)}$", text, re.M)
     assert start is not None, f"{path.name} has no heading {heading!r}"
-    block = _BLOCK.search(text, start.end())
-    assert block is not None, f"{path.name}, {heading!r}: no ```python block after it"
-    between = _FENCED.sub("", text[start.end() : block.start()])
-    assert not _HEADING.search(between), f"{path.name}, {heading!r}: no ```python block in it"
-    return block[1] + "\n"
+    fence = re.compile(rf"^```{re.escape(language)}\n(.*?)\n```[ \t]*$", re.M | re.S)
+    found = fence.search(text, start.end())
+    assert found is not None, f"{path.name}, {heading!r}: no ```{language} block after it"
+    between = _FENCED.sub("", text[start.end() : found.start()])
+    assert not _HEADING.search(between), f"{path.name}, {heading!r}: no ```{language} block"
+    return found[1] + "\n"
+
+
+def program(path: Path, heading: str) -> str:
+    """The first top-level Python block of the section ``heading`` of ``path``."""
+    return block(path, heading, "python")
 
 
 def run_program(

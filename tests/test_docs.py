@@ -21,7 +21,7 @@ import pytest
 import nestpool
 from nestpool import _serialize
 
-from .doc_programs import explain, program, run_program, serve_pages
+from .doc_programs import block, explain, program, run_program, serve_pages
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -152,6 +152,35 @@ def test_first_programs_run_as_written(path: Path, heading: str, tmp_path: Path)
     assert done.stdout.split() == [str(total), str(total)], explain(done)
     assert done.stderr == "", explain(done)
     assert hits == dict.fromkeys(PAGES, 2), f"requests per page: {dict(hits)}"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_logging_from_workers_reaches_the_parent(tmp_path: Path) -> None:
+    """The recipe of docs/pickling.md runs as written: its workers get a
+    ``multiprocessing`` queue through ``initargs`` (forkserver), and every
+    record they log (from process tasks and from their subtask threads)
+    reaches the parent's handler through the ``QueueListener``: on stderr,
+    in the parent's format, each once, named after the worker that logged
+    it. The messages are those the page shows."""
+    heading = "## Logging from workers"
+    done = run_program(program(DOCS / "pickling.md", heading), tmp_path)
+    assert done.returncode == 0, explain(done)
+    assert done.stdout == "20\n", explain(done)
+    pattern = r"(\S+) shop: (.+)"
+    records = [re.fullmatch(pattern, line) for line in done.stderr.splitlines()]
+    assert records and all(records), explain(done)  # nothing else on stderr
+    logged = [(m[1], m[2]) for m in records if m is not None]
+    assert logged[-1] == ("MainProcess", "done"), explain(done)
+    from_workers = [name for name, _ in logged[:-1]]
+    assert "MainProcess" not in from_workers, explain(done)
+    shown = [
+        re.fullmatch(pattern, line)
+        for line in block(DOCS / "pickling.md", heading, "text").splitlines()
+    ]
+    expected = sorted(m[2] for m in shown if m is not None)
+    assert len(expected) == 8, f"pickling.md shows {len(expected)} records, not 8"
+    assert sorted(message for _, message in logged) == expected, explain(done)
 
 
 #: What a user cannot look up: the project's own tracker and working notes.
