@@ -1,8 +1,12 @@
 """The docs say what the code does: every page is in the site's nav, the
 Faults page has a section per error (when, what it carries, what to do) and
-lists every pickling direction, and the Python in README.md and docs/ parses
-and imports only names nestpool has. (The site itself is built with
-``mkdocs build --strict`` by scripts/docs.sh in .ci/run.)
+lists every pickling direction, the Python in README.md and docs/ parses and
+imports only names nestpool has, the pages speak to users (no references to
+the project's working notes or issue numbers), and the complete programs of
+the docs run as written and print what the docs say (tests/doc_programs.py
+takes them from the markdown and serves what they fetch on 127.0.0.1). (The
+site itself is built with ``mkdocs build --strict`` by scripts/docs.sh in
+.ci/run.)
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import pytest
 import nestpool
 from nestpool import _serialize
 
+from .doc_programs import block, explain, program, run_program, serve_pages
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 MARKDOWN = [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
@@ -30,7 +36,7 @@ def _nav() -> dict[str, str]:
     return dict(re.findall(r"^  - (.+?): (\S+\.md)$", nav, re.M))
 
 
-def test_every_page_is_in_the_nav_and_the_issue_pages_exist() -> None:
+def test_every_page_is_in_the_nav_and_every_topic_has_a_page() -> None:
     nav = _nav()
     assert sorted(nav.values()) == sorted(p.name for p in DOCS.glob("*.md"))
     titles = " | ".join(nav).lower()
@@ -39,6 +45,7 @@ def test_every_page_is_in_the_nav_and_the_issue_pages_exist() -> None:
         "routing",
         "collating",
         "faults",
+        "crosses the process boundary",
         "performance",
         "dask",
         "typing",
@@ -119,6 +126,76 @@ def test_python_in_the_docs_parses_and_uses_real_names(path: Path) -> None:
                 and node.value.id == "nestpool"
             ):
                 assert hasattr(nestpool, node.attr), f"{path.name}: nestpool.{node.attr}"
+
+
+#: The pages the first programs fetch: page i holds i % 7 + 1 words, so a
+#: page missed or counted twice changes the total.
+PAGES = {f"/page/{i}": b" ".join([b"word"] * (i % 7 + 1)) + b"\n" for i in range(25)}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize(
+    ("path", "heading"),
+    [(ROOT / "README.md", "## Quickstart"), (DOCS / "index.md", "## A first program")],
+    ids=["README quickstart", "index first program"],
+)
+def test_first_programs_run_as_written(path: Path, heading: str, tmp_path: Path) -> None:
+    """The program runs unchanged, given 25 URLs of a local site (3 batches,
+    one short): it prints the total of words twice (futures, then map), and
+    fetched each page once per way."""
+    code = program(path, heading)
+    with serve_pages(PAGES) as (base, hits):
+        done = run_program(code, tmp_path, *(base + page for page in PAGES))
+    assert done.returncode == 0, explain(done)
+    total = sum(len(body.split()) for body in PAGES.values())
+    assert done.stdout.split() == [str(total), str(total)], explain(done)
+    assert done.stderr == "", explain(done)
+    assert hits == dict.fromkeys(PAGES, 2), f"requests per page: {dict(hits)}"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_logging_from_workers_reaches_the_parent(tmp_path: Path) -> None:
+    """The recipe of docs/pickling.md runs as written: its workers get a
+    ``multiprocessing`` queue through ``initargs`` (forkserver), and every
+    record they log (from process tasks and from their subtask threads)
+    reaches the parent's handler through the ``QueueListener``: on stderr,
+    in the parent's format, each once, named after the worker that logged
+    it. The messages are those the page shows."""
+    heading = "## Logging from workers"
+    done = run_program(program(DOCS / "pickling.md", heading), tmp_path)
+    assert done.returncode == 0, explain(done)
+    assert done.stdout == "20\n", explain(done)
+    pattern = r"(\S+) shop: (.+)"
+    records = [re.fullmatch(pattern, line) for line in done.stderr.splitlines()]
+    assert records and all(records), explain(done)  # nothing else on stderr
+    logged = [(m[1], m[2]) for m in records if m is not None]
+    assert logged[-1] == ("MainProcess", "done"), explain(done)
+    from_workers = [name for name, _ in logged[:-1]]
+    assert "MainProcess" not in from_workers, explain(done)
+    shown = [
+        re.fullmatch(pattern, line)
+        for line in block(DOCS / "pickling.md", heading, "text").splitlines()
+    ]
+    expected = sorted(m[2] for m in shown if m is not None)
+    assert len(expected) == 8, f"pickling.md shows {len(expected)} records, not 8"
+    assert sorted(message for _, message in logged) == expected, explain(done)
+
+
+#: What a user cannot look up: the project's own tracker and working notes.
+#: ("ParamSpec" and ``spec_from_file_location`` are not "SPEC": no word boundary.)
+_INTERNAL = re.compile(r"\bSPEC\b|\bissues? \d+|(?<![\w&])#\d+\b|seed", re.I)
+
+
+@pytest.mark.parametrize("path", MARKDOWN, ids=lambda p: p.name)
+def test_docs_speak_to_users_not_about_the_project_history(path: Path) -> None:
+    found = [
+        f"{path.name}:{number}: {line.strip()}"
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if _INTERNAL.search(line)
+    ]
+    assert not found, "internal references (SPEC, issue numbers, seed):\n" + "\n".join(found)
 
 
 def test_changelog_keeps_a_changelog() -> None:
