@@ -123,11 +123,6 @@ _PICKLING = (
 
 EXPECTED_FAILURES: dict[str, Expected] = {
     # differences by design (docs/migrating.md)
-    "test_max_workers_negative": Expected(
-        "differs by design: a count of 0 runs every task inline, in the caller "
-        "(ProcessPoolExecutor rejects 0)",
-        r"AssertionError: ValueError not raised",
-    ),
     "test_traceback": Expected(
         "differs by design: the worker-side traceback is chained as nestpool's own "
         "RemoteTraceback (same .tb text, shown by sys.excepthook), not as the private "
@@ -139,11 +134,6 @@ EXPECTED_FAILURES: dict[str, Expected] = {
         "started; ProcessPoolExecutor has already moved a few into its call queue, "
         "where they cannot be cancelled, and the test counts on them",
         r"AssertionError: 0 not greater than 0",
-    ),
-    "test_submit_after_interpreter_shutdown": Expected(
-        "differs by design: submit after shutdown raises nestpool's PoolClosedError, "
-        "a RuntimeError subclass, so the traceback the test reads names PoolClosedError",
-        r"nestpool\.PoolClosedError: cannot schedule new futures",
     ),
     "test_error_at_task_unpickle": Expected(
         _PICKLING,
@@ -160,24 +150,15 @@ EXPECTED_FAILURES: dict[str, Expected] = {
         r"TaskPicklingError: task '_return_instance': the result could not be "
         r"unpickled in the parent: UnpicklingError",
     ),
-    # nestpool bugs (each with its fix in the report; by design once fixed)
-    "test_no_stale_references": Expected(
-        "bug: dumps_callable's cache (nestpool/_serialize.py) keeps a strong reference "
-        "to every callable submitted, so a bound method keeps its instance alive",
-        r"Stale reference not collected within timeout",
-        bug=True,
-    ),
     "test_exit_during_result_pickle_on_worker": Expected(
-        "bug: a result whose pickling raises SystemExit ends the worker's runner thread "
-        "(_worker._send_outcomes catches Exception only); the future never completes",
-        HANGS,
-        bug=True,
+        _PICKLING,
+        r"TaskPicklingError: task '_return_instance': the result could not be pickled: "
+        r"SystemExit",
     ),
     "test_exit_during_result_unpickle_in_result_handler": Expected(
-        "bug: a result whose unpickling raises SystemExit kills the dispatcher thread "
-        "(_dispatcher._take_result catches Exception only); every pending future fails",
-        r"nestpool's dispatcher failed: SystemExit",
-        bug=True,
+        _PICKLING,
+        r"TaskPicklingError: task '_return_instance': the result could not be "
+        r"unpickled in the parent: SystemExit",
     ),
 }
 
