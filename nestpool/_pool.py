@@ -33,7 +33,7 @@ from ._collate import (
     MapIterator,
 )
 from ._dispatcher import Dispatcher, join_all_dispatchers, new_task_id
-from ._errors import PoolClosedError
+from ._errors import PoolClosedError, TaskPicklingError
 from ._inline import map_inline, run_inline
 from ._progress import Progress, make_reporter, with_progress
 from ._records import Task
@@ -51,7 +51,7 @@ from ._serialize import (
 )
 from ._subtasks import SubtaskPool, cancel_notified, start_unless_cancelled
 from ._typing import P, R
-from ._worker import InitCall
+from ._worker import ForkContextError, InitCall
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -246,6 +246,7 @@ class Pool(Executor):
                     f"mp_context starts processes by {start_method!r}; nestpool's workers "
                     f"start by {', '.join(map(repr, START_METHODS))}"
                 )
+        defaulted = start_method is None
         if start_method is None:
             start_method = default_start_method()
         elif start_method not in START_METHODS:
@@ -258,6 +259,18 @@ class Pool(Executor):
         if initializer is not None and not callable(initializer):
             raise TypeError("initializer must be callable")
 
+        self._initializer: InitCall | None = None
+        if initializer is not None:
+            try:
+                self._initializer = _init_call(initializer, tuple(initargs), start_method)
+            except _NeedsFork:
+                # Objects of a fork context in initargs (multiprocessing.Queue()
+                # of the default context on Linux before 3.14) can only reach
+                # forked workers: ProcessPoolExecutor's default context forks.
+                if not defaulted:
+                    raise
+                start_method = "fork"
+                self._initializer = _init_call(initializer, tuple(initargs), start_method)
         self._processes = usable_cpu_count() if processes is None else processes
         self._threads = threads
         self._tasks_per_process = tasks_per_process
@@ -265,9 +278,6 @@ class Pool(Executor):
         #: what starts the workers: the caller's mp_context, or the start method's
         self._context = mp_context or multiprocessing.get_context(start_method)
         self._max_tasks_per_child = max_tasks_per_child
-        self._initializer: InitCall | None = None
-        if initializer is not None:
-            self._initializer = _init_call(initializer, tuple(initargs), start_method)
         self._name = f"nestpool-{next(_pool_counter)}"
         self._lock = threading.Lock()
         self._dispatcher: Dispatcher | None = None
@@ -857,6 +867,10 @@ class Pool(Executor):
         )
 
 
+class _NeedsFork(TaskPicklingError):
+    """The initializer's arguments hold objects of a fork context."""
+
+
 def _init_call(
     initializer: Callable[..., object], initargs: tuple[Any, ...], start_method: str
 ) -> InitCall:
@@ -869,7 +883,8 @@ def _init_call(
     travel fail the constructor.
 
     Raises:
-        TaskPicklingError: the initializer cannot be pickled.
+        TaskPicklingError: the initializer or an argument cannot be pickled
+            (``_NeedsFork`` when an argument belongs to a fork context).
     """
     if start_method == "fork":
         return InitCall(initializer, initargs)
@@ -877,6 +892,11 @@ def _init_call(
         sent: Any = CallableByValue(initializer) if needs_by_value(initializer) else initializer
         call = InitCall(sent, initargs)
         call.check()
+    except ForkContextError as exc:
+        error = pickling_error(
+            getattr(initializer, "__qualname__", repr(initializer)), "initializer", exc
+        )
+        raise _NeedsFork(*error.args, task_name=error.task_name, direction=error.direction) from exc
     except BaseException as exc:
         raise pickling_error(
             getattr(initializer, "__qualname__", repr(initializer)), "initializer", exc

@@ -35,8 +35,10 @@ It must never import parent-side modules (``_dispatcher``, ``_pool``, ``_api``).
 
 from __future__ import annotations
 
+import io
 import itertools
 import multiprocessing.context
+import multiprocessing.synchronize
 import os
 import pickle
 import queue
@@ -70,7 +72,7 @@ from ._subtasks import (
     use_compute_slots,
 )
 
-__all__ = ["FUNCTION_CACHE", "InitCall", "WorkerConfig", "worker_main"]
+__all__ = ["FUNCTION_CACHE", "ForkContextError", "InitCall", "WorkerConfig", "worker_main"]
 
 # Parent -> worker messages.
 #: ``chunk`` says how args_payload reads: CALL_SINGLE, [(args, kwargs)] (one
@@ -151,7 +153,9 @@ class InitCall:
         set_spawning = getattr(context, "set_spawning_popen")  # noqa: B009 - not in typeshed
         set_spawning(_DryRunStart())
         try:
-            ForkingPickler.dumps((self.initializer, self.initargs))
+            _DryRunPickler(io.BytesIO(), pickle.HIGHEST_PROTOCOL).dump(
+                (self.initializer, self.initargs)
+            )
         finally:
             set_spawning(None)
 
@@ -162,6 +166,27 @@ class InitCall:
             self.data = None
         assert self.initializer is not None
         return self.initializer, self.initargs
+
+
+class ForkContextError(RuntimeError):
+    """An initializer argument was made by a ``fork`` context (a
+    ``multiprocessing.Queue()`` of the default context on Linux before Python
+    3.14): its semaphores have no name, so only forked workers can use it."""
+
+
+class _DryRunPickler(ForkingPickler):
+    def reducer_override(self, obj: object) -> Any:
+        if (
+            isinstance(obj, multiprocessing.synchronize.SemLock)
+            and sys.platform != "win32"
+            and getattr(getattr(obj, "_semlock", None), "name", "") is None
+        ):
+            raise ForkContextError(
+                f"a {type(obj).__name__} made by a 'fork' context (as multiprocessing's "
+                "default context is on Linux before Python 3.14) can only reach forked "
+                "workers: make it with multiprocessing.get_context(start_method)"
+            )
+        return NotImplemented
 
 
 class _DryRunStart:

@@ -479,3 +479,18 @@ class ParentOnlyCallable:
 
     def __reduce__(self) -> tuple[Any, ...]:
         return _rebuild_parent_only_callable, ()
+
+
+_kept_queue: Any = None
+
+
+def keep_queue(queue: Any) -> None:
+    """Initializer: keep a multiprocessing queue for the tasks of this worker."""
+    global _kept_queue
+    _kept_queue = queue
+
+
+def put_in_kept_queue(x: int) -> int:
+    """Put ``x`` in the queue the initializer kept."""
+    _kept_queue.put(x)
+    return x
