@@ -128,8 +128,13 @@ class Pool(Executor):
             for ``ThreadPoolExecutor``'s default; 0 runs subtasks inline.
         tasks_per_process: how many process tasks one worker runs at once, so
             that while one waits on its subtasks' IO another uses the CPU.
+            With 1 the worker's main thread runs the initializer and every
+            task, as in ``ProcessPoolExecutor`` (a task may install signal
+            handlers); with more, tasks run on threads of their own.
         start_method: ``"fork"``, ``"forkserver"`` or ``"spawn"``; None for
-            ``forkserver`` where available, else ``spawn``.
+            ``forkserver`` where available, else ``spawn`` (``fork`` when
+            ``initargs`` hold objects of a fork context, which only forked
+            workers can use: ``multiprocessing.Queue()`` on Linux before 3.14).
         initializer: called with ``initargs`` at the start of each worker.
         initargs: arguments for ``initializer``.
         max_tasks_per_child: replace each worker after this many process
