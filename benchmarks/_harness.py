@@ -69,7 +69,7 @@ class Row:
 
 @dataclass
 class Check:
-    """A target of issue 6 and whether this run met it."""
+    """A performance target and whether this run met it."""
 
     target: str
     figure: str

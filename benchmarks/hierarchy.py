@@ -1,4 +1,4 @@
-"""Workload 1, hierarchy: the seed tutorial's shape, scaled.
+"""Workload 1, hierarchy: the tutorial's shape, scaled.
 
 P process tasks; each fans out S IO subtasks (``time.sleep`` of ``io_ms``,
 all of one task's waits able to overlap) and then spends ``cpu_ms`` of
@@ -56,7 +56,7 @@ OVERSUBSCRIBE = 3
 def engines(
     cores: int, subtasks: int, tpps: list[int], oversubscribe: int, start_method: str
 ) -> list[_engines.Engine]:
-    """nestpool at each tasks_per_process, then the baselines of issue 6."""
+    """nestpool at each tasks_per_process, then the baselines."""
     over = cores * oversubscribe
     out: list[_engines.Engine] = [
         _engines.Nestpool(

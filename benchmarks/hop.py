@@ -8,7 +8,7 @@ are microseconds per subtask; the ratio is the ThreadPoolExecutor's time /
 nestpool's (above 1: nestpool is faster).
 
 In (a), the waiting thread finds its subtask not started yet and runs it
-itself (SPEC: that is also what makes waiting deadlock-free), so no thread hop
+itself (that is also what makes waiting deadlock-free), so no thread hop
 is paid.
 """
 

@@ -1,4 +1,4 @@
-"""Run nestpool's benchmark suite (issue 6): every workload, its baselines, ratios.
+"""Run nestpool's benchmark suite: every workload, its baselines, ratios.
 
     python benchmarks/run.py              # everything, full size (~10-15 min on 2 cores)
     python benchmarks/run.py --quick      # everything, smaller (~2 min)
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
 
     checks = [c for r in results for c in r.checks]
     if checks:
-        print("## Targets of issue 6\n\n| target | this run | met |\n|---|---|---|")
+        print("## Targets\n\n| target | this run | met |\n|---|---|---|")
         for c in checks:
             print(f"| {c.target} | {c.figure} | {'yes' if c.met else '**no**'} |")
         print()

@@ -1,4 +1,4 @@
-"""The seed tutorial's second program ("collate results from worker threads and
+"""The tutorial's second program ("collate results from worker threads and
 worker processes"), rewritten with nestpool.
 
 Each of five process tasks fans out five thread subtasks that sleep a random

@@ -1,4 +1,4 @@
-"""The seed tutorial's first program ("thread pools within worker processes"),
+"""The tutorial's first program ("thread pools within worker processes"),
 rewritten with nestpool.
 
 Five process tasks each run five thread subtasks that sleep a random moment and

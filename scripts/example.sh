@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create (or reuse) a virtual environment with nestpool and run the main
-# example (the seed tutorial's collating program, rewritten with nestpool).
+# example (the tutorial's collating program, rewritten with nestpool).
 #   bash scripts/example.sh                  # nestpool's own worker processes
 #   bash scripts/example.sh --dask           # on a local Dask cluster
 #   bash scripts/example.sh --scheduler tcp://127.0.0.1:8786
