@@ -562,11 +562,16 @@ class MapIterator(itertools.chain[R]):
 
 
 def run_chunk(fn: Callable[..., Any], items: Sequence[Item]) -> list[Outcome]:
-    """Run a chunk of items in this thread; each item keeps its own outcome."""
+    """Run a chunk of items in this thread; each item keeps its own outcome.
+
+    Whatever an item raises (``SystemExit`` and ``KeyboardInterrupt`` too)
+    is that item's outcome, as in a process task's chunk: the other items
+    still run.
+    """
     outcomes: list[Outcome] = []
     for args in items:
         try:
             outcomes.append((True, fn(*args)))
-        except Exception as exc:
+        except BaseException as exc:
             outcomes.append((False, exc))
     return outcomes

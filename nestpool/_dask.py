@@ -518,13 +518,13 @@ def _call_with_timeout(
 def _dump_outcomes(name: str, outcomes: list[Outcome]) -> bytes:
     try:
         return dumps(outcomes)
-    except Exception:
+    except BaseException:
         # Find the item(s) that cannot be pickled; the others keep their values.
         checked: list[Outcome] = []
         for ok, value in outcomes:
             try:
                 dumps(value)
-            except Exception as exc:
+            except BaseException as exc:
                 error = pickling_error(name, "result" if ok else "exception", exc)
                 checked.append((False, exception_payload(error, name)))
             else:

@@ -30,7 +30,7 @@ Data flow::
 - Only an initializer that fails (or workers that keep dying before they are
   ready) breaks the pool: it stops starting workers and fails pending and new
   work with ``InitializerError``. A worker SIGKILLed before it said
-  ``MSG_BOOTED`` was killed from outside while starting: that does not count.
+  ``Booted`` was killed from outside while starting: that does not count.
 - A worker being stopped (a timeout) is sent no more work; a task it had
   received but not acknowledged runs elsewhere.
 """
@@ -63,6 +63,21 @@ from ._errors import (
     describe_exit,
     signal_name,
 )
+from ._protocol import (
+    SHAPE_ARGS,
+    SHAPE_SINGLE,
+    SHAPE_UNARY,
+    Ack,
+    ArgsFailed,
+    Booted,
+    Call,
+    Exit,
+    InitFailed,
+    Ready,
+    Result,
+    pack,
+    unpack,
+)
 from ._records import Outcome, Task, TaskState, WorkerHandle, WorkerState
 from ._serialize import ChunkValues, dumps, loads, pickling_error
 from ._subtasks import (
@@ -72,23 +87,7 @@ from ._subtasks import (
     start_unless_cancelled,
     wait_event,
 )
-from ._worker import (
-    CALL_CHUNK,
-    CALL_SINGLE,
-    CALL_UNARY,
-    FUNCTION_CACHE,
-    MSG_ACK,
-    MSG_ARGS_FAILED,
-    MSG_BOOTED,
-    MSG_CALL,
-    MSG_EXIT,
-    MSG_INIT_FAILED,
-    MSG_READY,
-    MSG_RESULT,
-    InitCall,
-    WorkerConfig,
-    worker_main,
-)
+from ._worker import FUNCTION_CACHE, InitCall, WorkerConfig, worker_main
 
 __all__ = ["Dispatcher", "join_all_dispatchers", "new_task_id"]
 
@@ -411,14 +410,14 @@ class Dispatcher:
         parent_conn, child_conn = self.context.Pipe(duplex=True)
         # Per runner: the index of the item it runs; then whether the worker
         # holds a compute slot (so that its death gives the slot back).
-        slots = self.context.RawArray("q", self.tasks_per_process + 1)
+        marks = self.context.RawArray("q", self.tasks_per_process + 1)
         config = WorkerConfig(index, self.threads, self.tasks_per_process)
         # typeshed's BaseContext has no Process (each concrete context has its own)
         process = cast(
             "multiprocessing.process.BaseProcess",
             self.context.Process(  # type: ignore[attr-defined]
                 target=worker_main,
-                args=(child_conn, slots, config, self.compute_slots, self.initializer),
+                args=(child_conn, marks, config, self.compute_slots, self.initializer),
                 name=f"{self.name}-worker-{index}",
             ),
         )
@@ -444,7 +443,7 @@ class Dispatcher:
             self._break(error)
             return
         child_conn.close()
-        worker = WorkerHandle(index, process, parent_conn, slots)
+        worker = WorkerHandle(index, process, parent_conn, marks)
         self._workers.append(worker)
         self._by_conn[parent_conn] = worker
         self._by_sentinel[process.sentinel] = worker
@@ -462,11 +461,11 @@ class Dispatcher:
     def _retire(self, worker: WorkerHandle) -> None:
         logger.debug("retiring worker pid %d after %d tasks", worker.pid, worker.sent_count)
         worker.state = WorkerState.RETIRING
-        self._send(worker, (MSG_EXIT,))
+        self._send(worker, Exit())
 
-    def _send(self, worker: WorkerHandle, message: tuple[Any, ...]) -> bool:
+    def _send(self, worker: WorkerHandle, message: Call | Exit) -> bool:
         try:
-            worker.conn.send_bytes(dumps(message))
+            worker.conn.send_bytes(pack(message))
         except OSError:
             return False  # it is dying; its sentinel will tell
         return True
@@ -508,8 +507,7 @@ class Dispatcher:
         task.worker = worker
         worker.tasks[task.id] = task
         worker.sent_count += 1
-        # The last field says how ``payload`` reads (see ``MSG_CALL``).
-        chunk = CALL_SINGLE if task.indices is None else CALL_UNARY if task.unary else CALL_CHUNK
+        shape = SHAPE_SINGLE if task.indices is None else SHAPE_UNARY if task.unary else SHAPE_ARGS
         fn = task.fn_payload
         # The callable's pickle goes only to a worker that does not have it;
         # the worker's reader applies the same rule (``FUNCTION_CACHE``).
@@ -522,8 +520,7 @@ class Dispatcher:
             if len(known) > FUNCTION_CACHE:
                 known.popitem(last=False)
             function = (fn.key, bytes(fn))
-        message = (MSG_CALL, task.id, task.name, function, task.payload, chunk)
-        self._send(worker, message)
+        self._send(worker, Call(task.id, task.name, function, task.payload, shape))
 
     # ---------------------------------------------------------- waiting
 
@@ -557,35 +554,34 @@ class Dispatcher:
             self._by_conn.pop(conn, None)
 
     def _handle_message(self, worker: WorkerHandle, data: bytes) -> None:
-        try:
-            message = loads(data)
-        except BaseException:  # pragma: no cover - user data travels nested, as bytes
-            logger.exception("nestpool: a message from worker pid %d could not be read", worker.pid)
-            return
-        kind = message[0]
-        if kind == MSG_RESULT:
+        message = unpack(data)
+        if isinstance(message, Result):
             self._take_result(message)
-        elif kind == MSG_ACK:
-            task = self._tasks.get(message[1])
-            if task is not None and task.state is TaskState.SENT:
-                task.move(TaskState.RUNNING)
-                task.slot = message[2]
-                if task.timeout is not None:
-                    task.deadline = time.monotonic() + task.timeout
-                    heapq.heappush(self._deadlines, (task.deadline, task.id))
-        elif kind == MSG_BOOTED:
+        elif isinstance(message, Ack):
+            self._take_ack(message)
+        elif isinstance(message, Booted):
             worker.booted = True
-        elif kind == MSG_READY:
+        elif isinstance(message, Ready):
             if worker.state is WorkerState.STARTING:
                 worker.state = WorkerState.READY
             self._startup_deaths = 0
-        elif kind == MSG_ARGS_FAILED:
-            self._take_args_failure(message[1], message[2])
-        elif kind == MSG_INIT_FAILED:
-            self._break(message[1])
+        elif isinstance(message, ArgsFailed):
+            self._take_args_failure(message.task_id, message.error)
+        elif isinstance(message, InitFailed):
+            self._break(message.error)
 
-    def _take_result(self, message: tuple[Any, ...]) -> None:
-        _, task_id, first, count, final, busy, blob, plain = message
+    def _take_ack(self, ack: Ack) -> None:
+        task = self._tasks.get(ack.task_id)
+        if task is not None and task.state is TaskState.SENT:
+            task.move(TaskState.RUNNING)
+            task.runner = ack.runner
+            if task.timeout is not None:
+                task.deadline = time.monotonic() + task.timeout
+                heapq.heappush(self._deadlines, (task.deadline, task.id))
+
+    def _take_result(self, result: Result) -> None:
+        task_id, first, count, final = result.task_id, result.first, result.size, result.final
+        blob, plain = result.outcomes, result.plain
         task = self._tasks.get(task_id)
         if task is None or task.state is TaskState.DONE:
             return  # already failed by a timeout; a late result
@@ -614,7 +610,7 @@ class Dispatcher:
                 else:
                     plain = False
         if count:
-            self._record_speed(task.name, busy / count)
+            self._record_speed(task.name, result.busy / count)
         indices = task.indices
         if indices is None:
             self._finish(task)
@@ -862,8 +858,8 @@ class Dispatcher:
         """A dead worker held a compute slot: release it, so that a death (a
         timeout's kill among them) costs the pool no slot."""
         flag = self.tasks_per_process
-        if self.compute_slots is not None and worker.slots[flag]:
-            worker.slots[flag] = 0
+        if self.compute_slots is not None and worker.marks[flag]:
+            worker.marks[flag] = 0
             self.compute_slots.release()
 
     def _startup_failure(self, worker: WorkerHandle, exitcode: int | None) -> InitializerError:
@@ -895,7 +891,7 @@ class Dispatcher:
         error = self._death_error(task, worker, exitcode, running)
         if task.indices is not None and task.items is not None and not self._terminating:
             assert task.outcomes is not None
-            position: int = min(max(worker.slots[task.slot], 0), len(task.indices) - 1)
+            position: int = min(max(worker.marks[task.runner], 0), len(task.indices) - 1)
             current = task.indices[position]
             # The slot still names the item reported last if the worker died
             # between sending its result and marking the next one: that item

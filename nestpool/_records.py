@@ -54,7 +54,7 @@ class Task:
         "name",
         "outcomes",
         "payload",
-        "slot",
+        "runner",
         "state",
         "timeout",
         "unary",
@@ -98,8 +98,8 @@ class Task:
         self.state = TaskState.PENDING
         self.worker: WorkerHandle | None = None
         self.deadline: float | None = None
-        #: the worker's runner slot that acknowledged it
-        self.slot = 0
+        #: the index of the worker's runner that acknowledged it
+        self.runner = 0
 
     def materialize(self) -> None:
         """Move the bare values received so far into ``outcomes``."""
@@ -133,24 +133,26 @@ class WorkerHandle:
         "functions",
         "index",
         "kill_reason",
+        "marks",
         "pid",
         "process",
         "sent_count",
-        "slots",
         "state",
         "tasks",
     )
 
-    def __init__(self, index: int, process: Any, conn: Any, slots: Any) -> None:
+    def __init__(self, index: int, process: Any, conn: Any, marks: Any) -> None:
         self.index = index
         self.process = process
         self.conn = conn
-        self.slots = slots
+        #: shared array: per runner, the index of the item it runs; then 1
+        #: while the worker holds a compute slot
+        self.marks = marks
         self.state = WorkerState.STARTING
         self.tasks: dict[int, Task] = {}  # sent or running here
         self.sent_count = 0
         self.kill_reason: str | None = None
-        #: the worker said MSG_BOOTED: its own code (and so the initializer) ran
+        #: the worker said ``Booted``: its own code (and so the initializer) ran
         self.booted = False
         #: keys of the callables this worker has, least recently sent first
         self.functions: OrderedDict[bytes, None] = OrderedDict()

@@ -54,6 +54,21 @@ from typing import Any
 
 from . import _routing
 from ._errors import InitializerError
+from ._protocol import (
+    SHAPE_ARGS,
+    SHAPE_SINGLE,
+    SHAPE_UNARY,
+    Ack,
+    ArgsFailed,
+    Booted,
+    Call,
+    Exit,
+    InitFailed,
+    Ready,
+    Result,
+    pack,
+    unpack,
+)
 from ._serialize import (
     ExceptionWithTraceback,
     dumps,
@@ -73,28 +88,6 @@ from ._subtasks import (
 )
 
 __all__ = ["FUNCTION_CACHE", "ForkContextError", "InitCall", "WorkerConfig", "worker_main"]
-
-# Parent -> worker messages.
-#: ``chunk`` says how args_payload reads: CALL_SINGLE, [(args, kwargs)] (one
-#: call); CALL_CHUNK, a list of positional-argument tuples (a map's chunk);
-#: CALL_UNARY, a list of single arguments (a map over one iterable).
-#: ``function`` is ``(key, pickled callable)`` the first time this worker gets
-#: that callable, then ``(key, None)`` (see ``FUNCTION_CACHE``).
-MSG_CALL = 1  # (MSG_CALL, task_id, name, function, args_payload, chunk)
-CALL_SINGLE = 0
-CALL_CHUNK = 1
-CALL_UNARY = 2
-MSG_EXIT = 2  # (MSG_EXIT,)
-# Worker -> parent messages.
-MSG_READY = 10  # (MSG_READY, pid)
-MSG_INIT_FAILED = 11  # (MSG_INIT_FAILED, error_payload)
-MSG_ACK = 12  # (MSG_ACK, task_id, slot)
-#: outcomes: one pickle of the list, or a list of one pickle per item; ``plain``:
-#: True when the items are their bare values (every one succeeded), False when
-#: they are (ok, value_or_exception) outcomes.
-MSG_RESULT = 13  # (MSG_RESULT, task_id, first, count, final, busy_seconds, outcomes, plain)
-MSG_ARGS_FAILED = 14  # (MSG_ARGS_FAILED, task_id, error_payload)
-MSG_BOOTED = 15  # (MSG_BOOTED, pid): the interpreter is up, nestpool's code runs
 
 FLUSH_SECONDS = 0.005
 #: How many callables a worker keeps by key. The parent records which keys it
@@ -251,9 +244,8 @@ class _Channel:
         self.conn = conn
         self.lock = threading.Lock()
 
-    def send(self, message: tuple[Any, ...]) -> None:
-        data = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
-        self.send_bytes(data)
+    def send(self, message: Booted | Ready | InitFailed | Ack | Result | ArgsFailed) -> None:
+        self.send_bytes(pack(message))
 
     def send_bytes(self, data: bytes) -> None:
         try:
@@ -315,7 +307,7 @@ def _forget_forkserver() -> None:
 
 def worker_main(
     conn: Connection,
-    slots: Any,
+    marks: Any,
     config: WorkerConfig,
     compute_slots: Any = None,
     init: InitCall | None = None,
@@ -323,7 +315,7 @@ def worker_main(
     """Entry point of a worker process (the target of ``multiprocessing.Process``).
 
     Args:
-        slots: shared array: per runner, the index of the item it runs; then
+        marks: shared array: per runner, the index of the item it runs; then
             1 while this worker holds a compute slot.
         compute_slots: the pool's semaphore of compute slots, or None (see
             ``_subtasks``, "compute slots").
@@ -338,7 +330,7 @@ def worker_main(
     channel = _Channel(conn)
     # Before the initializer: a worker killed before this was killed while its
     # interpreter started, which says nothing about the initializer.
-    channel.send((MSG_BOOTED, os.getpid()))
+    channel.send(Booted(os.getpid()))
     _routing.enter_worker(WorkerRoute(config.threads))
 
     if init is not None:
@@ -353,20 +345,20 @@ def worker_main(
                 "(the pool stops starting workers; fix the initializer)",
                 traceback_text=text,
             )
-            channel.send((MSG_INIT_FAILED, ExceptionWithTraceback(error, text)))
+            channel.send(InitFailed(ExceptionWithTraceback(error, text)))
             _flush_std_streams()
             os._exit(1)
 
     runners = config.tasks_per_process
-    calls: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
+    calls: queue.SimpleQueue[tuple[Call, bytes | None] | None] = queue.SimpleQueue()
     threads = [
         threading.Thread(
             target=_runner,
-            args=(slot, calls, channel, slots, runners),
-            name=f"nestpool-worker-{config.index}-runner-{slot}",
+            args=(runner, calls, channel, marks, runners),
+            name=f"nestpool-worker-{config.index}-runner-{runner}",
             daemon=True,
         )
-        for slot in range(runners if runners > 1 else 0)
+        for runner in range(runners if runners > 1 else 0)
     ]
     for thread in threads:
         thread.start()
@@ -377,12 +369,12 @@ def worker_main(
         daemon=True,
     )
     reader.start()
-    channel.send((MSG_READY, os.getpid()))
+    channel.send(Ready(os.getpid()))
     if threads:
         for thread in threads:
             thread.join()
     else:
-        _runner(0, calls, channel, slots, runners)
+        _runner(0, calls, channel, marks, runners)
     pool = process_pool(None) if config.threads != 0 else None
     if pool is not None:
         pool.shutdown(wait=True)
@@ -390,10 +382,10 @@ def worker_main(
 
 
 def _read_channel(
-    conn: Connection, calls: queue.SimpleQueue[tuple[Any, ...] | None], runners: int
+    conn: Connection, calls: queue.SimpleQueue[tuple[Call, bytes | None] | None], runners: int
 ) -> None:
     """The reader thread: hand each call to the runners, with its callable's
-    pickle looked up by key; at ``MSG_EXIT`` tell every runner to stop; at the
+    pickle looked up by key; at ``Exit`` tell every runner to stop; at the
     end of the channel (the parent died) end the process."""
     functions: OrderedDict[bytes, bytes] = OrderedDict()
     while True:
@@ -404,9 +396,9 @@ def _read_channel(
             # Nobody is left to take results; leave at once, whatever runs.
             _flush_std_streams()
             os._exit(0)
-        message = loads(data)
-        if message[0] == MSG_CALL:
-            key, pickled = message[3]
+        message = unpack(data)
+        if isinstance(message, Call):
+            key, pickled = message.function
             if pickled is None:
                 pickled = functions.get(key)
                 if pickled is not None:
@@ -415,8 +407,8 @@ def _read_channel(
                 functions[key] = pickled
                 if len(functions) > FUNCTION_CACHE:
                     functions.popitem(last=False)
-            calls.put((*message[:3], (key, pickled), *message[4:]))
-        elif message[0] == MSG_EXIT:
+            calls.put((message, pickled))
+        elif isinstance(message, Exit):
             break
     for _ in range(runners):
         calls.put(None)
@@ -459,62 +451,64 @@ def _load_function(key: bytes, pickled: bytes | None) -> Callable[..., Any]:
 
 
 def _runner(
-    slot: int,
-    calls: queue.SimpleQueue[tuple[Any, ...] | None],
+    runner: int,
+    calls: queue.SimpleQueue[tuple[Call, bytes | None] | None],
     channel: _Channel,
-    slots: Any,
+    marks_array: Any,
     runners: int,
 ) -> None:
+    """Run the calls the reader hands over, one at a time, until told to stop.
+
+    Args:
+        runner: this runner's index: its entry in ``marks_array`` holds the
+            index of the item it runs.
+        marks_array: the worker's shared array of marks (see ``worker_main``).
+    """
     become_helper()
-    # The shared slot array as native 8-byte integers: a memoryview's store
-    # is a C call, cheap enough to make before every item of a chunk.
-    marks = memoryview(slots).cast("B").cast("q")
+    # The shared array as native 8-byte integers: a memoryview's store is a
+    # C call, cheap enough to make before every item of a chunk.
+    marks = memoryview(marks_array).cast("B").cast("q")
     enter_task_thread(marks, runners)  # the process's "holds a compute slot" flag
     while True:
-        message = calls.get()
-        if message is None:
+        handed = calls.get()
+        if handed is None:
             return
-        _, task_id, name, function, args_payload, chunk = message
-        del message
-        marks[slot] = 0
-        channel.send((MSG_ACK, task_id, slot))
+        call, pickled = handed
+        del handed
+        marks[runner] = 0
+        channel.send(Ack(call.task_id, runner))
         try:
-            _run_call(slot, task_id, name, function, args_payload, channel, marks, chunk)
+            _run_call(runner, call, pickled, channel, marks)
         finally:
+            del call
             task_ended()
 
 
 def _run_call(
-    slot: int,
-    task_id: int,
-    name: str,
-    function: tuple[bytes, bytes | None],
-    args_payload: bytes,
-    channel: _Channel,
-    marks: Any,
-    chunk: int = CALL_SINGLE,
+    runner: int, call: Call, pickled: bytes | None, channel: _Channel, marks: Any
 ) -> None:
+    task_id, name, shape = call.task_id, call.name, call.shape
     try:
-        fn = _load_function(*function)
+        fn = _load_function(call.function[0], pickled)
     except BaseException as exc:
         error = pickling_error(name, "function (unpickling in the worker)", exc)
-        channel.send((MSG_ARGS_FAILED, task_id, exception_payload(error, name)))
+        channel.send(ArgsFailed(task_id, exception_payload(error, name)))
         return
     try:
-        items: Sequence[Any] = loads(args_payload)
+        items: Sequence[Any] = loads(call.args)
     except BaseException as exc:
         error = pickling_error(name, "argument (unpickling in the worker)", exc)
-        channel.send((MSG_ARGS_FAILED, task_id, exception_payload(error, name)))
+        channel.send(ArgsFailed(task_id, exception_payload(error, name)))
         return
-    del args_payload
+    del call
     if type(items) is range:
         # A map over a range sends its chunks as ranges; indexing a range
         # makes each int with generic arithmetic, listing it is a C loop.
         items = list(items)
-    if chunk == CALL_SINGLE and len(items) == 1:
+    if shape == SHAPE_SINGLE and len(items) == 1:
         _run_single(task_id, name, fn, items[0], channel)
         return
-    _run_chunk(slot, task_id, name, fn, items, chunk, channel, marks)
+    _run_chunk(runner, task_id, name, fn, items, shape, channel, marks)
 
 
 def _run_single(
@@ -530,11 +524,11 @@ def _run_single(
         outcome = [(False, exception_payload(exc, name))]
         del exc
         busy = time.perf_counter() - started
-        _send_outcomes(channel, task_id, name, 0, [], outcome, True, busy)
+        _send_outcomes(channel, name, task_id, first=0, values=[], outcomes=outcome, busy=busy)
         return
     del args, kwargs
     busy = time.perf_counter() - started
-    _send_outcomes(channel, task_id, name, 0, [value], None, True, busy)
+    _send_outcomes(channel, name, task_id, first=0, values=[value], busy=busy)
 
 
 #: A chunk runs in batches; each batch is at most this many times the last
@@ -544,25 +538,25 @@ _MAX_BATCH = 1 << 16
 
 
 def _run_chunk(
-    slot: int,
+    runner: int,
     task_id: int,
     name: str,
     fn: Callable[..., Any],
     items: Sequence[Any],
-    kind: int,
+    shape: int,
     channel: _Channel,
     marks: Any,
 ) -> None:
     """Run a chunk's items in turn, flushing outcomes every ``FLUSH_SECONDS``.
 
-    Each item's index is written to this runner's slot right before the item
+    Each item's index is written to this runner's mark right before the item
     runs, so the parent knows exactly which item a death interrupted. The
     clock is read once per batch, not per item, and the loops are as tight
     as Python allows (a tiny task's cost per item is mostly this loop, issue 6).
 
     Args:
-        kind: how an item reads: ``CALL_UNARY`` (the argument), ``CALL_CHUNK``
-            (a tuple of arguments) or ``CALL_SINGLE`` (``(args, kwargs)``).
+        shape: how an item reads: ``SHAPE_UNARY`` (the argument), ``SHAPE_ARGS``
+            (a tuple of arguments) or ``SHAPE_SINGLE`` (``(args, kwargs)``).
     """
     # While every item succeeds, only the values are kept and sent (a third
     # of the pickling of (ok, value) pairs, per item); from the first failure
@@ -581,17 +575,17 @@ def _run_chunk(
         append = done.append
         i = index
         try:
-            if kind == CALL_UNARY:
+            if shape == SHAPE_UNARY:
                 for i in range(index, end):
-                    marks[slot] = i
+                    marks[runner] = i
                     append(fn(items[i]))
-            elif kind == CALL_CHUNK:
+            elif shape == SHAPE_ARGS:
                 for i in range(index, end):
-                    marks[slot] = i
+                    marks[runner] = i
                     append(fn(*items[i]))
             else:
                 for i in range(index, end):
-                    marks[slot] = i
+                    marks[runner] = i
                     args, kwargs = items[i]
                     append(fn(*args, **kwargs))
                     del args, kwargs
@@ -616,26 +610,36 @@ def _run_chunk(
         batch = max(1, min(target, batch * _BATCH_GROWTH, _MAX_BATCH))
         if index >= count or now - flushed_at >= FLUSH_SECONDS:
             _send_outcomes(
-                channel, task_id, name, first, values, outcomes, index >= count, now - started
+                channel,
+                name,
+                task_id,
+                first=first,
+                values=values,
+                outcomes=outcomes,
+                final=index >= count,
+                busy=now - started,
             )
             first = index
             values = []
             outcomes = None
             flushed_at = started = now
     if not count:
-        _send_outcomes(channel, task_id, name, 0, [], None, True, 0.0)
+        _send_outcomes(channel, name, task_id, first=0, values=[], busy=0.0)
 
 
 def _send_outcomes(
     channel: _Channel,
-    task_id: int,
     name: str,
+    task_id: int,
+    *,
     first: int,
     values: list[Any],
-    outcomes: list[tuple[bool, Any]] | None,
-    final: bool,
+    outcomes: list[tuple[bool, Any]] | None = None,
+    final: bool = True,
     busy: float,
 ) -> None:
+    """Send a ``Result``: the items from ``first`` on, as ``values`` while every
+    one succeeded, else as ``outcomes`` (``(ok, value_or_exception)`` pairs)."""
     # The outcomes travel as bytes inside the message, so that if the parent
     # cannot unpickle them it still knows which task and items they were for.
     # Items that may fail to unpickle in the parent (a type it cannot import
@@ -666,7 +670,8 @@ def _send_outcomes(
                 entries = [(True, value) for value in values]
         if not plain:
             blob = _dumps_each(name, entries)
-    channel.send((MSG_RESULT, task_id, first, len(entries), final, busy, blob, plain))
+    assert blob is not None
+    channel.send(Result(task_id, first, len(entries), final, busy, blob, plain))
 
 
 def _dumps_each(name: str, outcomes: list[tuple[bool, Any]]) -> list[bytes]:

@@ -494,3 +494,49 @@ def put_in_kept_queue(x: int) -> int:
     """Put ``x`` in the queue the initializer kept."""
     _kept_queue.put(x)
     return x
+
+
+class CustomBaseError(BaseException):
+    """A BaseException that is neither an Exception nor one of Python's own."""
+
+
+_ITEM_RAISES: dict[str, type[BaseException]] = {
+    "SystemExit": SystemExit,
+    "KeyboardInterrupt": KeyboardInterrupt,
+    "CustomBaseError": CustomBaseError,
+}
+
+
+def raise_at_three(x: int, kind: str, log: str) -> int:
+    """``x * 10``, except for 3, which raises the BaseException named ``kind``;
+    each item first appends its ``x`` to the file ``log``."""
+    with open(log, "a") as handle:
+        handle.write(f"{x}\n")
+    if x == 3:
+        raise _ITEM_RAISES[kind](f"item {x}")
+    return x * 10
+
+
+@process_task
+def raise_at_three_task(x: int, kind: str, log: str) -> int:
+    """A process task over ``raise_at_three``."""
+    return raise_at_three(x, kind, log)
+
+
+@thread_subtask
+def raise_at_three_subtask(x: int, kind: str, log: str) -> int:
+    """A subtask over ``raise_at_three``."""
+    return raise_at_three(x, kind, log)
+
+
+@process_task
+def map_subtasks_raising_at_three(kind: str, log: str) -> tuple[list[int], str]:
+    """In a worker: a chunked map of subtasks whose item 3 raises ``kind``:
+    the values handed out before it, and the name of what it raised."""
+    values: list[int] = []
+    try:
+        for value in raise_at_three_subtask.map(range(6), [kind] * 6, [log] * 6, chunksize=6):
+            values.append(value)  # noqa: PERF402 - what came before the error
+    except BaseException as exc:
+        return values, type(exc).__name__
+    return values, ""

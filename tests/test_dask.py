@@ -501,3 +501,23 @@ def test_examples_run_on_dask(client: Any, example: str, switch: str) -> None:
     assert result.returncode == 0, result.stderr
     # The tasks' own prints appear on the workers' consoles, not here.
     assert "Main Done" in result.stdout
+
+
+@pytest.mark.parametrize("kind", ["SystemExit", "KeyboardInterrupt", "CustomBaseError"])
+def test_one_item_of_a_dask_chunk_fails_alone(client: Any, kind: str, tmp_path: Path) -> None:
+    from . import fault_tasks
+
+    log = tmp_path / "ran"
+    with Pool(client=client):
+        mapped = fault_tasks.raise_at_three_task.map(
+            range(6), [kind] * 6, [str(log)] * 6, chunksize=6
+        )
+        taken: list[int] = []
+        raised = ""
+        try:
+            for value in mapped:
+                taken.append(value)  # noqa: PERF402 - what came before the error
+        except BaseException as exc:
+            raised = type(exc).__name__
+        assert (taken, raised) == ([0, 10, 20], kind)
+        assert sorted(int(line) for line in log.read_text().split()) == [0, 1, 2, 3, 4, 5]

@@ -301,7 +301,7 @@ def test_a_stale_slot_never_overwrites_a_finished_items_result() -> None:
 
     class FakeWorker:
         def __init__(self) -> None:
-            self.slots = [1]  # still pointing at the item it finished last
+            self.marks = [1]  # still pointing at the item it finished last
             self.pid = 4242
             self.kill_reason = None
 

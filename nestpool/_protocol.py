@@ -1,0 +1,166 @@
+"""The wire protocol between the dispatcher and its workers: every message a
+named record, packed and unpacked here and nowhere else.
+
+Each worker has its own duplex pipe. The parent sends ``Call`` and ``Exit``;
+the worker answers with ``Booted``, ``Ready`` (or ``InitFailed``), then per
+call ``Ack`` and one or more ``Result`` (or ``ArgsFailed``)::
+
+    dispatcher                                  worker
+    ----------                                  ------
+                  <---------- Booted(pid)       interpreter up, nestpool runs
+                  <---------- Ready(pid)        initializer done
+                  <---------- InitFailed(error) ... or it raised
+    Call(task_id, name, function, args, shape) -->
+                  <---------- Ack(task_id, runner)
+                  <---------- Result(task_id, first, size, final, ...)  (repeated
+                                                for a chunk, one per flush)
+                  <---------- ArgsFailed(task_id, error)  the function or the
+                                                arguments did not unpickle
+    Exit() ---------------------------------->  finish, then leave
+
+Records are ``NamedTuple``s whose last field, ``kind``, names the record on
+the wire: ``pack`` sends the plain tuple (a record's own pickle would name
+its class, several times slower per message) and ``unpack`` makes the record
+again from ``kind``.
+
+User data never travels as a bare object here: arguments, results and
+exceptions are pickled first and ride inside a message as bytes, so a message
+always unpickles and names the task it is for, whatever the user's objects do.
+
+It must never import parent-side modules (workers load it).
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+__all__ = [
+    "SHAPE_ARGS",
+    "SHAPE_SINGLE",
+    "SHAPE_UNARY",
+    "Ack",
+    "ArgsFailed",
+    "Booted",
+    "Call",
+    "Exit",
+    "InitFailed",
+    "Ready",
+    "Result",
+    "pack",
+    "unpack",
+]
+
+#: ``Call.shape``: how its ``args`` unpickle. SHAPE_SINGLE: ``[(args, kwargs)]``
+#: (one call); SHAPE_ARGS: a list of positional-argument tuples (a map's
+#: chunk); SHAPE_UNARY: a list of single arguments (a map over one iterable).
+SHAPE_SINGLE = 0
+SHAPE_ARGS = 1
+SHAPE_UNARY = 2
+
+
+class Call(NamedTuple):
+    """Run a function over arguments (parent to worker)."""
+
+    task_id: int
+    name: str
+    #: ``(key, pickled callable)`` the first time this worker gets that
+    #: callable, then ``(key, None)``: the worker keeps callables by key.
+    function: tuple[bytes, bytes | None]
+    #: pickled arguments, read as ``shape`` says
+    args: bytes
+    shape: int
+    kind: int = 1
+
+
+class Exit(NamedTuple):
+    """Finish the calls in hand, then leave (parent to worker)."""
+
+    kind: int = 2
+
+
+class Booted(NamedTuple):
+    """The worker's interpreter is up and nestpool's code runs; the
+    initializer runs next (worker to parent)."""
+
+    pid: int
+    kind: int = 10
+
+
+class InitFailed(NamedTuple):
+    """The pool's initializer raised (worker to parent)."""
+
+    #: pickles into the ``InitializerError`` with its traceback text
+    error: Any
+    kind: int = 11
+
+
+class Ready(NamedTuple):
+    """The initializer ran; the worker takes calls (worker to parent)."""
+
+    pid: int
+    kind: int = 12
+
+
+class Ack(NamedTuple):
+    """A call started (worker to parent): its timeout starts now, and a death
+    from now on fails it."""
+
+    task_id: int
+    #: which runner of the worker took it: its entry in the worker's shared
+    #: array of marks says which item of a chunk runs
+    runner: int
+    kind: int = 13
+
+
+class Result(NamedTuple):
+    """Outcomes of a call, or of consecutive items of a chunk (worker to parent)."""
+
+    task_id: int
+    #: index, in the call's items, of the first outcome here
+    first: int
+    #: how many outcomes
+    size: int
+    #: True on the call's last message
+    final: bool
+    #: seconds the worker spent on these items (for chunk sizing)
+    busy: float
+    #: one pickle of the list of outcomes, or one pickle per outcome
+    outcomes: bytes | list[bytes]
+    #: True: the outcomes are the bare values (every item succeeded); False:
+    #: ``(ok, value_or_exception)`` pairs
+    plain: bool
+    kind: int = 14
+
+
+class ArgsFailed(NamedTuple):
+    """The function or the arguments of a call could not be unpickled in the
+    worker (worker to parent); nothing of the call ran."""
+
+    task_id: int
+    #: pickles into the ``TaskPicklingError`` with its traceback text
+    error: Any
+    kind: int = 15
+
+
+Message = Call | Exit | Booted | InitFailed | Ready | Ack | Result | ArgsFailed
+
+_RECORDS: dict[int, type[Message]] = {
+    record._field_defaults["kind"]: record
+    for record in (Call, Exit, Booted, InitFailed, Ready, Ack, Result, ArgsFailed)
+}
+#: ``tuple.__new__``: makes a record from its fields without the record's own
+#: ``__new__`` (a Python function, several times slower)
+_new_tuple: Callable[[type[Message], tuple[Any, ...]], Message] = getattr(tuple, "__new__")  # noqa: B009
+
+
+def pack(message: Message) -> bytes:
+    """The bytes of a message, to send on a worker's pipe."""
+    return pickle.dumps(tuple(message), pickle.HIGHEST_PROTOCOL)
+
+
+def unpack(data: bytes) -> Message:
+    """The message ``pack`` made."""
+    fields: tuple[Any, ...] = pickle.loads(data)
+    return _new_tuple(_RECORDS[fields[-1]], fields)
