@@ -140,8 +140,9 @@ class Loky(Engine):
 
 class Mpire(Engine):
     """mpire's ``WorkerPool``; the thread pool is made by the task on first use
-    in each worker. Not its default start method (fork): forking this runner,
-    which has threads, hung a worker in one run."""
+    in each worker. Not its default start method (fork): this runner has
+    threads, and a fork of it can hang a worker on a lock another thread held
+    at the fork."""
 
     def __init__(self, label: str, processes: int, *, start_method: str) -> None:
         super().__init__(label, processes)

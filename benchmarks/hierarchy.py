@@ -277,8 +277,8 @@ def run(size: Size, start_method: str = "forkserver") -> Result:
             )
     assert best.ratio_min is not None and best.ratio_median is not None
     # The work's size comes from a calibration taken once: one taken in a slow
-    # spell makes the work smaller than cpu_ms and every "x ideal" lower (a
-    # run read 0.95x with its CPU floor at 0.74x the ideal). The target is
+    # spell makes the work smaller than cpu_ms and every "x ideal" lower (even
+    # below 1x, with the measured CPU floor lower still). The target is
     # judged on the worse of the two ratios, to the ideal and to the floor
     # measured around each run.
     best_floor = next(r for r in corrected if r.label == best.label)

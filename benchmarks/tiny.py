@@ -136,14 +136,14 @@ def run(size: Size, start_method: str = "forkserver") -> Result:
 
     nestpool = plan[0][0]
     rows = [row for row, _, _ in plan[1:]]
-    issue3 = [row for row, _, _ in plan3]
+    many_rows = [row for row, _, _ in plan3]
     ratio_rows(rows, nestpool)  # baseline / nestpool: nestpool's relative throughput
     nestpool.ratio_min = nestpool.ratio_median = 1.0
     best = min(rows, key=lambda r: r.min)
-    ratio_rows(issue3, issue3[0])
+    ratio_rows(many_rows, many_rows[0])
     assert best.ratio_min is not None and best.ratio_median is not None
-    issue3_ratio = issue3[1]
-    assert issue3_ratio.ratio_min is not None and issue3_ratio.ratio_median is not None
+    ppe_best_row = many_rows[1]
+    assert ppe_best_row.ratio_min is not None and ppe_best_row.ratio_median is not None
     per_item = nestpool.min / n * 1e6
     table = Table(
         f"{n:,} calls of a trivial function, {cores} processes",
@@ -155,7 +155,7 @@ def run(size: Size, start_method: str = "forkserver") -> Result:
     table3 = Table(
         f"{n_many:,} calls, nestpool vs ProcessPoolExecutor.map at its best chunksize",
         "ProcessPoolExecutor time / nestpool time",
-        issue3,
+        many_rows,
     )
     checks = [
         Check(
@@ -165,8 +165,8 @@ def run(size: Size, start_method: str = "forkserver") -> Result:
         ),
         Check(
             f"tiny: {n_many:,} items, nestpool >= 1.0x ProcessPoolExecutor best",
-            f"{issue3_ratio.ratio_min:.2f}x (min), {issue3_ratio.ratio_median:.2f}x (median)",
-            issue3_ratio.ratio_min >= 1.0,
+            f"{ppe_best_row.ratio_min:.2f}x (min), {ppe_best_row.ratio_median:.2f}x (median)",
+            ppe_best_row.ratio_min >= 1.0,
         ),
     ]
     setup = (

@@ -614,9 +614,10 @@ class _WrappedAnnotations(dict[str, Any]):
     """A decorated function's ``__annotations__``: the wrapped function's.
 
     A class body with an annotation in it (even one under ``TYPE_CHECKING``)
-    gets its own empty ``__annotations__``, which hid the one wrapt's proxy
-    forwards: ``typing.get_type_hints(task)`` saw ``{}``. This stands in its
-    place; read on the class, it is an empty dict, as before.
+    gets its own empty ``__annotations__``, which hides the one wrapt's proxy
+    forwards: ``typing.get_type_hints(task)`` would see ``{}``. This stands in
+    its place; read on the class, it is an empty dict, as the class body's own
+    would be.
     """
 
     def __get__(self, instance: Any, owner: Any = None) -> Any:

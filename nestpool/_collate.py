@@ -48,7 +48,8 @@ CHUNKS_PER_SLOT = 4
 #: ... but no more items than this many full-size automatic chunks per slot:
 #: chunks that large are tiny items, for which one running and one waiting
 #: per slot keep the workers busy, and more only costs the parent memory
-#: (issue 6: a map over millions of items keeps the parent within a few MB).
+#: (with this bound a map over millions of items keeps the parent within a
+#: few MB).
 FULL_CHUNKS_PER_SLOT = 2
 #: how much larger than the last one a chunk may be once the map's own items
 #: have been measured (before that: twice)
@@ -67,7 +68,7 @@ class ChunkSizer:
     must not put a whole map into one chunk on one worker. Once this map's
     items have been measured too, it grows up to ``CONFIRMED_GROWTH`` times a
     chunk, so a map of tiny items reaches full-size chunks in a few steps
-    rather than a dozen round trips (issue 6).
+    rather than a dozen round trips.
     """
 
     __slots__ = ("cap", "confirmed", "fixed", "last", "measure")
@@ -121,7 +122,7 @@ class _MapState:
     (``_units``) refers to this and never to the iterator: dropping the
     iterator then drops the generator and this state at once (no reference
     cycle waiting for the cyclic GC), and ``__del__`` cancels what has not
-    started (issue 3).
+    started as soon as the caller lets go of the map.
     """
 
     __slots__ = (
@@ -164,7 +165,7 @@ class _MapState:
             raise ValueError("buffersize must be None or > 0")
         # unary (one iterable, asked for by the submitter): the items are the
         # input's values themselves, not 1-tuples (no tuple per item to build,
-        # pickle and unpickle: the tiny-task hot path, issue 6).
+        # pickle and unpickle on the tiny-task hot path).
         self.items: Iterator[Any] = iter(iterables[0]) if unary else zip(*iterables, strict=False)
         #: a unary map over a range, list or tuple takes its chunks as slices
         #: (a range's slice is a range: no int made or pickled per item in the
@@ -224,7 +225,7 @@ class _MapState:
                     if self.in_flight > 0:
                         # Wait for room for a whole unit: topping up with
                         # one-item units as each value is handed out would
-                        # undo the batching (issue 3).
+                        # undo the batching (every later unit one item).
                         return
                     size = room
             batch: Sequence[Item]
@@ -359,8 +360,9 @@ class _MapState:
             except CancelledError as cancelled:
                 return [], cancelled
         # FINISHED, which never changes again: its outcome is read without the
-        # future's lock (a subtask map settles a unit per item, and a task
-        # holding a compute slot settles most of them at once, issue 6).
+        # future's lock: a subtask map settles one unit per item, and a task
+        # that held a compute slot finds most of them finished at once: the
+        # lock would add a lock round to nearly every value handed out.
         exc = future._exception
         if exc is not None:
             return [], exc
@@ -445,9 +447,10 @@ def _units(state: _MapState) -> Generator[Iterator[Any], None, None]:
     does).
 
     ``MapIterator`` (an ``itertools.chain`` over this) hands the values out
-    one by one in C: Python runs here once per unit, not once per item (the
-    tiny-task hot path, issue 6). With a ``buffersize`` the bound counts
-    items exactly, so each value goes out on its own, after its count.
+    one by one in C: Python runs here once per unit, not once per item (on
+    the tiny-task hot path a Python call per item would dominate). With a
+    ``buffersize`` the bound counts items exactly, so each value goes out on
+    its own, after its count.
     """
     exact = state.buffersize is not None
     try:
@@ -500,8 +503,9 @@ class MapIterator(itertools.chain[R]):
     # An itertools.chain over the generator of units: chain's own C code
     # hands out each value, so a map costs no Python call per item. The
     # generator holds only the state (never this iterator), so dropping the
-    # iterator cancels at once (a cycle kept an abandoned map running until
-    # the cyclic GC ran, issue 3); and no value handed out is kept alive here.
+    # iterator cancels at once (a reference cycle would keep an abandoned map
+    # submitting and running until the cyclic GC ran); and no value handed out
+    # is kept alive here.
 
     _state: _MapState
     _units: Generator[Iterator[Any], None, None]

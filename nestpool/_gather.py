@@ -87,8 +87,8 @@ class _Gathering:
 
     Done-callbacks rather than ``concurrent.futures.wait``: ``wait`` only learns
     of a cancellation when an executor calls ``set_running_or_notify_cancel``,
-    so it waited for a cancelled future until its executor reached it, and
-    forever for one no executor runs (issue 3). A callback runs at ``cancel()``.
+    so it would wait for a cancelled future until its executor reached it, and
+    forever for one no executor runs. A callback runs at ``cancel()``.
     """
 
     __slots__ = ("event", "failed", "left", "lock", "stop_on_failure")

@@ -4,8 +4,9 @@
 What it owns: validating options; registering itself as the process's route
 while open (``_routing``); the parent's own subtask thread pool; creating the
 dispatcher (and so the workers) on the first process task; leaving the ``with``
-block the way SPEC says (normally: wait; by an exception: cancel what has not
-started; by Ctrl-C: stop the workers at once). It never touches worker
+block as ``concurrent.futures`` users expect (normally: wait; by an exception:
+cancel what has not started; by Ctrl-C: stop the workers at once, so the
+program leaves promptly and no worker outlives it). It never touches worker
 processes or the task table itself: that is the dispatcher's.
 """
 
@@ -538,7 +539,7 @@ class Pool(Executor):
             )
         if task_timeout is not None:
             # A timeout is per call: a chunk shares one deadline, so quick
-            # items batched after slow ones would be stopped (issue 4).
+            # items batched after slow ones would be stopped with them.
             chunksize = 1
         dispatcher = self._get_dispatcher()
         slots = self._processes * self._tasks_per_process

@@ -1,4 +1,4 @@
-"""Where am I? The routing table of SPEC.md as one function.
+"""Where am I? The routing table (docs/routing.md) as one function.
 
 | where the call happens         | a process task              | a thread subtask                 |
 |--------------------------------|-----------------------------|----------------------------------|
@@ -166,14 +166,6 @@ def enter_worker(route: Route) -> None:
     with _lock:
         _pools.clear()
         _worker_route = route
-        _recompute()
-
-
-def leave_worker() -> None:
-    """Undo ``enter_worker`` (for a Dask worker thread that hosts nestpool)."""
-    global _worker_route
-    with _lock:
-        _worker_route = None
         _recompute()
 
 

@@ -55,8 +55,8 @@ class ChunkValues(list[Any]):
 
     Otherwise a chunk's result is a list of ``(ok, value_or_exception)``
     outcomes, one per item. Handing the values over as they are spares a
-    tuple per item in the worker, on the wire and in the parent (the tiny-task
-    hot path, issue 6); ``as_outcomes`` gives the general form back.
+    tuple per item in the worker, on the wire and in the parent, a good part
+    of what a tiny item costs; ``as_outcomes`` gives the general form back.
     """
 
     __slots__ = ()
@@ -192,10 +192,10 @@ def dumps(obj: object) -> bytes:
     """Pickle ``obj``, falling back to cloudpickle for lambdas, closures and the like.
 
     Raises:
-        Exception: what cloudpickle raised, when it fails too. It got further:
-            the standard pickler stops at the first local class or lambda
-            ("Can't pickle local object"), cloudpickle at the real culprit
-            inside it (a lock, a generator).
+        Exception: what cloudpickle raised, when it fails too: it goes on to
+            the real culprit (a lock, a generator), where the standard
+            pickler stops at the first local class or lambda ("Can't pickle
+            local object").
     """
     try:
         return pickle.dumps(obj, PROTOCOL)
@@ -216,7 +216,8 @@ class _BuiltinsPickler(pickle.Pickler):
 
     The C pickler writes the types above itself and asks ``reducer_override``
     only about the others, so the check costs nothing per builtin value
-    (checking each value's type cost more than pickling it, issue 6).
+    (a walk in Python checking each value's type would cost more than
+    pickling it).
     """
 
     def reducer_override(self, obj: object) -> Any:

@@ -2,7 +2,8 @@
 
 What it owns: one overload per number of iterables (1 to 5), each matching the
 decorated function's own parameters, so that ``crunch.map(["a"], [2])`` checks
-each iterable's items against the parameter they feed (issue 5). A
+each iterable's items against the parameter they feed (a wrong item is a
+type error at the call site, not an exception later in a worker). A
 ``ParamSpec`` cannot be split into "one iterable per parameter", so the
 overloads take the function through a self-type: a callback protocol
 (``Takes1`` ... ``Takes5``) that the decorated function's ``__call__`` must

@@ -16,9 +16,9 @@ T_co = TypeVar("T_co", covariant=True)
 class FutureLike(Protocol[T_co]):
     """What ``gather`` needs of a future: a ``concurrent.futures.Future[T]``.
 
-    ``Future`` is invariant, so ``Iterable[Future[T]]`` rejected a list of a
-    ``Future[int]`` and a ``Future[str]`` (and even of a ``Future[int]`` and a
-    ``Future[float]``); through this covariant protocol ``T`` is their union.
+    ``Future`` is invariant, so ``Iterable[Future[T]]`` would reject a list of
+    a ``Future[int]`` and a ``Future[str]`` (and even of a ``Future[int]`` and
+    a ``Future[float]``); through this covariant protocol ``T`` is their union.
     ``result(timeout)`` keeps asyncio futures out: ``gather`` blocks, and an
     asyncio future is awaited, not waited for.
     """

@@ -41,9 +41,9 @@ def _helper_pids() -> set[int]:
     tracker): they outlive pools by design; they are not nestpool's workers.
 
     Known by pid, not by command line: a worker forked by the forkserver has
-    the forkserver's command line, so it passed for a helper (the checks never
-    saw a forkserver worker), except for the moment its command line reads
-    empty as it exits (a flaky failure)."""
+    the forkserver's command line, so a match on it would pass the worker for
+    a helper (the checks would never see a forkserver worker), except for the
+    moment its command line reads empty as it exits (a flaky failure)."""
     pids = set()
     forkserver = sys.modules.get("multiprocessing.forkserver")
     server = getattr(getattr(forkserver, "_forkserver", None), "_forkserver_pid", None)

@@ -300,8 +300,8 @@ class TwoArgError(Exception):
 
     The ``__reduce__`` is explicit: with BaseException's own, tblib (which
     importing ``distributed`` installs for every exception class) rebuilds
-    the instance without calling ``__init__``, and a forked worker of a test
-    session that had imported Dask sent it across intact.
+    the instance without calling ``__init__``, so a forked worker of a test
+    session that has imported Dask would send it across intact.
     """
 
     def __init__(self, code: int, reason: str) -> None:

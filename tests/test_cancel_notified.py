@@ -4,7 +4,7 @@ and ``as_completed``.
 ``Future.cancel()`` alone leaves the state CANCELLED, which those two count
 as done only after an executor calls ``set_running_or_notify_cancel()``
 (CPython gh-136655); a future the pool cancels is never reached by an
-executor, so they waited their whole timeout for it. Each test cancels
+executor, so they would wait their whole timeout for it. Each test cancels
 futures the way the pool does and checks that ``wait(fs, timeout=5)`` returns
 them in ``done`` and that ``as_completed`` yields them all (either would wait
 the 5 seconds, and report them not done, if they were not notified).

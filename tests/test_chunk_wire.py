@@ -1,4 +1,4 @@
-"""A chunk's wire format (issue 6 made it lean) keeps every item's own outcome.
+"""A chunk's wire format, lean for tiny tasks, keeps every item's own outcome.
 
 A chunk travels as positional-argument tuples and, when every item succeeded,
 comes back as its bare values (``ChunkValues``); otherwise as one

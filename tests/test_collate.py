@@ -1,5 +1,5 @@
 """``task.map``: lazy and bounded, ordered or not, auto-batched; each item's own
-outcome; early exit cancels what has not started (issue 3, points 1-6).
+outcome; early exit cancels what has not started.
 
 On process tasks and subtasks, in the parent and inside a worker. Gates are
 files the test creates (process tasks) or events (threads of one process);
@@ -66,7 +66,7 @@ def _record_subtask_chunks(pool: Pool, monkeypatch: pytest.MonkeyPatch) -> list[
     return sizes
 
 
-# ---------------------------------------------------------------- 1. bounds
+# ---------------------------------------------------------------- bounds
 
 
 def test_an_endless_input_works_on_process_tasks(start_method: str) -> None:
@@ -221,7 +221,7 @@ def test_every_route_has_close_and_with(start_method: str) -> None:
         assert ct.with_blocks_in_worker().result() == [[0, 2], [], [0, 2, 4]]
 
 
-# ---------------------------------------------------------------- 2. unordered
+# ---------------------------------------------------------------- unordered
 
 
 def test_unordered_process_map_yields_in_completion_order(
@@ -313,7 +313,7 @@ def test_unordered_process_map_raises_an_item_error_when_it_completes(tmp_path: 
         assert pool.submit(abs, -3).result() == 3
 
 
-# ---------------------------------------------------------------- 3. chunks
+# ---------------------------------------------------------------- chunks
 
 
 def test_auto_chunksize_batches_many_tiny_items(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -357,7 +357,7 @@ def test_subtask_map_chunksize_runs_that_many_items_per_hop(
         assert sizes == [1] * 5  # default: one item per hop
 
 
-# ---------------------------------------------------------------- 4, 6. errors
+# ---------------------------------------------------------------- errors
 
 
 def test_an_item_exception_is_its_own_and_ends_the_map(start_method: str) -> None:
@@ -429,7 +429,7 @@ def test_an_input_error_comes_after_the_values_taken_before_it() -> None:
                     assert str(error) == "input ran dry"
 
 
-# ---------------------------------------------------------------- 5. early exit
+# ---------------------------------------------------------------- early exit
 
 
 def _early_exit(tmp_path: Path, how: str) -> None:

@@ -1,8 +1,8 @@
 """Compute slots: a pool with more process tasks at once than cores lets at
 most ``cores`` of them run their own code after waiting on subtasks, in the
-order their waits ended (issue 6: it breaks the convoy of CPU phases that
-start and end together). It must never deadlock, and a worker's death must
-not cost the pool a slot."""
+order their waits ended, so that their CPU phases run one after another at
+full speed instead of all together, as a convoy that starts and ends at once.
+It must never deadlock, and a worker's death must not cost the pool a slot."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""Waiting never deadlocks (issue 3, point 9): a nestpool thread that waits on
-a subtask nobody has started runs it itself, in every way of waiting
-(``result``, ``exception``, ``gather``, ``wait``, ``as_completed``, ``map``),
-with ``threads=1`` and deep nesting, in the parent and inside workers.
+"""Waiting never deadlocks: a nestpool thread that waits on a subtask nobody
+has started runs it itself, in every way of waiting (``result``,
+``exception``, ``gather``, ``wait``, ``as_completed``, ``map``), with
+``threads=1`` and deep nesting, in the parent and inside workers.
 
 Each test has a short timeout: a deadlock fails fast instead of hanging.
 """

@@ -1,6 +1,6 @@
 """Every public name, and every public method and property of the public
-classes, has a Google-style docstring with an example (issue 8): a summary
-line, an ``Example:`` section, and ``Args:`` when it takes arguments. The API
+classes, has a Google-style docstring with an example: a summary line, an
+``Example:`` section, and ``Args:`` when it takes arguments. The API
 reference (docs/api.md, mkdocstrings) is generated from these docstrings.
 """
 

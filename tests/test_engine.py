@@ -1,5 +1,6 @@
-"""nestpool's own process engine (issue 2, point 4) and the worker's persistent
-thread pool (point 5), under fork, forkserver and spawn."""
+"""nestpool's own process engine (a channel and a sentinel per worker, so a
+death costs only that worker's tasks) and the worker's persistent thread pool,
+under fork, forkserver and spawn."""
 
 from __future__ import annotations
 

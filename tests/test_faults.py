@@ -1,7 +1,7 @@
 """Worker deaths, timeouts, failing initializers and worker retirement, caused
 for real (SIGKILL, os._exit, a segfault, RLIMIT_AS, the OOM killer's SIGKILL).
 
-SPEC "Faults and bad input": a death fails only the tasks that worker was
+What must hold (docs/faults.md): a death fails only the tasks that worker was
 running, with a WorkerDiedError naming the task, the pid and the exit code or
 signal; the worker is replaced; every other task completes; the pool goes on.
 """

@@ -1,10 +1,10 @@
 """A forked worker must not run the parent's at-exit pool shutdown (a hang).
 
 A worker started with fork inherits the parent's registry of open pools and
-its at-exit hook; when the worker exited, the hook shut those pools down in the
-child, and a lock a parent thread held at the fork stayed locked there forever:
-the worker never exited, ``with Pool`` never returned, and after a parent death
-the worker was orphaned.
+its at-exit hook. Were the hook to shut those pools down in the child as it
+exits, it would wait on a lock that a parent thread held at the fork, which
+stays locked there forever: the worker would never exit, ``with Pool`` would
+never return, and after a parent death the worker would be orphaned.
 """
 
 from __future__ import annotations

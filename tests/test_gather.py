@@ -1,6 +1,6 @@
-"""``gather(futures, *, return_exceptions=False)`` (issue 3, point 8): values in
-the given order; the first failure raised as soon as it happens; exceptions in
-the list with ``return_exceptions``; any ``concurrent.futures.Future``."""
+"""``gather(futures, *, return_exceptions=False)``: values in the given order;
+the first failure raised as soon as it happens; exceptions in the list with
+``return_exceptions``; any ``concurrent.futures.Future``."""
 
 from __future__ import annotations
 

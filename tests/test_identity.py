@@ -1,5 +1,6 @@
-"""Decorated functions keep their identity (issue 2, point 9), and calling one
-never raises the task's own exception, inline included (point 3)."""
+"""Decorated functions keep their identity (``__name__``, ``__doc__``,
+``__wrapped__``, signature, ``help()``), and calling one never raises the
+task's own exception, inline included: it travels in the future."""
 
 from __future__ import annotations
 

@@ -2,9 +2,10 @@
 starts long tasks and says "ready"; the test sends it SIGINT (or SIGKILL) and
 checks with psutil that no worker (nor the forkserver) is left behind.
 
-SPEC: "Ctrl-C in the main process leaves the `with` block promptly (about a
-second), with no worker left behind. If the main process is killed, its
-workers exit by themselves within seconds." Workers ignore SIGINT.
+What must hold (docs/faults.md, "Ctrl-C and dying parents"): Ctrl-C in the
+main process leaves the `with` block promptly (about a second), with no worker
+left behind; if the main process is killed, its workers exit by themselves
+within seconds. Workers ignore SIGINT.
 """
 
 from __future__ import annotations
@@ -31,10 +32,10 @@ pytestmark = pytest.mark.timeout(90)
 
 ROOT = Path(__file__).resolve().parent.parent
 
-#: how long the script may take to leave the `with` block after SIGINT. SPEC
-#: says "about a second"; the margin is for a loaded CI machine.
+#: how long the script may take to leave the `with` block after SIGINT: about
+#: a second is the promise; the margin is for a loaded CI machine.
 CTRL_C_BOUND = 3.0
-#: SPEC and issue 4: orphaned workers exit "within 5 seconds".
+#: how long orphaned workers may take to exit once their parent is killed.
 ORPHAN_BOUND = 5.0
 
 _PRELUDE = """

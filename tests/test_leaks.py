@@ -202,6 +202,6 @@ def test_the_resource_tracker_has_nothing_to_warn_about() -> None:
         assert word not in result.stderr, result.stderr
     if os.path.isdir("/dev/shm"):
         # Only the script's own names: other processes on the machine create
-        # and remove theirs meanwhile (a machine-wide diff failed for them).
+        # and remove theirs meanwhile (a machine-wide diff would fail for them).
         mine = (f"sem.mp-nestpool-leaks-{pid}", f"pym-{pid}-")
         assert not [name for name in os.listdir("/dev/shm") if name.startswith(mine)]

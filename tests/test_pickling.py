@@ -1,11 +1,12 @@
 """Data that cannot cross the process boundary, in each direction and on each
 side, for single calls and for the items of a map chunk.
 
-SPEC: "An argument or result that cannot be pickled fails that one future with
-a clear error naming the task and the cause; the pool goes on." "One that
-cannot be pickled arrives as an exported error carrying its type name, message
-and traceback text." STYLE §7: "a table of objects that fail at pickle/unpickle
-on either side".
+What must hold (docs/faults.md, docs/pickling.md): an argument or result that
+cannot be pickled fails that one future with a clear error naming the task and
+the cause, and the pool goes on; a worker-side exception that cannot be
+pickled arrives as a ``RemoteTaskError`` carrying its type name, message and
+traceback text. The objects come from one table of things that fail at pickle
+or at unpickle, on either side.
 """
 
 from __future__ import annotations

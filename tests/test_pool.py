@@ -1,5 +1,5 @@
-"""``Pool``: its options (issue 2, point 6) and its ``concurrent.futures.Executor``
-API (point 7): submit, map, shutdown, the ``with`` block, two pools at once."""
+"""``Pool``: its options and its ``concurrent.futures.Executor`` API: submit,
+map, shutdown, the ``with`` block, two pools at once."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""``Pool.map`` (the Executor method, issue 3 point 7): the standard library's
-semantics (timeout from the call, ``TimeoutError`` while iterating,
-``chunksize``, the first exception ends it, ``close``), lazy with a bounded
-buffer as Python 3.14's ``buffersize``. Compared side by side with
+"""``Pool.map`` (the Executor method): the standard library's semantics
+(timeout from the call, ``TimeoutError`` while iterating, ``chunksize``, the
+first exception ends it, ``close``), lazy with a bounded buffer as Python
+3.14's ``buffersize``. Compared side by side with
 ``ThreadPoolExecutor.map`` where that is practical."""
 
 from __future__ import annotations

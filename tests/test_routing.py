@@ -1,4 +1,5 @@
-"""The routing table of SPEC.md, cell by cell, from the main thread and others."""
+"""The routing table (docs/routing.md), cell by cell, from the main thread and
+others."""
 
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
 """A subtask's future keeps the ``concurrent.futures.Future`` contract while
-its condition and waiter list are made only when first needed (issue 6's
-call-and-wait path): waits from other threads are woken, ``wait()`` and
-``as_completed()`` see it finish or be cancelled, callbacks run once, and a
-subtask its caller ran itself is never run again by a pool thread."""
+its condition and waiter list are made only when first needed (a subtask
+its caller runs itself, or finds done when it reads it, never needs them):
+waits from other threads are woken, ``wait()`` and ``as_completed()`` see it
+finish or be cancelled, callbacks run once, and a subtask its caller ran
+itself is never run again by a pool thread."""
 
 from __future__ import annotations
 

@@ -266,8 +266,9 @@ def test_pyright_verifytypes_public_api_is_complete(tmp_path: Path) -> None:
 
 def test_mypy_strict_is_clean_on_the_package_without_its_configuration(tmp_path: Path) -> None:
     # What a user's mypy sees of the installed nestpool: none of the project's
-    # [tool.mypy] (its overrides silenced cloudpickle and tqdm, which ship no
-    # types, so a user's `mypy --strict` reported both), run from elsewhere.
+    # [tool.mypy] (overrides there for cloudpickle and tqdm, which ship no
+    # types, would hide what a user's `mypy --strict` reports), run from
+    # elsewhere.
     # tqdm and cloudpickle are installed, as with the progress extra.
     pytest.importorskip("tqdm")
     config = tmp_path / "mypy.ini"

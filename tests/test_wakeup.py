@@ -1,9 +1,10 @@
 """The dispatcher's self-pipe never loses a wake-up.
 
 A lost wake-up leaves the dispatcher asleep with work in its inbox: a pool
-that is otherwise idle then hangs for good. It happened for real: a Ctrl-C
-test (spawn, a map in flight) hung because ``_Wakeup.pending`` was left True
-over an empty pipe, after which every ``wake()`` skipped its write.
+that is otherwise idle then hangs for good. One is lost when
+``_Wakeup.pending`` is left True over an empty pipe (by a Ctrl-C inside
+``wake()``, or by a ``clear()`` racing a ``wake()``): every later ``wake()``
+then skips its write.
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ def test_an_interrupted_wake_leaves_no_stale_flag(monkeypatch: pytest.MonkeyPatc
 
 
 def test_a_wake_racing_with_clear_is_not_lost(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The interleaving that lost a wake-up, made to happen every run: a
+    # The interleaving that would lose a wake-up if clear() reset the flag
+    # before draining the pipe, made to happen every run: a
     # producer puts work and wakes exactly while the dispatcher's clear() is
     # about to drain the pipe. Afterwards the dispatcher reads its inbox (and
     # finds that work), then sleeps; the *next* producer's wake must reach it.
@@ -80,7 +82,7 @@ def test_a_wake_racing_with_clear_is_not_lost(monkeypatch: pytest.MonkeyPatch) -
             raced = True
             producer = threading.Thread(target=produce, args=(1,))
             producer.start()
-            # Under the fixed code the producer may wait for clear()'s lock:
+            # The producer may wait for clear()'s lock (wake() takes it too):
             # do not wait for it here (that would deadlock), only give it time.
             producer.join(0.2)
         return real_read(fd, size)
