@@ -108,7 +108,7 @@ class _Wakeup:
     ``pending`` saves a write per submit while a byte is already waiting. It
     must never be True while the pipe is empty, or every later ``wake()``
     skips its write and the dispatcher sleeps through new work (a lost
-    wake-up: a Ctrl-C test hung on it). So ``wake()`` writes *before* it sets
+    wake-up, and Ctrl-C would wait for ever). So ``wake()`` writes *before* it sets
     the flag (a KeyboardInterrupt between the two leaves an extra byte, which
     is harmless), and ``clear()`` drains *before* it resets the flag, both
     under one lock: otherwise ``clear()`` could reset the flag, then drain a
@@ -589,7 +589,7 @@ class Dispatcher:
             # The worker's runner is free: send it its next task before
             # unpickling these values, so that its work overlaps ours instead
             # of waiting a round trip (tiny chunks kept both workers idle a
-            # third of the time, issue 6).
+            # third of the time).
             self._release(task)
             self._dispatch_ready()
         data: list[Any]
@@ -602,7 +602,7 @@ class Dispatcher:
                 plain = False
         else:
             # One pickle per item (values of types the parent might fail to
-            # rebuild): a bad one fails alone (issue 4).
+            # rebuild): a bad one fails alone.
             data = [_load_outcome(task.name, item, plain) for item in blob]
             if plain:
                 if all(ok for ok, _ in data):
@@ -849,7 +849,8 @@ class Dispatcher:
             # A SIGKILL before the worker's own code ran came from outside (the
             # OOM killer, kill -9) while its interpreter started: it says nothing
             # about the initializer or the main module, so it must not count
-            # towards breaking the pool (issue 4: a chaos test broke it so).
+            # towards breaking the pool (workers killed at random while they
+            # start would otherwise break a healthy pool).
             self._startup_deaths += 1
             if self._startup_deaths >= MAX_STARTUP_DEATHS:
                 self._break(self._startup_failure(worker, exitcode))
@@ -895,7 +896,7 @@ class Dispatcher:
             current = task.indices[position]
             # The slot still names the item reported last if the worker died
             # between sending its result and marking the next one: that item
-            # keeps its value, and the next one had not started (issue 4).
+            # keeps its value, and the next one had not started.
             if task.outcomes[current] is None:
                 task.outcomes[current] = (False, error)
             rest = [i for i in task.indices if task.outcomes[i] is None]

@@ -16,8 +16,8 @@ What it owns, in the worker process::
   (a ``sqlite3`` connection) work in tasks. With more, tasks run on runner
   threads and the main thread only waits for them.
 - A helper thread reads the channel, so the end of the channel (a dead
-  parent) is noticed whatever the tasks are doing (SPEC: PR_SET_PDEATHSIG alone
-  is not enough). PR_SET_PDEATHSIG is set too, for a task that holds the GIL
+  parent) is noticed whatever the tasks are doing (PR_SET_PDEATHSIG alone is
+  not enough: it fires when the thread that started the worker ends). PR_SET_PDEATHSIG is set too, for a task that holds the GIL
   in C code so that no other thread can run; and a worker drops the
   forkserver's "alive" pipe, which would keep the forkserver, its parent, alive.
 - The reader keeps the callables it was sent by key, in the same bounded
@@ -265,7 +265,7 @@ def _die_with_parent() -> None:
     A second line of defence behind the channel watch: while a task holds the
     GIL in C code (a regex that backtracks for ever, an extension's loop), the
     main thread cannot run to notice the end of the channel, and the worker
-    would outlive its parent (issue 4). The thread that started the worker is
+    would outlive its parent. The thread that started the worker is
     the dispatcher's, which ends only after every worker it started, or the
     forkserver's, which ends with the main process. Linux only.
     """
@@ -552,7 +552,7 @@ def _run_chunk(
     Each item's index is written to this runner's mark right before the item
     runs, so the parent knows exactly which item a death interrupted. The
     clock is read once per batch, not per item, and the loops are as tight
-    as Python allows (a tiny task's cost per item is mostly this loop, issue 6).
+    as Python allows (a tiny task's cost per item is mostly this loop).
 
     Args:
         shape: how an item reads: ``SHAPE_UNARY`` (the argument), ``SHAPE_ARGS``
@@ -644,9 +644,9 @@ def _send_outcomes(
     # cannot unpickle them it still knows which task and items they were for.
     # Items that may fail to unpickle in the parent (a type it cannot import
     # or rebuild) are pickled one by one, so that one bad item of a chunk
-    # fails alone (issue 4); a flush of builtin values goes as one pickle, and
+    # fails alone; a flush of builtin values goes as one pickle, and
     # while every item succeeded as the bare values (``plain``: no outcome
-    # tuple per item, the tiny-task hot path, issue 6).
+    # tuple per item: the tiny-task hot path).
     plain = outcomes is None
     entries: list[Any] = values if outcomes is None else outcomes
     blob: bytes | list[bytes] | None = None
