@@ -146,7 +146,17 @@ class _Wakeup:
             self.pending = False
 
     def close(self) -> None:
-        for fd in (self.reader, self.writer):
+        """Close both ends, once: a forked child runs this too (registered
+        with ``register_after_fork``), and must not close what the same fd
+        numbers have become since (its own pipe, its sentinel). No lock: in a
+        forked child another thread of the parent may have held it at the
+        fork, for ever; a ``wake()`` racing the parent's close fails on the
+        closed fd, which it ignores."""
+        fds = (self.reader, self.writer)
+        self.reader = self.writer = -1
+        for fd in fds:
+            if fd < 0:
+                continue
             try:
                 os.close(fd)
             except OSError:
@@ -412,12 +422,14 @@ class Dispatcher:
         # holds a compute slot (so that its death gives the slot back).
         marks = self.context.RawArray("q", self.tasks_per_process + 1)
         config = WorkerConfig(index, self.threads, self.tasks_per_process)
+        call = self.initializer
+        init = () if call is None else (call.initializer, call.initargs)
         # typeshed's BaseContext has no Process (each concrete context has its own)
         process = cast(
             "multiprocessing.process.BaseProcess",
             self.context.Process(  # type: ignore[attr-defined]
                 target=worker_main,
-                args=(child_conn, marks, config, self.compute_slots, self.initializer),
+                args=(child_conn, marks, config, self.compute_slots, *init),
                 name=f"{self.name}-worker-{index}",
             ),
         )

@@ -542,8 +542,8 @@ _DIRECTIONS = {
         "the function could not be pickled",
         "it goes by value (a lambda, a closure, or a function the workers cannot "
         "import) with what it uses: pass that object as an argument or create it in "
-        "the worker (in the initializer), or define the function at module level in a "
-        "module the workers can import",
+        "the worker (in the initializer), or move the function into a module the "
+        "workers can import",
     ),
     "function (unpickling in the worker)": (
         "the function could not be loaded in the worker",

@@ -17,8 +17,9 @@ What it owns, in the worker process::
   threads and the main thread only waits for them.
 - A helper thread reads the channel, so the end of the channel (a dead
   parent) is noticed whatever the tasks are doing (PR_SET_PDEATHSIG alone is
-  not enough: it fires when the thread that started the worker ends). PR_SET_PDEATHSIG is set too, for a task that holds the GIL
-  in C code so that no other thread can run; and a worker drops the
+  not enough: it fires when the thread that started the worker ends).
+  PR_SET_PDEATHSIG is set too, for a task that holds the GIL in C code so
+  that no other thread can run; and a worker drops the
   forkserver's "alive" pipe, which would keep the forkserver, its parent, alive.
 - The reader keeps the callables it was sent by key, in the same bounded
   order as the parent's record of them (``FUNCTION_CACHE``), so a function sent
@@ -114,25 +115,19 @@ class WorkerConfig:
 
 
 class InitCall:
-    """The pool's initializer and its arguments, on their way to a worker as
+    """The pool's initializer and its arguments, given to each worker as
     ``multiprocessing.Process`` arguments, the way ``ProcessPoolExecutor``
-    passes them: queues, locks, shared memory and manager proxies travel.
-
-    Under spawn and forkserver it is pickled while multiprocessing starts the
-    process (the only moment multiprocessing lets a ``Queue`` be pickled), and
-    unpickled by the worker itself, in ``load``, where a failure is reported
-    as the initializer's. Under fork it is not pickled at all.
+    passes them: inherited under fork, pickled by multiprocessing as it starts
+    the process under spawn and forkserver (the only moment it lets a
+    ``Queue`` be pickled), in the same pickle as the process's other
+    arguments, so shared memory they share is handed over once.
     """
 
-    __slots__ = ("data", "initargs", "initializer")
+    __slots__ = ("initargs", "initializer")
 
     def __init__(self, initializer: Callable[..., object], initargs: tuple[Any, ...]) -> None:
-        self.initializer: Callable[..., object] | None = initializer
+        self.initializer = initializer
         self.initargs = initargs
-        self.data: bytes | None = None
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return _pickled_init_call, (bytes(ForkingPickler.dumps((self.initializer, self.initargs))),)
 
     def check(self) -> None:
         """Pickle it once now, as multiprocessing will when it starts a worker
@@ -151,14 +146,6 @@ class InitCall:
             )
         finally:
             set_spawning(None)
-
-    def load(self) -> tuple[Callable[..., object], tuple[Any, ...]]:
-        """The initializer and its arguments (unpickled here if they were sent)."""
-        if self.data is not None:
-            self.initializer, self.initargs = loads(self.data)
-            self.data = None
-        assert self.initializer is not None
-        return self.initializer, self.initargs
 
 
 class ForkContextError(RuntimeError):
@@ -193,14 +180,6 @@ class _DryRunStart:
     @staticmethod
     def duplicate_for_child(fd: int) -> int:
         return fd
-
-
-def _pickled_init_call(data: bytes) -> InitCall:
-    call = InitCall.__new__(InitCall)
-    call.initializer = None
-    call.initargs = ()
-    call.data = data
-    return call
 
 
 class WorkerRoute:
@@ -310,7 +289,8 @@ def worker_main(
     marks: Any,
     config: WorkerConfig,
     compute_slots: Any = None,
-    init: InitCall | None = None,
+    initializer: Callable[..., object] | None = None,
+    initargs: tuple[Any, ...] = (),
 ) -> None:
     """Entry point of a worker process (the target of ``multiprocessing.Process``).
 
@@ -319,7 +299,7 @@ def worker_main(
             1 while this worker holds a compute slot.
         compute_slots: the pool's semaphore of compute slots, or None (see
             ``_subtasks``, "compute slots").
-        init: the pool's initializer and its arguments, or None.
+        initializer: the pool's initializer, called with ``initargs``.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Forked from the dispatcher's thread, the main thread carries its name.
@@ -333,10 +313,8 @@ def worker_main(
     channel.send(Booted(os.getpid()))
     _routing.enter_worker(WorkerRoute(config.threads))
 
-    if init is not None:
+    if initializer is not None:
         try:
-            initializer, initargs = init.load()
-            del init
             initializer(*initargs)
         except BaseException as exc:
             text = format_remote_traceback(exc)
