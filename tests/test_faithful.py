@@ -1,0 +1,315 @@
+"""Faithful to ``ProcessPoolExecutor``: what works with it works, and means
+the same, with ``Pool``.
+
+SPEC: "A callable goes by reference whenever the worker can import it, and a
+script's ``__main__`` is importable there exactly as multiprocessing makes it
+so for ``ProcessPoolExecutor``"; "Only what no worker can import goes by value
+with cloudpickle, once per worker"; "``initializer`` and ``initargs`` travel as
+the standard library passes them"; "With ``tasks_per_process=1`` the worker's
+main thread runs the initializer and the process tasks"; "No user object,
+whatever it raises while being pickled or unpickled (``SystemExit`` included),
+can stop the engine or leave a future pending"; "Once a future is done the pool
+keeps no reference to its callable, arguments or result".
+
+Where the standard library can run the same program, the test runs it on both
+engines and asserts that they give the same answers.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.timeout(60)
+
+# ----------------------------------------------- 1. by reference first
+
+#: A script: its module-level functions are what a user submits. Run as
+#: ``program.py ENGINE METHOD``; prints one ``name=repr`` line per fact.
+SCRIPT = textwrap.dedent(
+    '''
+    import multiprocessing
+    import os
+    import pickle
+    import sys
+    import threading
+    from concurrent.futures import ProcessPoolExecutor
+    from random import random
+
+    from nestpool import Pool, process_task
+
+    #: pids of the processes that pickled BIG
+    PICKLED_BIG = []
+
+
+    class Big:
+        """50 MB that says whenever it is pickled."""
+
+        def __init__(self, size):
+            self.data = bytearray(size)
+
+        def __reduce__(self):
+            PICKLED_BIG.append(os.getpid())
+            return Big, (len(self.data),)
+
+
+    BIG = Big(50 << 20)
+    INIT_VALUE = None
+    ENTERED = GATE = None
+    COUNTER = 0
+    LOCK = threading.Lock()
+
+
+    def init(value, entered, gate):
+        global INIT_VALUE, ENTERED, GATE
+        INIT_VALUE = value
+        ENTERED, GATE = entered, gate
+
+
+    def read_init():
+        return INIT_VALUE
+
+
+    def module_name():
+        return __name__
+
+
+    def count():
+        global COUNTER
+        COUNTER += 1
+        return os.getpid(), COUNTER
+
+
+    def draw():
+        # The parent opens the gate once both calls have entered: they run in
+        # two workers at once.
+        ENTERED.release()
+        if not GATE.acquire(timeout=60):
+            raise TimeoutError("the gate never opened")
+        return os.getpid(), random()
+
+
+    def use_lock():
+        with LOCK:
+            inside = LOCK.locked()
+        return inside, LOCK.locked()
+
+
+    def big_size():
+        return len(BIG.data)
+
+
+    @process_task
+    def decorated_read_init():
+        return INIT_VALUE
+
+
+    def make_adder(k):
+        def adder(x):
+            return x + k, os.getpid()
+
+        return adder
+
+
+    def main(guarded):
+        engine, method = sys.argv[1], sys.argv[2]
+        context = multiprocessing.get_context(method)
+        # Semaphores, not a Barrier: see test_initargs_from_the_heap_under_spawn.
+        initargs = (42, context.Semaphore(0), context.Semaphore(0))
+        entered, gate = initargs[1:]
+        if engine == "nestpool":
+            executor = Pool(processes=2, start_method=method, initializer=init, initargs=initargs)
+        else:
+            executor = ProcessPoolExecutor(
+                max_workers=2, mp_context=context, initializer=init, initargs=initargs
+            )
+        me = os.getpid()
+        facts = {}
+        with executor:
+            draws = [executor.submit(draw) for _ in range(2)]
+            for _ in draws:
+                assert entered.acquire(timeout=60)
+            for _ in draws:
+                gate.release()
+            (pid_a, value_a), (pid_b, value_b) = [f.result(timeout=60) for f in draws]
+            facts["draws_in_two_workers"] = pid_a != pid_b and me not in (pid_a, pid_b)
+            facts["draws_differ"] = value_a != value_b
+            facts["init_seen"] = [executor.submit(read_init).result(timeout=60) for _ in range(4)]
+            facts["module"] = executor.submit(module_name).result(timeout=60)
+            counts = [executor.submit(count).result(timeout=60) for _ in range(6)]
+            per_worker = {}
+            for pid, n in counts:
+                per_worker.setdefault(pid, []).append(n)
+            facts["counter_persists"] = all(
+                ns == list(range(1, len(ns) + 1)) for ns in per_worker.values()
+            ) and me not in per_worker
+            facts["lock"] = executor.submit(use_lock).result(timeout=60)
+            facts["big"] = {executor.submit(big_size).result(timeout=60) for _ in range(10)}
+            if engine == "nestpool":
+                facts["decorated_init_seen"] = decorated_read_init().result(timeout=60)
+                value, pid = executor.submit(guarded, 1).result(timeout=60)
+                facts["guarded"] = (value, pid != me)
+                facts["lambda"] = executor.submit(lambda x: x * 2, 21).result(timeout=60)
+                value, pid = executor.submit(make_adder(5), 7).result(timeout=60)
+                facts["closure"] = (value, pid != me)
+                facts["lambda_map"] = list(executor.map(lambda x: -x, range(3)))
+        facts["big_pickled"] = len(PICKLED_BIG)
+        pickle.dumps(BIG)  # the recorder works: this one is counted
+        facts["big_recorder_works"] = PICKLED_BIG == [me]
+        for name, value in facts.items():
+            print(f"{name}={value!r}", flush=True)
+
+
+    if __name__ == "__main__":
+
+        def guarded(x):
+            # defined under the guard: a worker's __mp_main__ does not have it
+            return x + 1, os.getpid()
+
+        main(guarded)
+    '''
+)
+
+#: What both engines print, under every start method (``module`` aside).
+SHARED_FACTS: dict[str, Any] = {
+    "draws_in_two_workers": True,
+    "draws_differ": True,
+    "init_seen": [42, 42, 42, 42],
+    "counter_persists": True,
+    "lock": (True, False),
+    "big": {50 << 20},
+    "big_pickled": 0,
+    "big_recorder_works": True,
+}
+
+#: What only Pool runs: the by-value functions (ProcessPoolExecutor cannot
+#: pickle a lambda or a closure, nor find a function defined under the guard).
+BY_VALUE_FACTS: dict[str, Any] = {
+    "decorated_init_seen": 42,
+    "guarded": (2, True),
+    "lambda": 42,
+    "closure": (12, True),
+    "lambda_map": [0, -1, -2],
+}
+
+
+def _facts(command: list[str], cwd: Path, *, quiet: bool = True) -> dict[str, Any]:
+    """Run a program; the ``name=repr`` lines it printed, as a dict."""
+    done = subprocess.run(
+        command, cwd=cwd, capture_output=True, text=True, timeout=100, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    if quiet:
+        assert done.stderr == ""
+    facts: dict[str, Any] = {}
+    for line in done.stdout.splitlines():
+        name, _, value = line.partition("=")
+        facts[name] = ast.literal_eval(value)
+    return facts
+
+
+@pytest.mark.timeout(120)
+def test_a_script_means_the_same_on_both_engines(start_method: str, tmp_path: Path) -> None:
+    # The initializer's globals, module state, each worker's own random
+    # numbers, a module-level lock, a 50 MB global never pickled: as
+    # ProcessPoolExecutor gives them, because module-level functions of the
+    # script go by reference.
+    script = tmp_path / "program.py"
+    script.write_text(SCRIPT)
+    ours = _facts([sys.executable, str(script), "nestpool", start_method], tmp_path)
+    theirs = _facts([sys.executable, str(script), "ppe", start_method], tmp_path, quiet=False)
+    module = "__main__" if start_method == "fork" else "__mp_main__"
+    assert theirs == {**SHARED_FACTS, "module": module}
+    assert ours == {**theirs, **BY_VALUE_FACTS}
+
+
+#: A program with no file (``python -c``, like a notebook or stdin): run as
+#: ``python -c PROGRAM ENGINE METHOD``.
+PROGRAM = textwrap.dedent(
+    """
+    import multiprocessing
+    import os
+    import sys
+    from concurrent.futures import ProcessPoolExecutor
+
+    from nestpool import Pool, process_task
+
+    INIT_VALUE = None
+
+
+    def init(value):
+        global INIT_VALUE
+        INIT_VALUE = value
+        os.environ["NP_FAITHFUL_INIT"] = str(value)
+
+
+    def read_init():
+        return INIT_VALUE
+
+
+    def read_environ():
+        return os.environ.get("NP_FAITHFUL_INIT")
+
+
+    def cube(x):
+        return x**3, os.getpid()
+
+
+    @process_task
+    def decorated_cube(x):
+        return x**3, os.getpid()
+
+
+    def make_adder(k):
+        def adder(x):
+            return x + k, os.getpid()
+
+        return adder
+
+
+    engine, method = sys.argv[1:]
+    context = multiprocessing.get_context(method)
+    if engine == "nestpool":
+        executor = Pool(processes=1, start_method=method, initializer=init, initargs=(42,))
+    else:
+        executor = ProcessPoolExecutor(1, mp_context=context, initializer=init, initargs=(42,))
+    me = os.getpid()
+    facts = {}
+    with executor:
+        value, pid = executor.submit(cube, 3).result(timeout=60)
+        facts["cube"] = (value, pid != me)
+        facts["initializer_ran"] = executor.submit(read_environ).result(timeout=60)
+        facts["init_seen"] = executor.submit(read_init).result(timeout=60)
+        if engine == "nestpool":
+            value, pid = decorated_cube(2).result(timeout=60)
+            facts["decorated"] = (value, pid != me)
+            facts["lambda"] = executor.submit(lambda x: x * 2, 21).result(timeout=60)
+            value, pid = executor.submit(make_adder(5), 7).result(timeout=60)
+            facts["closure"] = (value, pid != me)
+            facts["map"] = list(executor.map(cube, [1, 2]))[0][0]
+    for name, value in facts.items():
+        print(f"{name}={value!r}", flush=True)
+    """
+)
+
+
+@pytest.mark.timeout(120)
+def test_a_python_c_program_runs_by_value(start_method: str, tmp_path: Path) -> None:
+    # No file a worker could run again: module-level functions, a decorated
+    # task, a lambda, a closure and the initializer all travel by value.
+    facts = _facts([sys.executable, "-c", PROGRAM, "nestpool", start_method], tmp_path)
+    del facts["init_seen"]  # compared with ProcessPoolExecutor below
+    assert facts == {
+        "cube": (27, True),
+        "initializer_ran": "42",
+        "decorated": (8, True),
+        "lambda": 42,
+        "closure": (12, True),
+        "map": 1,
+    }
