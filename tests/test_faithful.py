@@ -18,13 +18,21 @@ engines and asserts that they give the same answers.
 from __future__ import annotations
 
 import ast
+import os
+import signal
 import subprocess
 import sys
 import textwrap
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from nestpool import Pool, TaskPicklingError, process_task
+from tests import faithful_tasks as fft
+from tests.conftest import wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -313,3 +321,133 @@ def test_a_python_c_program_runs_by_value(start_method: str, tmp_path: Path) -> 
         "closure": (12, True),
         "map": 1,
     }
+
+
+# --------------------------------------------- 2. by value, once per worker
+
+
+def _sent_by_value(tmp_path: Path, pool: Pool) -> dict[str, tuple[str, list[int]]]:
+    """Run 20 calls of each kind of by-value callable; for each, the log its
+    captured ``UnpickleLog`` writes and the pids of the workers that ran it.
+
+    Every callable captures its own marker, which logs the pid of each
+    process that rebuilds it: it is rebuilt exactly when the callable is.
+    """
+
+    def marker(name: str) -> fft.UnpickleLog:
+        return fft.UnpickleLog(str(tmp_path / f"{name}.log"), 100)
+
+    closure_marker = marker("closure")
+
+    def closure(x: int) -> tuple[int, int]:
+        return x + closure_marker.offset, os.getpid()
+
+    lambda_marker = marker("lambda")
+    lam: Callable[[int], tuple[int, int]] = lambda x: (x + lambda_marker.offset, os.getpid())  # noqa: E731
+    task_marker = marker("task")
+
+    def for_task(x: int) -> tuple[int, int]:
+        return x + task_marker.offset, os.getpid()
+
+    task = process_task(for_task)
+    map_marker = marker("pool_map")
+    task_map_marker = marker("task_map")
+
+    def for_task_map(x: int) -> tuple[int, int]:
+        return x + task_map_marker.offset, os.getpid()
+
+    expected = [(100 + i) for i in range(20)]
+    runs: dict[str, list[tuple[int, int]]] = {
+        # one at a time, and all at once
+        "closure": [pool.submit(closure, i).result(timeout=30) for i in range(20)],
+        "lambda": [f.result(timeout=30) for f in [pool.submit(lam, i) for i in range(20)]],
+        "task": [f.result(timeout=30) for f in [task(i) for i in range(20)]],
+        "pool_map": list(pool.map(lambda x: (x + map_marker.offset, os.getpid()), range(20))),
+        "task_map": list(process_task(for_task_map).map(range(20), chunksize=1)),
+    }
+    report = {}
+    for name, results in runs.items():
+        assert [value for value, _ in results] == expected, name
+        workers = sorted({pid for _, pid in results})
+        assert os.getpid() not in workers
+        report[name] = (str(tmp_path / f"{name}.log"), workers)
+    return report
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_a_by_value_callable_crosses_once_per_worker(
+    start_method: str, processes: int, tmp_path: Path
+) -> None:
+    with Pool(processes=processes, start_method=start_method) as pool:
+        for name, (log, workers) in _sent_by_value(tmp_path, pool).items():
+            # Each worker that ran it rebuilt it once, and nobody else did.
+            assert sorted(fft.unpickled_in(log)) == workers, name
+            assert len(workers) <= processes
+
+
+def test_a_replacement_worker_gets_the_callable_again(tmp_path: Path) -> None:
+    log = str(tmp_path / "closure.log")
+    marker = fft.UnpickleLog(log, 1)
+
+    def closure(x: int) -> tuple[int, int]:
+        return x + marker.offset, os.getpid()
+
+    with Pool(processes=1) as pool:
+        first = {pool.submit(closure, i).result(timeout=30)[1] for i in range(5)}
+        assert fft.unpickled_in(log) == sorted(first)
+        (dead,) = first
+        os.kill(dead, signal.SIGKILL)
+        assert wait_until(lambda: dead not in pool.worker_pids(), 10)
+        second = {pool.submit(closure, i).result(timeout=30)[1] for i in range(5)}
+        (replacement,) = second
+        assert replacement != dead
+        assert fft.unpickled_in(log) == [dead, replacement]
+
+
+_GLOBAL_LOCK = threading.Lock()
+
+
+def _unpicklable_functions() -> dict[str, tuple[Callable[..., Any], str]]:
+    """By-value callables that cannot be pickled: (callable, the culprit as
+    the error must name it)."""
+    lock = threading.Lock()
+
+    def closure(_: object = None) -> bool:
+        return lock.locked()
+
+    return {
+        "closure": (closure, "captured variable 'lock' (a _thread.lock)"),
+        "lambda using a global": (
+            lambda _=None: _GLOBAL_LOCK.locked(),
+            "global '_GLOBAL_LOCK' (a _thread.lock)",
+        ),
+    }
+
+
+def _function_errors(pool: Pool, fn: Callable[..., Any]) -> dict[str, BaseException | None]:
+    """The error of each way to run ``fn``: submit, a task call, both maps."""
+    errors: dict[str, BaseException | None] = {
+        "submit": pool.submit(fn).exception(timeout=30),
+        "task call": process_task(fn)().exception(timeout=30),
+    }
+    for name, values in [
+        ("pool.map", pool.map(fn, [1])),
+        ("task.map", process_task(fn).map([1])),
+    ]:
+        try:
+            next(values)
+        except TaskPicklingError as exc:
+            errors[name] = exc
+        else:
+            errors[name] = None
+    return errors
+
+
+def test_a_by_value_function_that_cannot_be_pickled_names_its_culprit() -> None:
+    with Pool(processes=1) as pool:
+        for case, (fn, culprit) in _unpicklable_functions().items():
+            for how, error in _function_errors(pool, fn).items():
+                assert isinstance(error, TaskPicklingError), (case, how, error)
+                assert error.direction == "function", (case, how)
+                assert culprit in str(error), (case, how, str(error))
+        assert pool.worker_pids() == []  # failed here: no worker was involved
