@@ -323,6 +323,18 @@ def test_a_python_c_program_runs_by_value(start_method: str, tmp_path: Path) -> 
     }
 
 
+@pytest.mark.timeout(120)
+def test_a_python_c_program_under_fork_means_the_same_on_both_engines(tmp_path: Path) -> None:
+    # A forked worker inherits the __main__ of `python -c` (or of a notebook):
+    # ProcessPoolExecutor finds its functions there by reference, so a task
+    # sees the global its worker's initializer set. Under spawn and
+    # forkserver ProcessPoolExecutor cannot run such a program at all.
+    ours = _facts([sys.executable, "-c", PROGRAM, "nestpool", "fork"], tmp_path)
+    theirs = _facts([sys.executable, "-c", PROGRAM, "ppe", "fork"], tmp_path, quiet=False)
+    assert theirs == {"cube": (27, True), "initializer_ran": "42", "init_seen": 42}
+    assert {name: ours[name] for name in theirs} == theirs
+
+
 # --------------------------------------------- 2. by value, once per worker
 
 
