@@ -463,3 +463,12 @@ def test_a_by_value_function_that_cannot_be_pickled_names_its_culprit() -> None:
                 assert error.direction == "function", (case, how)
                 assert culprit in str(error), (case, how, str(error))
         assert pool.worker_pids() == []  # failed here: no worker was involved
+
+
+def test_the_error_for_an_unpicklable_function_never_says_module_level() -> None:
+    # Where the function is defined is not the cause (the object it uses
+    # is), and in a notebook or `python -c` module level goes by value too.
+    with Pool(processes=1) as pool:
+        for case, (fn, _) in _unpicklable_functions().items():
+            for how, error in _function_errors(pool, fn).items():
+                assert "module level" not in str(error), (case, how, str(error))
