@@ -18,6 +18,7 @@ engines and asserts that they give the same answers.
 from __future__ import annotations
 
 import ast
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -25,6 +26,8 @@ import sys
 import textwrap
 import threading
 from collections.abc import Callable
+from concurrent.futures import Executor, ProcessPoolExecutor
+from multiprocessing.shared_memory import SharedMemory
 from pathlib import Path
 from typing import Any
 
@@ -472,3 +475,92 @@ def test_the_error_for_an_unpicklable_function_never_says_module_level() -> None
         for case, (fn, _) in _unpicklable_functions().items():
             for how, error in _function_errors(pool, fn).items():
                 assert "module level" not in str(error), (case, how, str(error))
+
+
+# ------------------------- 3. initargs as the standard library passes them
+
+#: makes an executor of 2 workers: make(start_method, initializer, initargs)
+MakeExecutor = Callable[[str, Callable[..., object], tuple[Any, ...]], Executor]
+
+
+def _nestpool(method: str, initializer: Callable[..., object], initargs: tuple[Any, ...]) -> Pool:
+    return Pool(processes=2, start_method=method, initializer=initializer, initargs=initargs)
+
+
+def _stdlib(
+    method: str, initializer: Callable[..., object], initargs: tuple[Any, ...]
+) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(
+        max_workers=2,
+        mp_context=multiprocessing.get_context(method),
+        initializer=initializer,
+        initargs=initargs,
+    )
+
+
+ENGINES: dict[str, MakeExecutor] = {"nestpool": _nestpool, "ProcessPoolExecutor": _stdlib}
+
+
+def _use_shared_objects(method: str, make: MakeExecutor) -> dict[str, Any]:
+    """Hand a Queue, Lock, Event, Value, Array, shared memory (by name) and a
+    manager dict to the workers' initializer; tasks use them; what the
+    parent then reads in each."""
+    context = multiprocessing.get_context(method)
+    memory = SharedMemory(create=True, size=16)
+    try:
+        with context.Manager() as manager:
+            queue = context.Queue()
+            event = context.Event()
+            value = context.Value("i", 0)
+            array = context.Array("i", 10)
+            initargs = (queue, context.Lock(), event, value, array, memory.name, manager.dict())
+            mapping = initargs[-1]
+            assert not event.is_set()
+            with make(method, fft.init_shared, initargs) as executor:
+                futures = [executor.submit(fft.use_shared, i, 200) for i in range(10)]
+                facts = {
+                    "results": [f.result(timeout=30) for f in futures],
+                    "queue": sorted(queue.get(timeout=10) for _ in range(10)),
+                    "event": event.wait(10),
+                    "value": value.value,
+                    "array": list(array),
+                    "memory": bytes(memory.buf[:10]),
+                    "dict": dict(mapping),
+                }
+            queue.close()
+            queue.join_thread()
+    finally:
+        memory.close()
+        memory.unlink()
+    return facts
+
+
+@pytest.mark.timeout(90)
+def test_initargs_as_the_standard_library_passes_them(start_method: str) -> None:
+    facts = {name: _use_shared_objects(start_method, make) for name, make in ENGINES.items()}
+    assert facts["ProcessPoolExecutor"] == {
+        "results": list(range(10)),
+        "queue": list(range(10)),
+        "event": True,
+        "value": 2000,  # exact: every increment held the Lock
+        "array": [i * i for i in range(10)],
+        "memory": bytes(range(1, 11)),
+        "dict": {f"k{i}": i for i in range(10)},
+    }
+    assert facts["nestpool"] == facts["ProcessPoolExecutor"]
+
+
+def test_an_initarg_that_cannot_travel(start_method: str) -> None:
+    # A threading.Lock cannot be pickled: under spawn and forkserver the
+    # constructor says so; a forked worker inherits it, and it works.
+    lock = threading.Lock()
+    if start_method != "fork":
+        with pytest.raises(TaskPicklingError) as raised:
+            Pool(start_method=start_method, initializer=fft.init_thread_lock, initargs=(lock,))
+        assert raised.value.direction == "initializer"
+        assert "_thread.lock" in str(raised.value)
+        return
+    with Pool(
+        processes=1, start_method="fork", initializer=fft.init_thread_lock, initargs=(lock,)
+    ) as pool:
+        assert pool.submit(fft.use_thread_lock).result(timeout=30) == (True, False)
