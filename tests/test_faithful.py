@@ -564,3 +564,45 @@ def test_an_initarg_that_cannot_travel(start_method: str) -> None:
         processes=1, start_method="fork", initializer=fft.init_thread_lock, initargs=(lock,)
     ) as pool:
         assert pool.submit(fft.use_thread_lock).result(timeout=30) == (True, False)
+
+
+# ------------------------------------ 4. the worker's main thread runs tasks
+
+
+def _main_thread_facts(executor: Executor) -> dict[str, Any]:
+    return {
+        "thread": executor.submit(fft.thread_facts).result(timeout=30),
+        "alarm": executor.submit(fft.alarm_in_task).result(timeout=30),
+        "sqlite": [executor.submit(fft.sqlite_insert, x).result(timeout=30) for x in (1, 2, 3)],
+    }
+
+
+def test_the_main_thread_runs_tasks_and_the_initializer(start_method: str) -> None:
+    # A signal handler installed by a task runs when the alarm comes; a
+    # sqlite3 connection the initializer made is usable (it checks its thread).
+    with Pool(processes=1, start_method=start_method, initializer=fft.init_sqlite) as pool:
+        ours = _main_thread_facts(pool)
+    with ProcessPoolExecutor(
+        max_workers=1,
+        mp_context=multiprocessing.get_context(start_method),
+        initializer=fft.init_sqlite,
+    ) as executor:
+        theirs = _main_thread_facts(executor)
+    assert theirs == {
+        "thread": (True, "MainThread"),
+        "alarm": [True],  # the handler ran once, on the main thread
+        "sqlite": [(1, 1), (2, 3), (3, 6)],
+    }
+    assert ours == theirs
+
+
+def test_with_several_tasks_per_process_tasks_run_on_other_threads(start_method: str) -> None:
+    # Documented: with tasks_per_process > 1 the main thread only waits, so
+    # signal.signal in a task raises as it does in any thread but the main one.
+    with Pool(processes=1, tasks_per_process=2, start_method=start_method) as pool:
+        on_main, name = pool.submit(fft.thread_facts).result(timeout=30)
+        assert not on_main
+        assert name.startswith("nestpool-worker-")
+        error = pool.submit(fft.install_handler).exception(timeout=30)
+        assert isinstance(error, ValueError), repr(error)
+        assert "main thread" in str(error)
