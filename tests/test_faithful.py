@@ -25,15 +25,17 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Callable
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from itertools import repeat
 from multiprocessing.shared_memory import SharedMemory
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from nestpool import Pool, TaskPicklingError, process_task
+from nestpool import Pool, RemoteTaskError, TaskPicklingError, process_task
 from tests import faithful_tasks as fft
 from tests.conftest import wait_until
 
@@ -606,3 +608,99 @@ def test_with_several_tasks_per_process_tasks_run_on_other_threads(start_method:
         error = pool.submit(fft.install_handler).exception(timeout=30)
         assert isinstance(error, ValueError), repr(error)
         assert "main thread" in str(error)
+
+
+# ------------------------------------ 5. no user object can break the engine
+
+#: crossing -> (the error the future fails with, its direction). An exception
+#: that cannot make the round trip in the worker arrives as RemoteTaskError
+#: (SPEC: "one that cannot be pickled arrives as an exported error carrying
+#: its type name, message and traceback text"); one that only the parent
+#: cannot rebuild is found there, when the task's outcome is unpickled.
+CROSSINGS: dict[str, tuple[type[BaseException], str | None]] = {
+    "argument pickled in the parent": (TaskPicklingError, "argument"),
+    "argument unpickled in the worker": (TaskPicklingError, "argument (unpickling in the worker)"),
+    "function pickled in the parent": (TaskPicklingError, "function"),
+    "function unpickled in the worker": (TaskPicklingError, "function (unpickling in the worker)"),
+    "result pickled in the worker": (TaskPicklingError, "result"),
+    "result unpickled in the parent": (TaskPicklingError, "result (unpickling in the parent)"),
+    "exception pickled in the worker": (RemoteTaskError, None),
+    "exception rebuilt in the worker": (RemoteTaskError, None),
+    "exception unpickled in the parent": (TaskPicklingError, "result (unpickling in the parent)"),
+}
+
+
+def _fail_at(pool: Pool, crossing: str, kind: str) -> Future[Any]:
+    """A call whose object raises ``kind`` at ``crossing``."""
+    if crossing == "argument pickled in the parent":
+        return fft.echo_task(fft.RaisesOnPickle(kind))
+    if crossing == "argument unpickled in the worker":
+        return pool.submit(fft.echo, fft.RaisesOnRebuild(kind))
+    if crossing == "function pickled in the parent":
+        captured: Any = fft.RaisesOnPickle(kind)
+        return pool.submit(lambda: captured.kind)
+    if crossing == "function unpickled in the worker":
+        rebuilt = fft.RaisesOnRebuild(kind)
+        return process_task(lambda: rebuilt.kind)()
+    return fft.bad_outcome_task(crossing, kind, os.getpid())
+
+
+def _check_crossing_error(error: BaseException | None, crossing: str, kind: str) -> None:
+    expected, direction = CROSSINGS[crossing]
+    assert isinstance(error, expected), (crossing, repr(error))
+    if isinstance(error, TaskPicklingError):
+        assert error.direction == direction, crossing
+    else:
+        assert isinstance(error, RemoteTaskError)
+        assert error.type_name.endswith(("ErrorRaisesOnPickle", "ErrorRaisesOnRebuild"))
+    assert kind in str(error), (crossing, str(error))
+
+
+def _still_works(pool: Pool, pids: list[int]) -> None:
+    """The pool runs 50 more tasks, on the same workers (none died)."""
+    assert list(pool.map(fft.square, range(50))) == [x * x for x in range(50)]
+    assert sorted(pool.worker_pids()) == pids
+
+
+@pytest.mark.parametrize("kind", fft.KINDS)
+def test_a_base_exception_at_any_crossing_fails_that_future_alone(
+    start_method: str, kind: str
+) -> None:
+    with Pool(processes=2, start_method=start_method) as pool:
+        assert list(pool.map(fft.square, range(4))) == [0, 1, 4, 9]  # workers up
+        pids = sorted(pool.worker_pids())
+        for crossing in CROSSINGS:
+            started = time.monotonic()
+            future = _fail_at(pool, crossing, kind)
+            error = future.exception(timeout=5)
+            elapsed = time.monotonic() - started
+            _check_crossing_error(error, crossing, kind)
+            assert elapsed < 1.0, (crossing, elapsed)
+            _still_works(pool, pids)
+
+
+@pytest.mark.parametrize("kind", fft.KINDS)
+def test_a_base_exception_at_any_crossing_fails_one_item_of_a_chunk(
+    start_method: str, kind: str
+) -> None:
+    with Pool(processes=2, start_method=start_method) as pool:
+        assert list(pool.map(fft.square, range(4))) == [0, 1, 4, 9]  # workers up
+        pids = sorted(pool.worker_pids())
+        for crossing in CROSSINGS:
+            if crossing.startswith("function"):
+                continue  # the whole map's function: no item of its own
+            bad: Any = 4
+            if crossing == "argument pickled in the parent":
+                bad = fft.RaisesOnPickle(kind)
+            elif crossing == "argument unpickled in the worker":
+                bad = fft.RaisesOnRebuild(kind)
+            # One chunk of five items; the last is the bad one.
+            same = (crossing, kind, os.getpid(), 4)
+            values = fft.chunk_item.map([0, 1, 2, 3, bad], *map(repeat, same), chunksize=5)
+            assert [next(values) for _ in range(4)] == [0, 10, 20, 30], crossing
+            with pytest.raises(BaseException) as raised:
+                next(values)
+            _check_crossing_error(raised.value, crossing, kind)
+            with pytest.raises(StopIteration):
+                next(values)
+            _still_works(pool, pids)
