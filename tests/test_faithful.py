@@ -18,6 +18,7 @@ engines and asserts that they give the same answers.
 from __future__ import annotations
 
 import ast
+import gc
 import multiprocessing
 import os
 import signal
@@ -26,7 +27,8 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from itertools import repeat
 from multiprocessing.shared_memory import SharedMemory
@@ -704,3 +706,77 @@ def test_a_base_exception_at_any_crossing_fails_one_item_of_a_chunk(
             with pytest.raises(StopIteration):
                 next(values)
             _still_works(pool, pids)
+
+
+# ------------------------------------------------- 6. no stale references
+
+MB = 1 << 20
+
+
+def _collectable(refs: list[weakref.ref[Any]]) -> bool:
+    """True once nothing keeps the objects alive. Polled briefly: the
+    dispatcher thread may still be returning from the step that finished
+    the future (a lasting reference fails all the same)."""
+
+    def dead() -> bool:
+        gc.collect()
+        return all(ref() is None for ref in refs)
+
+    return wait_until(dead, 2)
+
+
+def _calls(pool: Pool) -> Iterator[tuple[str, list[weakref.ref[Any]], Callable[[], object]]]:
+    """Each way to run something on objects only the call refers to: (name,
+    weak references to those objects, a function that runs the call to its
+    end and returns its done future or its values)."""
+
+    def one(make: Callable[[fft.Holder], Future[Any]], size: int) -> Any:
+        holder = fft.Holder(size)
+        refs = [weakref.ref(holder)]
+
+        def run() -> Future[Any]:
+            future = make(holder)
+            assert future.result(timeout=30) == size
+            return future
+
+        return refs, run
+
+    def many(make: Callable[[list[fft.Holder]], Iterator[int]]) -> Any:
+        holders = [fft.Holder(10 * MB) for _ in range(3)]
+        refs = [weakref.ref(holder) for holder in holders]
+
+        def run() -> list[int]:
+            values = list(make(holders))
+            assert values == [10 * MB] * 3
+            return values
+
+        return refs, run
+
+    yield "submit(obj.method)", *one(lambda h: pool.submit(h.method), 10)
+    yield "submit(fn, 10 MB)", *one(lambda h: pool.submit(fft.size_of, h), 10 * MB)
+    yield "task(10 MB)", *one(fft.size_task, 10 * MB)
+    yield "task.map", *many(lambda hs: fft.size_task.map(hs))
+    yield "pool.map", *many(lambda hs: pool.map(fft.size_of, hs))
+    yield "pool.map(obj.method)", *many(lambda hs: pool.map(hs[0].method, [0, 0, 0]))
+
+
+def test_a_done_call_keeps_nothing_alive_while_the_pool_is_open(start_method: str) -> None:
+    with Pool(processes=2, start_method=start_method) as pool:
+        for name, refs, run in _calls(pool):
+            outcome = run()
+            del run  # the caller's own last reference to the objects
+            # A done future (or the values of a map) holds its result only.
+            assert _collectable(refs), name
+            del outcome
+
+
+def test_a_done_call_keeps_nothing_alive_once_the_pool_is_closed(start_method: str) -> None:
+    with Pool(processes=2, start_method=start_method) as pool:
+        calls = list(_calls(pool))
+        outcomes = [run() for _, _, run in calls]
+    refs = {name: refs for name, refs, _ in calls}
+    del calls  # the caller's own last references; the done futures are kept
+    for name in refs:
+        assert _collectable(refs[name]), name
+    assert pool._dispatcher is not None and not pool._dispatcher.is_alive()
+    del outcomes
