@@ -214,11 +214,16 @@ BY_VALUE_FACTS: dict[str, Any] = {
 }
 
 
-def _facts(command: list[str], cwd: Path, *, quiet: bool = True) -> dict[str, Any]:
+def _facts(
+    command: list[str], cwd: Path, *, quiet: bool = True, timeout: float = 100
+) -> dict[str, Any]:
     """Run a program; the ``name=repr`` lines it printed, as a dict."""
-    done = subprocess.run(
-        command, cwd=cwd, capture_output=True, text=True, timeout=100, check=False
-    )
+    try:
+        done = subprocess.run(
+            command, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the program hung (still running after {timeout} s)")
     assert done.returncode == 0, done.stderr
     if quiet:
         assert done.stderr == ""
@@ -780,3 +785,49 @@ def test_a_done_call_keeps_nothing_alive_once_the_pool_is_closed(start_method: s
         assert _collectable(refs[name]), name
     assert pool._dispatcher is not None and not pool._dispatcher.is_alive()
     del outcomes
+
+
+# --------------------------------------------- 7. found on the way: fork
+
+#: Pools used and closed one after another under fork, each still referenced
+#: afterwards (as the name a ``with`` block binds keeps it). Low fd numbers
+#: are held and some freed between pools, so that a later pool's pipes reuse
+#: an earlier one's numbers (several layouts, so no one order of allocation
+#: is assumed).
+FORK_AFTER_FORK = textwrap.dedent(
+    """
+    import os
+
+    from nestpool import Pool
+
+    if __name__ == "__main__":
+        kept, failures = [], []
+        for holes in range(6):
+            held = [os.open(os.devnull, os.O_RDONLY) for _ in range(8)]
+            first = Pool(processes=1, start_method="fork")
+            with first:
+                first.submit(abs, -1).result(timeout=5)
+            kept.append(first)
+            for fd in held[:holes]:
+                os.close(fd)
+            with Pool(processes=1, start_method="fork") as second:
+                try:
+                    second.submit(abs, -2).result(timeout=5)
+                except Exception as exc:
+                    failures.append((holes, type(exc).__name__))
+            kept.append(second)
+            for fd in held[holes:]:
+                os.close(fd)
+        print(f"failures={failures!r}")
+    """
+)
+
+
+def test_a_closed_fork_pool_still_referenced_does_not_break_later_ones(tmp_path: Path) -> None:
+    # Each forked worker runs the after-fork hooks of every dispatcher still
+    # alive in the parent; a closed pool's must not close what its old fd
+    # numbers have become (a later worker's channel, or its sentinel: then
+    # the parent takes the worker for dead and waits for its exit for ever).
+    script = tmp_path / "fork_after_fork.py"
+    script.write_text(FORK_AFTER_FORK)
+    assert _facts([sys.executable, str(script)], tmp_path, timeout=20) == {"failures": []}
