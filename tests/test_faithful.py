@@ -35,6 +35,7 @@ from multiprocessing.shared_memory import SharedMemory
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from nestpool import Pool, RemoteTaskError, TaskPicklingError, process_task
@@ -42,6 +43,8 @@ from tests import faithful_tasks as fft
 from tests.conftest import wait_until
 
 pytestmark = pytest.mark.timeout(60)
+
+MB = 1 << 20
 
 # ----------------------------------------------- 1. by reference first
 
@@ -409,6 +412,30 @@ def test_a_by_value_callable_crosses_once_per_worker(
             assert len(workers) <= processes
 
 
+def test_a_by_value_callable_is_not_sent_again_with_each_call(start_method: str) -> None:
+    # What the worker reads from its channel (every read() it makes, from
+    # /proc/<pid>/io): 20 more calls of a closure that carries 4 MB cost
+    # far less than one more copy of it.
+    blob = os.urandom(4 * MB)
+
+    def closure(x: int) -> int:
+        return x + len(blob)
+
+    task = process_task(closure)
+    with Pool(processes=1, start_method=start_method) as pool:
+        assert pool.submit(closure, 0).result(timeout=30) == 4 * MB
+        assert task(0).result(timeout=30) == 4 * MB
+        (pid,) = pool.worker_pids()
+        before = psutil.Process(pid).io_counters().read_chars
+        assert [pool.submit(closure, i).result(timeout=30) for i in range(10)] == [
+            4 * MB + i for i in range(10)
+        ]
+        assert [task(i).result(timeout=30) for i in range(5)] == [4 * MB + i for i in range(5)]
+        assert list(task.map(range(5), chunksize=1)) == [4 * MB + i for i in range(5)]
+        read = psutil.Process(pid).io_counters().read_chars - before
+        assert read < MB, read
+
+
 def test_a_replacement_worker_gets_the_callable_again(tmp_path: Path) -> None:
     log = str(tmp_path / "closure.log")
     marker = fft.UnpickleLog(log, 1)
@@ -714,8 +741,6 @@ def test_a_base_exception_at_any_crossing_fails_one_item_of_a_chunk(
 
 
 # ------------------------------------------------- 6. no stale references
-
-MB = 1 << 20
 
 
 def _collectable(refs: list[weakref.ref[Any]]) -> bool:
