@@ -534,12 +534,8 @@ class SubtaskFuture(Future[R]):
                 if self._state == FINISHED and self._exception is None:
                     return self._result  # type: ignore[no-any-return]
                 return super().result(0)
-        if (
-            self._work
-            and (timeout is None or timeout > 0)
-            and threading.get_ident() in _helper_idents
-        ):
-            self.run_here(helping=True)
+        if self._work:
+            self._run_here_if_helping(timeout)
         if self._state == FINISHED and self._exception is None:
             # Done (typically just now, by this thread): FINISHED never changes
             # again, so the value can be read without taking the lock.
@@ -553,26 +549,24 @@ class SubtaskFuture(Future[R]):
                 if self._state == FINISHED:
                     return self._exception
                 return super().exception(0)
-        if (
-            self._work
-            and (timeout is None or timeout > 0)
-            and threading.get_ident() in _helper_idents
-        ):
-            self.run_here(helping=True)
+        if self._work:
+            self._run_here_if_helping(timeout)
         if self._state == FINISHED:
             return self._exception  # final: read without the lock, as result()
         return super().exception(timeout)
+
+    def _run_here_if_helping(self, timeout: float | None) -> None:
+        # A helper thread that waits (and does not poll) runs what nobody
+        # claimed yet.
+        if (timeout is None or timeout > 0) and threading.get_ident() in _helper_idents:
+            self.run_here(helping=True)
 
     def _help_or_wait(self, timeout: float | None) -> None:
         # With compute slots (see above): as result()'s own path, but the wait
         # goes through wait_for, so a task thread's slot is given up while it
         # blocks.
-        if (
-            self._work
-            and (timeout is None or timeout > 0)
-            and threading.get_ident() in _helper_idents
-        ):
-            self.run_here(helping=True)
+        if self._work:
+            self._run_here_if_helping(timeout)
         if self._state in (PENDING, RUNNING):
             wait_for(self._wait_done, timeout)
 
