@@ -59,7 +59,7 @@ logger = logging.getLogger("nestpool")
 #: The longest single block of nestpool's own waits in the main thread.
 #: CPython acts on a signal that arrives just before an untimed lock wait only
 #: when that wait ends; waiting in slices lets Ctrl-C through within this
-#: (SPEC: Ctrl-C leaves the ``with`` block promptly, issue 4).
+#: (SPEC: Ctrl-C leaves the ``with`` block promptly).
 POLL_SECONDS = 0.1
 
 # ------------------------------------------------------------ compute slots
@@ -71,9 +71,9 @@ POLL_SECONDS = 0.1
 # for a slot before it goes on with its own code; it gives the slot up when it
 # blocks on its subtasks again for more than SLOT_GRACE, and when the task
 # ends. So CPU phases start in the order their IO finished, at most ``cores``
-# at once, each at full speed, instead of all sharing the cores fairly, ending
-# together and waiting on IO together again (a convoy that cost the hierarchy
-# workload ~1.2-1.4x the ideal, issue 6). A task that never waits on subtasks
+# at once, each at full speed. Without slots they all share the cores fairly,
+# end together and wait on IO together again: a convoy that keeps the cores
+# idle while every task waits. A task that never waits on subtasks
 # never takes a slot. The wait for a slot is bounded (SLOT_WAIT): a slot
 # holder blocked on something else (a barrier with other tasks, a lock) delays
 # the others by at most that much, never deadlocks them.
@@ -87,8 +87,8 @@ SLOT_WAIT = 0.25
 #: the pool's semaphore of compute slots, in a worker that has one (else None)
 _slots: Any = None
 #: Slots are taken per process: the task threads of one worker share one (the
-#: GIL lets one of them compute at a time anyway; two slots in one process
-#: left a core idle, issue 6). How many of this process's task threads use
+#: GIL lets one of them compute at a time anyway, and a second slot for the
+#: same process would keep a core idle). How many of this process's task threads use
 #: the slot it holds (it holds one while this is above 0); under _slot_lock.
 _slot_users = 0
 _slot_lock = threading.Lock()
@@ -226,10 +226,10 @@ class OneShotEvent:
     ``threading.Event.wait`` takes its condition's lock in
     ``Condition.__enter__``, Python code: a KeyboardInterrupt raised there
     just after the lock is taken (CPython's bpo-29988) leaves it taken, and
-    the next ``wait()`` or ``set()`` blocks forever. A Ctrl-C while leaving
-    a pool's ``with`` block hung so in about 1 run in 20 (seen in CI): the
-    main thread's next wait and the dispatcher's ``set()`` both blocked on
-    the lock. Here the waiter blocks in C on a lock that ``set()`` releases.
+    the next ``wait()`` or ``set()`` blocks forever. A Ctrl-C while leaving a
+    pool's ``with`` block would so hang both the main thread's next wait and
+    the dispatcher's ``set()``. Here the waiter blocks in C on a lock that
+    ``set()`` releases.
     """
 
     __slots__ = ("_flag", "_gate")
@@ -352,8 +352,8 @@ class _HelpingEvent(threading.Event):
 
     def __init__(self) -> None:
         super().__init__()
-        # A deque: as_completed() on n futures pops them one by one (list.pop(0)
-        # made that O(n^2)).
+        # A deque: as_completed() on n futures pops them one by one, each in
+        # constant time.
         self.futures: deque[SubtaskFuture[Any]] = deque()
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -451,7 +451,7 @@ class SubtaskFuture(Future[R]):
     # Made only when a thread waits on the future, cancels it or adds a
     # callback: a subtask that its caller runs itself, or finds done when it
     # reads it (call-and-wait, most items of a map), never needs them. One
-    # future is made per subtask call, the hot path of issue 6.
+    # future is made per subtask call, nestpool's hot path.
     # (pyright sees Future's instance attributes overridden by class-level
     # descriptors; reading one gives the same type)
     _condition: _MadeOnFirstUse[threading.Condition] = _MadeOnFirstUse(  # pyright: ignore[reportIncompatibleVariableOverride]
@@ -468,7 +468,7 @@ class SubtaskFuture(Future[R]):
         self._result: Any = None
         self._exception: BaseException | None = None
         self._done_callbacks: list[Callable[[Future[Any]], object]] = []
-        # A one-slot list: list.pop() is atomic, so exactly one thread claims it.
+        # A one-item list: list.pop() is atomic, so exactly one thread claims it.
         self._work: list[_Work] = [work]
 
     def pending_work(self) -> bool:
@@ -510,7 +510,7 @@ class SubtaskFuture(Future[R]):
             # claimed the work and moved it to RUNNING, so no other thread can
             # have finished or cancelled it; and waiters told (and the
             # condition notified) only if some thread made them to wait (the
-            # subtask hop is issue 6's hot path). Under the lock, which every
+            # subtask hop is the hot path). Under the lock, which every
             # waiter holds while it adds itself.
             made = self.__dict__
             with self._lock:
@@ -600,10 +600,10 @@ class SubtaskPool:
         # none, starts a thread). At max_workers a thread may announce itself
         # for an item already queued, leaving a spare token: harmless, as no
         # thread could be started then anyway. A deque, not a counter under
-        # _lock: a pool thread that held _lock while the GIL was taken from
-        # it made a submitting thread block on _lock, and the two then handed
-        # the GIL back and forth at every call (a convoy that doubled the
-        # cost of a call-and-wait, issue 6).
+        # _lock: a pool thread that held _lock when the GIL was taken from it
+        # would make a submitting thread block on _lock, and the two would
+        # then hand the GIL back and forth at every call (a convoy that
+        # doubles the cost of a call-and-wait).
         self.idle: deque[None] = deque()
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
