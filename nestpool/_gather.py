@@ -14,7 +14,8 @@ from collections.abc import Iterable
 from concurrent.futures import CancelledError, Future
 from typing import Any, Literal, cast, overload
 
-from ._subtasks import IN_NESTPOOL, OneShotEvent, SubtaskFuture, is_helper, wait_event
+from ._compute_slots import IN_NESTPOOL
+from ._subtasks import OneShotEvent, SubtaskFuture, is_helper, wait_event
 from ._typing import FutureLike, T
 
 __all__ = ["gather"]

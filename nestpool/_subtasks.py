@@ -31,11 +31,12 @@ from concurrent.futures import Future
 from concurrent.futures._base import CANCELLED, FINISHED, PENDING, RUNNING
 from typing import Any, Generic, overload
 
+from . import _compute_slots
+from ._compute_slots import IN_NESTPOOL
 from ._errors import PoolClosedError
 from ._typing import R, T
 
 __all__ = [
-    "IN_NESTPOOL",
     "POLL_SECONDS",
     "OneShotEvent",
     "SubtaskFuture",
@@ -43,13 +44,10 @@ __all__ = [
     "become_helper",
     "cancel_notified",
     "default_threads",
-    "enter_task_thread",
     "is_helper",
     "process_pool",
     "start_unless_cancelled",
     "stop_helping",
-    "task_ended",
-    "use_compute_slots",
     "wait_event",
     "wait_for",
 ]
@@ -62,148 +60,19 @@ logger = logging.getLogger("nestpool")
 #: (SPEC: Ctrl-C leaves the ``with`` block promptly).
 POLL_SECONDS = 0.1
 
-# ------------------------------------------------------------ compute slots
-#
-# A pool with more process tasks at once than cores (processes=3 x cores, the
-# shape that overlaps IO with CPU) shares one semaphore of ``cores`` compute
-# slots between its workers. A task thread that comes back from waiting on its
-# subtasks (or from running them itself) after more than SLOT_GRACE queues
-# for a slot before it goes on with its own code; it gives the slot up when it
-# blocks on its subtasks again for more than SLOT_GRACE, and when the task
-# ends. So CPU phases start in the order their IO finished, at most ``cores``
-# at once, each at full speed. Without slots they all share the cores fairly,
-# end together and wait on IO together again: a convoy that keeps the cores
-# idle while every task waits. A task that never waits on subtasks
-# never takes a slot. The wait for a slot is bounded (SLOT_WAIT): a slot
-# holder blocked on something else (a barrier with other tasks, a lock) delays
-# the others by at most that much, never deadlocks them.
-
-#: a task thread blocked on its subtasks this long gives its slot up; one that
-#: spent this long waiting on (or running) subtasks queues for a slot
-SLOT_GRACE = 0.002
-#: the longest a task thread queues for a slot before it goes on without one
-SLOT_WAIT = 0.25
-
-#: the pool's semaphore of compute slots, in a worker that has one (else None)
-_slots: Any = None
-#: Slots are taken per process: the task threads of one worker share one (the
-#: GIL lets one of them compute at a time anyway, and a second slot for the
-#: same process would keep a core idle). How many of this process's task threads use
-#: the slot it holds (it holds one while this is above 0); under _slot_lock.
-_slot_users = 0
-_slot_lock = threading.Lock()
-
-
-class _TaskThread(threading.local):
-    """Per thread: is it a worker's task runner, does it use the slot."""
-
-    active = False  # a task runner of a worker with compute slots
-    holding = False  # uses this process's slot
-    depth = 0  # nested nestpool waits
-    entered = 0.0  # when the outermost one began
-    marks: Any = None  # the worker's shared slot array...
-    flag = 0  # ...and its "this process holds a slot" entry (for the parent)
-
-
-_task_thread = _TaskThread()
-
-
-def use_compute_slots(slots: Any) -> None:
-    """Install the pool's semaphore of compute slots in this worker process."""
-    global _slots
-    _slots = slots
-
-
-def enter_task_thread(marks: Any, flag: int) -> None:
-    """Mark the calling thread as a task runner; ``marks[flag]`` says to the
-    parent whether it holds a slot (so a worker's death gives the slot back)."""
-    state = _task_thread
-    state.active = _slots is not None
-    state.marks = marks
-    state.flag = flag
-
-
-def task_ended() -> None:
-    """The runner's task ended: give its slot back."""
-    if _task_thread.holding:
-        _release_slot()
-
-
-def _acquire_slot() -> None:
-    global _slot_users
-    state = _task_thread
-    with _slot_lock:
-        if _slot_users:
-            # Another task of this process holds the slot: share it.
-            _slot_users += 1
-            state.holding = True
-            return
-    if not _slots.acquire(True, SLOT_WAIT):
-        return  # waited long enough: go on without one (never deadlock)
-    with _slot_lock:
-        _slot_users += 1
-        if _slot_users > 1:
-            # Another task of this process got one meanwhile: keep only one.
-            _slots.release()
-        else:
-            state.marks[state.flag] = 1
-    state.holding = True
-
-
-def _release_slot() -> None:
-    global _slot_users
-    state = _task_thread
-    state.holding = False
-    with _slot_lock:
-        _slot_users -= 1
-        if not _slot_users:
-            _slots.release()
-            # After the release: a death in between leaves the flag set, and
-            # the parent then gives back a slot too many (harmless), never
-            # one too few.
-            state.marks[state.flag] = 0
-
-
-class _InNestpool:
-    """``with IN_NESTPOOL:`` around a nestpool wait, or a subtask run by the
-    waiting thread: on leaving the outermost one after more than SLOT_GRACE, a
-    task thread without a slot queues for one (see "compute slots" above)."""
-
-    __slots__ = ()
-
-    def __enter__(self) -> None:
-        state = _task_thread
-        if state.active:
-            if not state.depth:
-                state.entered = time.monotonic()
-            state.depth += 1
-
-    def __exit__(self, *exc_info: object) -> None:
-        state = _task_thread
-        if state.active:
-            state.depth -= 1
-            if (
-                not state.depth
-                and not state.holding
-                and time.monotonic() - state.entered > SLOT_GRACE
-            ):
-                _acquire_slot()
-
-
-IN_NESTPOOL = _InNestpool()
-
 
 def wait_for(wait: Callable[[float | None], bool], timeout: float | None = None) -> bool:
     """Block in ``wait(timeout)`` (True once what it waits for happened) the way
     nestpool's own waits must: a task thread holding a compute slot gives it up
-    if the wait lasts more than SLOT_GRACE, and the main thread waits in slices
+    if the wait lasts more than its grace, and the main thread waits in slices
     of POLL_SECONDS so that Ctrl-C gets through promptly."""
-    if _slots is not None and _task_thread.holding and (timeout is None or timeout > SLOT_GRACE):
-        if wait(SLOT_GRACE):
+    grace = _compute_slots.GRACE_SECONDS
+    if _compute_slots.holds_one() and (timeout is None or timeout > grace):
+        if wait(grace):
             return True
-        _release_slot()
+        _compute_slots.give_up()
         if timeout is not None:
-            timeout -= SLOT_GRACE
+            timeout -= grace
     if threading.current_thread() is not threading.main_thread():
         return wait(timeout)
     if timeout is None:
@@ -528,7 +397,7 @@ class SubtaskFuture(Future[R]):
         del fn, args, kwargs
 
     def result(self, timeout: float | None = None) -> R:
-        if _slots is not None:
+        if _compute_slots.semaphore is not None:
             with IN_NESTPOOL:
                 self._help_or_wait(timeout)
                 if self._state == FINISHED and self._exception is None:
@@ -543,7 +412,7 @@ class SubtaskFuture(Future[R]):
         return super().result(timeout)
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
-        if _slots is not None:
+        if _compute_slots.semaphore is not None:
             with IN_NESTPOOL:
                 self._help_or_wait(timeout)
                 if self._state == FINISHED:
@@ -562,9 +431,8 @@ class SubtaskFuture(Future[R]):
             self.run_here(helping=True)
 
     def _help_or_wait(self, timeout: float | None) -> None:
-        # With compute slots (see above): as result()'s own path, but the wait
-        # goes through wait_for, so a task thread's slot is given up while it
-        # blocks.
+        # With compute slots: as result()'s own path, but the wait goes through
+        # wait_for, so a task thread's slot is given up while it blocks.
         if self._work:
             self._run_here_if_helping(timeout)
         if self._state in (PENDING, RUNNING):

@@ -53,6 +53,7 @@ from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 from . import _routing
+from ._compute_slots import enter_task_thread, task_ended, use_compute_slots
 from ._errors import InitializerError
 from ._serialize import (
     ExceptionWithTraceback,
@@ -63,14 +64,7 @@ from ._serialize import (
     loads,
     pickling_error,
 )
-from ._subtasks import (
-    SubtaskPool,
-    become_helper,
-    enter_task_thread,
-    process_pool,
-    task_ended,
-    use_compute_slots,
-)
+from ._subtasks import SubtaskPool, become_helper, process_pool
 
 __all__ = ["FUNCTION_CACHE", "ForkContextError", "InitCall", "WorkerConfig", "worker_main"]
 
