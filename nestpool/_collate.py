@@ -29,8 +29,9 @@ from typing import Any
 
 from ._compute_slots import IN_NESTPOOL
 from ._serialize import ChunkValues
-from ._subtasks import SubtaskFuture, cancel_notified, is_helper, wait_for
+from ._subtasks import SubtaskFuture, cancel_notified, is_helper
 from ._typing import R
+from ._waiting import wait_for
 
 __all__ = ["ChunkSizer", "MapIterator", "run_chunk"]
 

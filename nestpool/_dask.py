@@ -70,8 +70,8 @@ from ._subtasks import (
     is_helper,
     start_unless_cancelled,
     stop_helping,
-    wait_for,
 )
+from ._waiting import wait_for
 
 __all__ = ["DaskBackend", "run_task"]
 

@@ -65,13 +65,8 @@ from ._errors import (
 )
 from ._records import Outcome, Task, TaskState, WorkerHandle, WorkerState
 from ._serialize import ChunkValues, dumps, loads, pickling_error
-from ._subtasks import (
-    POLL_SECONDS,
-    OneShotEvent,
-    cancel_notified,
-    start_unless_cancelled,
-    wait_event,
-)
+from ._subtasks import cancel_notified, start_unless_cancelled
+from ._waiting import POLL_SECONDS, OneShotEvent, wait_event
 from ._worker import (
     CALL_CHUNK,
     CALL_SINGLE,

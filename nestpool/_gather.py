@@ -15,8 +15,9 @@ from concurrent.futures import CancelledError, Future
 from typing import Any, Literal, cast, overload
 
 from ._compute_slots import IN_NESTPOOL
-from ._subtasks import OneShotEvent, SubtaskFuture, is_helper, wait_event
+from ._subtasks import SubtaskFuture, is_helper
 from ._typing import FutureLike, T
+from ._waiting import OneShotEvent, wait_event
 
 __all__ = ["gather"]
 
