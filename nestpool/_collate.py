@@ -28,8 +28,8 @@ from concurrent.futures._base import FINISHED
 from typing import Any
 
 from ._compute_slots import IN_NESTPOOL
+from ._futures import SubtaskFuture, cancel_notified, is_helper
 from ._serialize import ChunkValues
-from ._subtasks import SubtaskFuture, cancel_notified, is_helper
 from ._typing import R
 from ._waiting import wait_for
 

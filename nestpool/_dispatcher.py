@@ -63,9 +63,9 @@ from ._errors import (
     describe_exit,
     signal_name,
 )
+from ._futures import cancel_notified, start_unless_cancelled
 from ._records import Outcome, Task, TaskState, WorkerHandle, WorkerState
 from ._serialize import ChunkValues, dumps, loads, pickling_error
-from ._subtasks import cancel_notified, start_unless_cancelled
 from ._waiting import POLL_SECONDS, OneShotEvent, wait_event
 from ._worker import (
     CALL_CHUNK,

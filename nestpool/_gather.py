@@ -15,7 +15,7 @@ from concurrent.futures import CancelledError, Future
 from typing import Any, Literal, cast, overload
 
 from ._compute_slots import IN_NESTPOOL
-from ._subtasks import SubtaskFuture, is_helper
+from ._futures import SubtaskFuture, is_helper
 from ._typing import FutureLike, T
 from ._waiting import OneShotEvent, wait_event
 

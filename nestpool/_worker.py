@@ -55,6 +55,7 @@ from typing import Any
 from . import _routing
 from ._compute_slots import enter_task_thread, task_ended, use_compute_slots
 from ._errors import InitializerError
+from ._futures import become_helper
 from ._serialize import (
     ExceptionWithTraceback,
     dumps,
@@ -64,7 +65,7 @@ from ._serialize import (
     loads,
     pickling_error,
 )
-from ._subtasks import SubtaskPool, become_helper, process_pool
+from ._subtasks import SubtaskPool, process_pool
 
 __all__ = ["FUNCTION_CACHE", "ForkContextError", "InitCall", "WorkerConfig", "worker_main"]
 
