@@ -50,7 +50,7 @@ from ._serialize import (
     needs_by_value,
     pickling_error,
 )
-from ._subtasks import SubtaskPool
+from ._subtask_pool import SubtaskPool
 from ._typing import P, R
 from ._worker import ForkContextError, InitCall
 

@@ -65,7 +65,8 @@ from ._serialize import (
     loads,
     pickling_error,
 )
-from ._subtasks import SubtaskPool, process_pool
+from ._subtask_pool import SubtaskPool
+from ._subtask_pool import this_process_subtask_pool as process_pool
 
 __all__ = ["FUNCTION_CACHE", "ForkContextError", "InitCall", "WorkerConfig", "worker_main"]
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from nestpool import Pool, WorkerDiedError, _dispatcher, _futures, _subtasks, thread_subtask
+from nestpool import Pool, WorkerDiedError, _dispatcher, _futures, _subtask_pool, thread_subtask
 from tests import core_tasks
 from tests.conftest import wait_until
 
@@ -157,14 +157,14 @@ def _wait_for_event(event: threading.Event, value: int) -> int:
 
 def _recording_subtask_submits(monkeypatch: pytest.MonkeyPatch) -> list[Future[Any]]:
     futures: list[Future[Any]] = []
-    submit = _subtasks.SubtaskPool.submit
+    submit = _subtask_pool.SubtaskPool.submit
 
     def recording(self: Any, fn: Any, args: Any, kwargs: Any) -> Any:
         future = submit(self, fn, args, kwargs)
         futures.append(future)
         return future
 
-    monkeypatch.setattr(_subtasks.SubtaskPool, "submit", recording)
+    monkeypatch.setattr(_subtask_pool.SubtaskPool, "submit", recording)
     return futures
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from nestpool._futures import SubtaskFuture, become_helper, stop_helping
-from nestpool._subtasks import SubtaskPool
+from nestpool._subtask_pool import SubtaskPool
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -3,9 +3,9 @@
 What it owns: ``SubtaskPool``, a persistent pool of threads that run the
 claimable futures of ``_futures`` (a thread that waits on a subtask nobody
 started runs it itself, so waiting inside the pool never deadlocks), and
-``process_pool()``, the one pool a worker process keeps for its whole life,
-made on first use and shared by the local engine and the Dask backend. A
-``Pool`` in the parent makes its own ``SubtaskPool``.
+``this_process_subtask_pool()``, the one pool a worker process keeps for its
+whole life, made on first use and shared by the local engine and the Dask
+backend. A ``Pool`` in the parent makes its own ``SubtaskPool``.
 
 It must never import parent-side modules (a worker imports it), and never
 read or write a future's private fields: claiming and recording an outcome is
@@ -28,7 +28,7 @@ from ._futures import SubtaskFuture, become_helper, cancel_notified, stop_helpin
 from ._typing import R
 from ._waiting import POLL_SECONDS
 
-__all__ = ["SubtaskPool", "default_threads", "process_pool"]
+__all__ = ["SubtaskPool", "default_threads", "this_process_subtask_pool"]
 
 logger = logging.getLogger("nestpool")
 
@@ -182,31 +182,33 @@ def _thread_main(pool: SubtaskPool) -> None:
             pool._ended.notify_all()
 
 
-_process_pool: SubtaskPool | None = None
-_process_pool_lock = threading.Lock()
+_this_process_pool: SubtaskPool | None = None
+_this_process_pool_lock = threading.Lock()
 
 
-def process_pool(threads: int | None) -> SubtaskPool:
+def this_process_subtask_pool(threads: int | None) -> SubtaskPool:
     """This process's persistent subtask pool, created on first use.
 
     A worker process (local engine or Dask) keeps one for its whole life; every
     process task that runs there shares it.
     """
-    global _process_pool
-    pool = _process_pool
+    global _this_process_pool
+    pool = _this_process_pool
     if pool is None:
-        with _process_pool_lock:
-            pool = _process_pool
+        with _this_process_pool_lock:
+            pool = _this_process_pool
             if pool is None:
-                pool = _process_pool = SubtaskPool(threads, name=f"nestpool-subtask-{os.getpid()}")
+                pool = _this_process_pool = SubtaskPool(
+                    threads, name=f"nestpool-subtask-{os.getpid()}"
+                )
     return pool
 
 
-def _forget_process_pool_in_child() -> None:
+def _forget_this_process_pool_in_child() -> None:
     # A forked child has none of the parent's threads; start afresh on demand.
-    global _process_pool, _process_pool_lock
-    _process_pool = None
-    _process_pool_lock = threading.Lock()
+    global _this_process_pool, _this_process_pool_lock
+    _this_process_pool = None
+    _this_process_pool_lock = threading.Lock()
 
 
-os.register_at_fork(after_in_child=_forget_process_pool_in_child)
+os.register_at_fork(after_in_child=_forget_this_process_pool_in_child)
