@@ -27,9 +27,11 @@ from concurrent.futures import TimeoutError as FuturesTimeoutError
 from concurrent.futures._base import FINISHED
 from typing import Any
 
+from ._compute_slots import IN_NESTPOOL
+from ._futures import SubtaskFuture, cancel_notified, is_helper
 from ._serialize import ChunkValues
-from ._subtasks import IN_NESTPOOL, SubtaskFuture, cancel_notified, is_helper, wait_for
 from ._typing import R
+from ._waiting import wait_for
 
 __all__ = ["ChunkSizer", "MapIterator", "run_chunk"]
 

@@ -56,6 +56,13 @@ import distributed
 from . import _routing
 from ._collate import CHUNKS_PER_SLOT, ChunkSizer, Item, MapIterator, Outcome
 from ._errors import NestpoolError, PoolClosedError, TaskTimeoutError, WorkerDiedError
+from ._futures import (
+    become_helper,
+    cancel_notified,
+    is_helper,
+    start_unless_cancelled,
+    stop_helping,
+)
 from ._serialize import (
     FunctionPayload,
     dumps,
@@ -64,14 +71,7 @@ from ._serialize import (
     loads,
     pickling_error,
 )
-from ._subtasks import (
-    become_helper,
-    cancel_notified,
-    is_helper,
-    start_unless_cancelled,
-    stop_helping,
-    wait_for,
-)
+from ._waiting import wait_for
 
 __all__ = ["DaskBackend", "run_task"]
 

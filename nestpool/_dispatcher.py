@@ -63,6 +63,7 @@ from ._errors import (
     describe_exit,
     signal_name,
 )
+from ._futures import cancel_notified, start_unless_cancelled
 from ._protocol import (
     SHAPE_ARGS,
     SHAPE_SINGLE,
@@ -80,13 +81,7 @@ from ._protocol import (
 )
 from ._records import Outcome, Task, TaskState, WorkerHandle, WorkerState
 from ._serialize import ChunkValues, dumps, loads, pickling_error
-from ._subtasks import (
-    POLL_SECONDS,
-    OneShotEvent,
-    cancel_notified,
-    start_unless_cancelled,
-    wait_event,
-)
+from ._waiting import POLL_SECONDS, OneShotEvent, wait_event
 from ._worker import FUNCTION_CACHE, InitCall, WorkerConfig, worker_main
 
 __all__ = ["Dispatcher", "join_all_dispatchers", "new_task_id"]
@@ -220,7 +215,7 @@ class Dispatcher:
         self.broken: InitializerError | None = None
         #: The workers' shared semaphore of ``cores`` compute slots, when more
         #: process tasks can run at once than there are cores (see
-        #: ``_subtasks``, "compute slots"); else None.
+        #: ``_compute_slots``, "compute slots"); else None.
         self.compute_slots: Any = None
         if cores is not None and processes * tasks_per_process > cores:
             self.compute_slots = context.Semaphore(cores)

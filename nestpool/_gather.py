@@ -14,8 +14,10 @@ from collections.abc import Iterable
 from concurrent.futures import CancelledError, Future
 from typing import Any, Literal, cast, overload
 
-from ._subtasks import IN_NESTPOOL, OneShotEvent, SubtaskFuture, is_helper, wait_event
+from ._compute_slots import IN_NESTPOOL
+from ._futures import SubtaskFuture, is_helper
 from ._typing import FutureLike, T
+from ._waiting import OneShotEvent, wait_event
 
 __all__ = ["gather"]
 

@@ -35,6 +35,7 @@ from ._collate import (
 )
 from ._dispatcher import Dispatcher, join_all_dispatchers, new_task_id
 from ._errors import PoolClosedError, TaskPicklingError
+from ._futures import cancel_notified, start_unless_cancelled
 from ._inline import map_inline, run_inline
 from ._progress import Progress, make_reporter, with_progress
 from ._records import Task
@@ -50,7 +51,7 @@ from ._serialize import (
     needs_by_value,
     pickling_error,
 )
-from ._subtasks import SubtaskPool, cancel_notified, start_unless_cancelled
+from ._subtask_pool import SubtaskPool
 from ._typing import P, R
 from ._worker import ForkContextError, InitCall
 

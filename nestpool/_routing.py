@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from ._serialize import FunctionPayload
-    from ._subtasks import SubtaskPool
+    from ._subtask_pool import SubtaskPool
 
 __all__ = [
     "Route",

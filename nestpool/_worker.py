@@ -54,7 +54,9 @@ from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 from . import _routing
+from ._compute_slots import enter_task_thread, task_ended, use_compute_slots
 from ._errors import InitializerError
+from ._futures import become_helper
 from ._protocol import (
     SHAPE_ARGS,
     SHAPE_SINGLE,
@@ -79,14 +81,7 @@ from ._serialize import (
     loads,
     pickling_error,
 )
-from ._subtasks import (
-    SubtaskPool,
-    become_helper,
-    enter_task_thread,
-    process_pool,
-    task_ended,
-    use_compute_slots,
-)
+from ._subtask_pool import SubtaskPool, this_process_subtask_pool
 
 __all__ = ["FUNCTION_CACHE", "ForkContextError", "InitCall", "WorkerConfig", "worker_main"]
 
@@ -212,7 +207,7 @@ class WorkerRoute:
     def subtask_pool(self) -> SubtaskPool | None:
         pool = self._pool
         if pool is None and self.threads != 0:
-            pool = self._pool = process_pool(self.threads)
+            pool = self._pool = this_process_subtask_pool(self.threads)
         return pool
 
 
@@ -298,7 +293,7 @@ def worker_main(
         marks: shared array: per runner, the index of the item it runs; then
             1 while this worker holds a compute slot.
         compute_slots: the pool's semaphore of compute slots, or None (see
-            ``_subtasks``, "compute slots").
+            ``_compute_slots``, "compute slots").
         initializer: the pool's initializer, called with ``initargs``.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -353,7 +348,7 @@ def worker_main(
             thread.join()
     else:
         _runner(0, calls, channel, marks, runners)
-    pool = process_pool(None) if config.threads != 0 else None
+    pool = this_process_subtask_pool(None) if config.threads != 0 else None
     if pool is not None:
         pool.shutdown(wait=True)
     _flush_std_streams()

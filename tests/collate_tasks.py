@@ -208,14 +208,14 @@ def sub_ident(x: int) -> tuple[int, int]:
 def bounds_in_worker(buffersize: int | None) -> tuple[list[int], int, int]:
     """In a worker: take 10 values of a subtask map over an endless counted
     input; return them, how many items were taken, and the pool's threads."""
-    from nestpool import _subtasks
+    from nestpool import _subtask_pool
 
     counter = Counting(itertools.count())
     values = sub_twice.map(counter, buffersize=buffersize)
     taken = [next(values) for _ in range(10)]
     consumed = counter.taken
     values.close()  # type: ignore[attr-defined]
-    return taken, consumed, _subtasks.process_pool(None).max_workers
+    return taken, consumed, _subtask_pool.this_process_subtask_pool(None).max_workers
 
 
 @process_task

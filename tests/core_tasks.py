@@ -10,7 +10,7 @@ from concurrent.futures import wait
 from pathlib import Path
 from typing import Any
 
-from nestpool import ProcessTask, _routing, _subtasks, process_task, thread_subtask
+from nestpool import ProcessTask, _routing, _subtask_pool, process_task, thread_subtask
 
 #: set in each worker by ``set_marker`` (the pool's initializer)
 MARKER: Any = None
@@ -91,7 +91,7 @@ def subtask_threads(n: int) -> dict[str, Any]:
     """Run ``n`` subtasks; report the worker's subtask pool and where they ran."""
     futures = [where_native() for _ in range(n)]
     wait(futures)
-    pool = _subtasks.process_pool(None)
+    pool = _subtask_pool.this_process_subtask_pool(None)
     return {
         "pid": os.getpid(),
         "pool_id": id(pool),

@@ -8,13 +8,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from nestpool import _routing, _subtasks, gather, process_task, thread_subtask
+from nestpool import _routing, _subtask_pool, gather, process_task, thread_subtask
 
 
 @thread_subtask
 def where_subtask() -> dict[str, Any]:
     """Where a subtask ran: pid, thread, and the process's persistent pool."""
-    pool = _subtasks.process_pool(None)
+    pool = _subtask_pool.this_process_subtask_pool(None)
     return {
         "pid": os.getpid(),
         "thread": threading.current_thread().name,

@@ -7,7 +7,7 @@ import threading
 import time
 from typing import Any
 
-from nestpool import _routing, _subtasks, process_task, thread_subtask
+from nestpool import _routing, _subtask_pool, process_task, thread_subtask
 
 
 @thread_subtask
@@ -64,7 +64,7 @@ def nested_where() -> dict[str, Any]:
 def subtask_pool_identity(n: int) -> tuple[int, int, list[int]]:
     """The id of this worker's subtask pool and the idents of threads used."""
     idents = [f.result()[1] for f in [where_subtask() for _ in range(n)]]
-    pool = _subtasks.process_pool(None)
+    pool = _subtask_pool.this_process_subtask_pool(None)
     return os.getpid(), id(pool), idents
 
 

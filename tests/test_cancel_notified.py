@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from nestpool import Pool, WorkerDiedError, _dispatcher, _subtasks, thread_subtask
+from nestpool import Pool, WorkerDiedError, _dispatcher, _futures, _subtask_pool, thread_subtask
 from tests import core_tasks
 from tests.conftest import wait_until
 
@@ -157,14 +157,14 @@ def _wait_for_event(event: threading.Event, value: int) -> int:
 
 def _recording_subtask_submits(monkeypatch: pytest.MonkeyPatch) -> list[Future[Any]]:
     futures: list[Future[Any]] = []
-    submit = _subtasks.SubtaskPool.submit
+    submit = _subtask_pool.SubtaskPool.submit
 
     def recording(self: Any, fn: Any, args: Any, kwargs: Any) -> Any:
         future = submit(self, fn, args, kwargs)
         futures.append(future)
         return future
 
-    monkeypatch.setattr(_subtasks.SubtaskPool, "submit", recording)
+    monkeypatch.setattr(_subtask_pool.SubtaskPool, "submit", recording)
     return futures
 
 
@@ -199,8 +199,8 @@ def test_a_subtask_claimed_after_its_cancel_is_skipped_quietly(
     # A waiting thread may claim a subtask the pool has cancelled and
     # notified: it must skip it, not try to notify again (which raises, and
     # logs CRITICAL on the concurrent.futures logger).
-    future: _subtasks.SubtaskFuture[int] = _subtasks.SubtaskFuture((pow, (2, 3), {}))
-    assert _subtasks.cancel_notified(future)
+    future: _futures.SubtaskFuture[int] = _futures.SubtaskFuture((pow, (2, 3), {}))
+    assert _futures.cancel_notified(future)
     assert_seen_done([future])
     future.run_here(helping=True)
     assert future.cancelled()
@@ -209,21 +209,21 @@ def test_a_subtask_claimed_after_its_cancel_is_skipped_quietly(
 
 def test_cancel_notified_and_start_unless_cancelled_on_every_state() -> None:
     pending: Future[int] = Future()
-    assert _subtasks.cancel_notified(pending)
-    assert _subtasks.cancel_notified(pending)  # again: still cancelled, no error
-    assert not _subtasks.start_unless_cancelled(pending)
+    assert _futures.cancel_notified(pending)
+    assert _futures.cancel_notified(pending)  # again: still cancelled, no error
+    assert not _futures.start_unless_cancelled(pending)
     assert_seen_done([pending])
 
     running: Future[int] = Future()
-    assert _subtasks.start_unless_cancelled(running)
-    assert _subtasks.start_unless_cancelled(running)  # already running
-    assert not _subtasks.cancel_notified(running)
+    assert _futures.start_unless_cancelled(running)
+    assert _futures.start_unless_cancelled(running)  # already running
+    assert not _futures.cancel_notified(running)
     running.set_result(1)
-    assert not _subtasks.start_unless_cancelled(running)  # finished
+    assert not _futures.start_unless_cancelled(running)  # finished
 
     # Cancelled by its holder (Future.cancel() alone): the executor's start
     # notifies, as the standard library's does.
     user_cancelled: Future[int] = Future()
     user_cancelled.cancel()
-    assert not _subtasks.start_unless_cancelled(user_cancelled)
+    assert not _futures.start_unless_cancelled(user_cancelled)
     assert_seen_done([user_cancelled])

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from nestpool import Pool, PoolClosedError, _pool, _subtasks, thread_subtask
+from nestpool import Pool, PoolClosedError, _pool, _subtask_pool, thread_subtask
 from tests import core_tasks, helpers, ux_helpers
 from tests.conftest import wait_until
 
@@ -61,7 +61,7 @@ def test_default_threads_follow_the_standard_library(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(os, "cpu_count", lambda: 20)
     if hasattr(os, "process_cpu_count"):
         monkeypatch.setattr(os, "process_cpu_count", lambda: 3)
-    assert _subtasks.default_threads() == ThreadPoolExecutor()._max_workers
+    assert _subtask_pool.default_threads() == ThreadPoolExecutor()._max_workers
 
 
 @pytest.mark.parametrize(

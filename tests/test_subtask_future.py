@@ -7,14 +7,17 @@ itself is never run again by a pool thread."""
 
 from __future__ import annotations
 
+import _thread
 import concurrent.futures as cf
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import _base
 from typing import Any
 
 import pytest
 
-from nestpool._subtasks import SubtaskFuture, SubtaskPool, become_helper, stop_helping
+from nestpool._futures import SubtaskFuture, become_helper, stop_helping
+from nestpool._subtask_pool import SubtaskPool
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -225,3 +228,28 @@ def test_a_submit_whose_thread_cannot_start_fails_and_never_runs_later(
     # The busy thread took the refused call from the queue and skipped it.
     assert subtasks.submit(int, ("2",), {}).result(timeout=10) == 2
     assert not ran.is_set()
+
+
+def test_cpython_future_internals_are_as_the_futures_module_states() -> None:
+    # The items of _futures' block "CPython's Future internals" that a test
+    # can see, checked on the Python that runs the suite.
+    future: cf.Future[int] = cf.Future()
+    assert set(vars(future)) == {
+        "_condition",
+        "_state",
+        "_result",
+        "_exception",
+        "_waiters",
+        "_done_callbacks",
+    }
+    assert future._state == _base.PENDING
+    assert type(future._condition) is threading.Condition
+    assert type(future._condition._lock) is _thread.RLock  # type: ignore[attr-defined]
+    for name in ("_is_owned", "_release_save", "_acquire_restore"):
+        assert hasattr(_thread.RLock(), name)
+    assert type(_base._Waiter().event) is threading.Event
+    assert callable(future._invoke_callbacks)  # type: ignore[attr-defined]
+    assert future.cancel()
+    assert future._state == _base.CANCELLED  # its waiters not told (gh-136655)
+    assert not future.set_running_or_notify_cancel()
+    assert future._state == _base.CANCELLED_AND_NOTIFIED

@@ -17,7 +17,7 @@ import pytest
 
 from nestpool import _dispatcher
 from nestpool._dispatcher import _Wakeup
-from nestpool._subtasks import OneShotEvent
+from nestpool._waiting import OneShotEvent
 
 pytestmark = pytest.mark.timeout(60)
 
