@@ -28,6 +28,7 @@ from ._progress import Progress, make_reporter, with_progress
 from ._routing import TaskOptions
 from ._serialize import (
     FunctionPayload,
+    Reach,
     ReducedByNestpool,
     dumps,
     dumps_by_value,
@@ -161,10 +162,10 @@ class _TaskMixin(ReducedByNestpool):
     _self_options: TaskOptions
     _self_kind: str
 
-    def _self_locate(self, portable: bool = False) -> tuple[str, str] | None:
+    def _self_locate(self, reach: Reach = "spawned") -> tuple[str, str] | None:
         options = self._self_options
         fn = options.fn
-        if needs_by_value(fn, portable=portable):
+        if needs_by_value(fn, reach):
             return None
         module, qualname = fn.__module__, fn.__qualname__
         try:
@@ -175,24 +176,24 @@ class _TaskMixin(ReducedByNestpool):
             return None  # another decorator stands over ours: not reachable by name
         return module, qualname
 
-    def _self_payload(self, portable: bool) -> FunctionPayload:
-        located = self._self_locate(portable)
+    def _self_payload(self, reach: Reach) -> FunctionPayload:
+        located = self._self_locate(reach)
         if located is not None:
             return FunctionPayload(dumps(_PlainRef(*located)))
-        return FunctionPayload(dumps_by_value(self._self_options.fn, portable))
+        return FunctionPayload(dumps_by_value(self._self_options.fn, reach))
 
-    def _self_reduce(self, portable: bool) -> tuple[Any, ...]:
-        located = self._self_locate(portable)
+    def _self_reduce(self, reach: Reach) -> tuple[Any, ...]:
+        located = self._self_locate(reach)
         if located is not None:
             return _resolve_task, located
         options = self._self_options
         return _rebuild_task, (self._self_kind, options.fn, options.name, options.timeout)
 
     def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
-        return self._self_reduce(False)
+        return self._self_reduce("spawned")
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return self._self_reduce(False)
+        return self._self_reduce("spawned")
 
 
 def _args_with_instance(instance: Any, binding: str, args: tuple[Any, ...]) -> tuple[Any, ...]:

@@ -65,6 +65,7 @@ from ._futures import (
 )
 from ._serialize import (
     FunctionPayload,
+    Reach,
     dumps,
     dumps_by_value,
     exception_payload,
@@ -118,7 +119,7 @@ class DaskBackend:
     def submit(
         self,
         name: str,
-        fn_payload: Callable[[bool], FunctionPayload],
+        fn_payload: Callable[[Reach], FunctionPayload],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         timeout: float | None,
@@ -127,12 +128,12 @@ class DaskBackend:
         fails the future with ``TaskPicklingError``, never the call)."""
         future: Future[Any] = Future()
         try:
-            payload = fn_payload(True)
+            payload = fn_payload("portable")
         except BaseException as exc:
             future.set_exception(pickling_error(name, "function", exc))
             return future
         try:
-            item = dumps_by_value((args, kwargs), portable=True)
+            item = dumps_by_value((args, kwargs), "portable")
         except BaseException as exc:
             future.set_exception(pickling_error(name, "argument", exc))
             return future
@@ -142,7 +143,7 @@ class DaskBackend:
     def map(
         self,
         name: str,
-        fn_payload: Callable[[bool], FunctionPayload],
+        fn_payload: Callable[[Reach], FunctionPayload],
         iterables: tuple[Iterable[Any], ...],
         *,
         ordered: bool,
@@ -181,7 +182,7 @@ class DaskBackend:
     def _submit_chunk(
         self,
         name: str,
-        fn_payload: Callable[[bool], FunctionPayload],
+        fn_payload: Callable[[Reach], FunctionPayload],
         items: Sequence[Item],
         timeout: float | None,
     ) -> Future[Any]:
@@ -189,7 +190,7 @@ class DaskBackend:
         # alone, and the others still run (as in the local engine).
         future: Future[Any] = Future()
         try:
-            payload = fn_payload(True)
+            payload = fn_payload("portable")
         except BaseException as exc:
             future.set_exception(pickling_error(name, "function", exc))
             return future
@@ -198,7 +199,7 @@ class DaskBackend:
         for index, args in enumerate(items):
             try:
                 call: tuple[Any, dict[str, Any]] = (args, {})
-                blobs.append(dumps_by_value(call, portable=True))
+                blobs.append(dumps_by_value(call, "portable"))
             except BaseException as exc:
                 failed[index] = (False, pickling_error(name, "argument", exc))
         if not failed:

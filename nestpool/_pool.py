@@ -43,6 +43,7 @@ from ._routing import TaskOptions
 from ._serialize import (
     CallableByValue,
     FunctionPayload,
+    Reach,
     ReducedByNestpool,
     as_outcomes,
     dumps,
@@ -282,6 +283,8 @@ class Pool(Executor):
         self._threads = threads
         self._tasks_per_process = tasks_per_process
         self._start_method = start_method
+        #: how far the callables sent to the workers must reach
+        self._reach: Reach = "forked" if start_method == "fork" else "spawned"
         #: what starts the workers: the caller's mp_context, or the start method's
         self._context = mp_context or multiprocessing.get_context(start_method)
         self._max_tasks_per_child = max_tasks_per_child
@@ -416,7 +419,7 @@ class Pool(Executor):
     def _submit_call(
         self,
         name: str,
-        fn_payload: Callable[[bool], FunctionPayload],
+        fn_payload: Callable[[Reach], FunctionPayload],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         timeout: float | None,
@@ -425,7 +428,7 @@ class Pool(Executor):
             return self._dask.submit(name, fn_payload, args, kwargs, timeout)
         future: Future[Any] = Future()
         try:
-            payload = fn_payload(False)
+            payload = fn_payload(self._reach)
         except BaseException as exc:
             future.set_exception(pickling_error(name, "function", exc))
             return future
@@ -518,7 +521,7 @@ class Pool(Executor):
     def _map_chunks(
         self,
         name: str,
-        fn_payload: Callable[[bool], FunctionPayload],
+        fn_payload: Callable[[Reach], FunctionPayload],
         iterables: tuple[Iterable[Any], ...],
         *,
         ordered: bool,
@@ -558,7 +561,7 @@ class Pool(Executor):
         def submit(items: Sequence[Any]) -> tuple[Future[Any], bool]:
             future: Future[Any] = Future()
             try:
-                payload = fn_payload(False)
+                payload = fn_payload(self._reach)
             except BaseException as exc:
                 future.set_exception(pickling_error(name, "function", exc))
                 return future, True
@@ -747,7 +750,7 @@ class Pool(Executor):
         options: TaskOptions | None = getattr(fn, "_self_options", None)
         plain: Callable[..., Any] = fn
         unwrapped = None if options is not None else _partial_of_task(fn)
-        payload: Callable[[bool], FunctionPayload]
+        payload: Callable[[Reach], FunctionPayload]
         if unwrapped is not None:
             # A partial of a task: a partial of the task's plain function runs
             # (the task itself would give a Future, which cannot come back).
@@ -974,11 +977,11 @@ class _PlainFunction(ReducedByNestpool):
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.options.fn(*args, **kwargs)
 
-    def _self_reduce(self, portable: bool) -> tuple[Any, ...]:
-        return loads, (bytes(self.options.get_payload(portable)),)
+    def _self_reduce(self, reach: Reach) -> tuple[Any, ...]:
+        return loads, (bytes(self.options.get_payload(reach)),)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return self._self_reduce(False)
+        return self._self_reduce("spawned")
 
 
 def _check_no_local_options(**options: Any) -> None:

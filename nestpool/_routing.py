@@ -23,7 +23,7 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from ._serialize import FunctionPayload
+    from ._serialize import FunctionPayload, Reach
     from ._subtask_pool import SubtaskPool
 
 __all__ = [
@@ -40,7 +40,7 @@ __all__ = [
 class TaskOptions:
     """What a decorated function carries: its name and options, resolved once."""
 
-    __slots__ = ("factory", "fn", "kind", "name", "payload", "portable_payload", "timeout")
+    __slots__ = ("factory", "fn", "kind", "name", "payloads", "timeout")
 
     def __init__(
         self,
@@ -48,7 +48,7 @@ class TaskOptions:
         name: str,
         timeout: float | None,
         kind: str,
-        factory: Callable[[bool], FunctionPayload] | None = None,
+        factory: Callable[[Reach], FunctionPayload] | None = None,
     ) -> None:
         self.fn: Callable[..., Any] = fn
         self.name: str = name
@@ -57,26 +57,21 @@ class TaskOptions:
         self.kind: str = kind
         #: builds the payload; called on first dispatch, not at decoration,
         #: because the function's module has not finished importing then.
-        #: ``factory(portable)``; see ``_serialize.needs_by_value`` for ``portable``.
-        self.factory: Callable[[bool], FunctionPayload] | None = factory
-        self.payload: FunctionPayload | None = None
-        self.portable_payload: FunctionPayload | None = None
+        #: ``factory(reach)``: the pickled function for workers of that reach
+        self.factory: Callable[[Reach], FunctionPayload] | None = factory
+        #: by reach (see ``_serialize.Reach``), made on first use
+        self.payloads: dict[str, FunctionPayload] = {}
 
-    def get_payload(self, portable: bool = False) -> FunctionPayload:
-        """The pickled function a worker runs (cached after the first call).
+    def get_payload(self, reach: Reach = "spawned") -> FunctionPayload:
+        """The pickled function a worker of that reach runs (made once).
 
         Args:
-            portable: for workers that are not this program's children (Dask):
-                nothing of ``__main__`` goes by reference.
+            reach: the workers it must reach (see ``_serialize.Reach``).
         """
-        payload = self.portable_payload if portable else self.payload
+        payload = self.payloads.get(reach)
         if payload is None:
             assert self.factory is not None
-            payload = self.factory(portable)
-            if portable:
-                self.portable_payload = payload
-            else:
-                self.payload = payload
+            payload = self.payloads[reach] = self.factory(reach)
         return payload
 
 

@@ -20,7 +20,7 @@ import types
 import weakref
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 # cloudpickle ships no types (no stubs, no py.typed): see _CloudPickler below.
 # The ignore is in the code, not in nestpool's mypy configuration, so that a
@@ -47,6 +47,12 @@ __all__ = [
 ]
 
 PROTOCOL = pickle.HIGHEST_PROTOCOL
+
+#: The workers a pickled callable must reach: ``"spawned"`` (spawn and
+#: forkserver: they run a script's ``__main__`` again, as ``__mp_main__``),
+#: ``"forked"`` (they inherit ``__main__`` as it was at the fork) or
+#: ``"portable"`` (processes that are not this program's children: Dask).
+Reach = Literal["spawned", "forked", "portable"]
 loads = pickle.loads
 
 
@@ -80,8 +86,8 @@ class ReducedByNestpool:
 
     __slots__ = ()
 
-    def _self_reduce(self, portable: bool) -> tuple[Any, ...]:
-        """The reduction; ``portable``: see ``needs_by_value``."""
+    def _self_reduce(self, reach: Reach) -> tuple[Any, ...]:
+        """The reduction for workers of that reach (see ``Reach``)."""
         raise NotImplementedError
 
 
@@ -108,13 +114,13 @@ class FutureCannotCrossError(pickle.PicklingError):
 
 
 class _Pickler(_CloudPickler):
-    def __init__(self, file: io.BytesIO, protocol: int, portable: bool = False) -> None:
+    def __init__(self, file: io.BytesIO, protocol: int, reach: Reach = "spawned") -> None:
         super().__init__(file, protocol=protocol)
-        self.portable = portable
+        self.reach: Reach = reach
 
     def reducer_override(self, obj: Any) -> Any:
         if isinstance(type(obj), type) and issubclass(type(obj), ReducedByNestpool):  # pyright: ignore[reportUnnecessaryIsInstance]
-            return obj._self_reduce(self.portable)
+            return obj._self_reduce(self.reach)
         if isinstance(obj, Future):
             raise FutureCannotCrossError(
                 "a concurrent.futures.Future cannot cross the process boundary: "
@@ -123,12 +129,11 @@ class _Pickler(_CloudPickler):
         return super().reducer_override(obj)
 
 
-def dumps_by_value(obj: object, portable: bool = False) -> bytes:
+def dumps_by_value(obj: object, reach: Reach = "spawned") -> bytes:
     """cloudpickle ``obj`` (lambdas, closures, what workers cannot import, by value).
 
     Args:
-        portable: for workers that are not this program's children (Dask):
-            decorated functions of ``__main__`` inside ``obj`` go by value too.
+        reach: the workers it must reach (see ``Reach``).
 
     A module that workers cannot import by its name (``importable_by_name``)
     but cloudpickle would reference (it has a file: a plugin loaded from a
@@ -146,7 +151,7 @@ def dumps_by_value(obj: object, portable: bool = False) -> bytes:
             _registered_by_value.add(module_name)
     buffer = io.BytesIO()
     try:
-        _Pickler(buffer, PROTOCOL, portable).dump(obj)
+        _Pickler(buffer, PROTOCOL, reach).dump(obj)
     except Exception as exc:
         culprit = _unpicklable_part(obj)
         if culprit is None:
@@ -238,7 +243,7 @@ def dumps_builtins(obj: object) -> bytes | None:
     return buffer.getvalue()
 
 
-def needs_by_value(fn: object, *, portable: bool = False) -> bool:
+def needs_by_value(fn: object, reach: Reach = "spawned") -> bool:
     """True when a worker could not import ``fn`` by its module and qualified name.
 
     Lambdas, functions defined inside other functions, and functions of
@@ -248,11 +253,11 @@ def needs_by_value(fn: object, *, portable: bool = False) -> bool:
     ``__mp_main__`` there, fork inherits it), so its module-level functions go
     by reference, as with ``ProcessPoolExecutor``; those defined under its
     ``if __name__ == "__main__":`` guard, and everything of a ``__main__``
-    without a file (a notebook, ``python -c``, stdin), go by value.
+    without a file (a notebook, ``python -c``, stdin), go by value, except to
+    forked workers, which inherit ``__main__`` whole.
 
     Args:
-        portable: for workers that are not this program's children (Dask):
-            nothing of ``__main__`` is importable there.
+        reach: the workers it must reach (see ``Reach``).
     """
     module = getattr(fn, "__module__", None)
     qualname = getattr(fn, "__qualname__", "")
@@ -261,7 +266,11 @@ def needs_by_value(fn: object, *, portable: bool = False) -> bool:
     if "<locals>" in qualname or "<lambda>" in qualname:
         return True
     if module in ("__main__", "__mp_main__"):
-        return portable or not _main_exports(qualname)
+        if reach == "forked":
+            # A forked worker inherits __main__ as it is: whatever is found
+            # there by name (a notebook's, a guarded function) is there too.
+            return not _found_in_main(qualname, fn)
+        return reach == "portable" or not _main_exports(qualname)
     return not importable_by_name(module)
 
 
@@ -282,6 +291,17 @@ def _main_exports(qualname: str) -> bool:
     if facts is None or facts[0] is not main:
         facts = _main_facts = (main, _main_rerun_in_workers(main), _guarded_names(main))
     return facts[1] and qualname.partition(".")[0] not in facts[2]
+
+
+def _found_in_main(qualname: str, fn: object) -> bool:
+    """True when ``fn`` is what ``__main__`` holds at ``qualname``."""
+    found: object = sys.modules.get("__main__")
+    try:
+        for part in qualname.split("."):
+            found = getattr(found, part)
+    except AttributeError:
+        return False
+    return found is fn or getattr(found, "__wrapped__", None) is fn
 
 
 def _main_rerun_in_workers(main: types.ModuleType) -> bool:
@@ -397,32 +417,31 @@ class FunctionPayload(bytes):
         return payload
 
 
-#: (id of a callable, portable) -> (a weak reference to it, its payload). Weak:
+#: (id of a callable, reach) -> (a weak reference to it, its payload). Weak:
 #: the pool keeps no callable alive (a bound method's object, a partial's
 #: arguments) once its futures are done.
-_callable_cache: dict[tuple[int, bool], tuple[weakref.ref[Any], FunctionPayload]] = {}
+_callable_cache: dict[tuple[int, str], tuple[weakref.ref[Any], FunctionPayload]] = {}
 
 
-def dumps_callable(fn: Callable[..., Any], portable: bool = False) -> FunctionPayload:
+def dumps_callable(fn: Callable[..., Any], reach: Reach = "spawned") -> FunctionPayload:
     """Pickle a callable once while it lives (the hot path sends it per task).
 
     Args:
-        portable: for workers that are not this program's children (Dask):
-            see ``needs_by_value``.
+        reach: the workers it must reach (see ``Reach``).
 
     Raises:
         Exception: the pickler's error when ``fn`` cannot be sent at all.
     """
-    key = (id(fn), portable)
+    key = (id(fn), reach)
     cached = _callable_cache.get(key)
     if cached is not None and cached[0]() is fn:
         return cached[1]
-    if needs_by_value(fn, portable=portable) and not isinstance(fn, types.BuiltinFunctionType):
-        payload = FunctionPayload(dumps_by_value(fn, portable))
+    if needs_by_value(fn, reach) and not isinstance(fn, types.BuiltinFunctionType):
+        payload = FunctionPayload(dumps_by_value(fn, reach))
     else:
         payload = FunctionPayload(dumps(fn))
 
-    def forget(_: object, key: tuple[int, bool] = key) -> None:
+    def forget(_: object, key: tuple[int, str] = key) -> None:
         _callable_cache.pop(key, None)
 
     try:
