@@ -22,6 +22,8 @@ from ._errors import TaskPicklingError as TaskPicklingError
 from ._errors import TaskTimeoutError as TaskTimeoutError
 from ._errors import WorkerDiedError as WorkerDiedError
 from ._gather import gather as gather
+from ._per_worker import PerWorker as PerWorker
+from ._per_worker import per_worker as per_worker
 from ._pool import Pool as Pool
 
 __version__ = "0.1.0"
@@ -30,6 +32,7 @@ __all__ = [
     "InitializerError",
     "MapIterator",
     "NestpoolError",
+    "PerWorker",
     "Pool",
     "PoolClosedError",
     "ProcessTask",
@@ -40,6 +43,7 @@ __all__ = [
     "WorkerDiedError",
     "__version__",
     "gather",
+    "per_worker",
     "process_task",
     "thread_subtask",
 ]

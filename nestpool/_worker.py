@@ -57,6 +57,7 @@ from . import _routing
 from ._compute_slots import enter_task_thread, task_ended, use_compute_slots
 from ._errors import InitializerError
 from ._futures import become_helper
+from ._per_worker import close_all as close_per_worker_instances
 from ._protocol import (
     SHAPE_ARGS,
     SHAPE_SINGLE,
@@ -351,6 +352,8 @@ def worker_main(
     pool = this_process_subtask_pool(None) if config.threads != 0 else None
     if pool is not None:
         pool.shutdown(wait=True)
+    # multiprocessing ends a worker with os._exit, past atexit: close here.
+    close_per_worker_instances()
     _flush_std_streams()
 
 

@@ -44,6 +44,10 @@ class Model:
     def predict(self, x: float) -> float: ...
 
 model = Model()
+
+@per_worker
+def session() -> dict[str, str]: ...
+
 pool = Pool(processes=4, threads=32)
 futures = [crunch(["u"]), crunch(["v"])]
 died: WorkerDiedError
@@ -91,6 +95,10 @@ ROWS: list[tuple[str, str]] = [
     ("method", "model.predict.map([1.0])"),
     ("method", "model.predict.amap([1.0])"),
     ("method", "model.predict.sync(1.0)"),
+    ("per_worker", "per_worker"),
+    ("per_worker", "session"),
+    ("per_worker", "session()"),
+    ("per_worker", "PerWorker[dict[str, str]]"),
     ("gather", "gather"),
     ("gather", "gather(futures)"),
     ("gather", "gather(futures, return_exceptions=True)"),

@@ -208,3 +208,18 @@ def test_changelog_keeps_a_changelog() -> None:
         assert re.fullmatch(r"\[\d+\.\d+\.\d+\] - \d{4}-\d{2}-\d{2}", release), release
     kinds = set(re.findall(r"^### (.+)$", text, re.M))
     assert kinds <= {"Added", "Changed", "Deprecated", "Removed", "Fixed", "Security"}, kinds
+
+
+@pytest.mark.timeout(120)
+def test_the_per_worker_crawler_runs_as_written(tmp_path: Path) -> None:
+    """The crawler of docs/per-worker.md fetches every page (its word count is
+    right) and each worker made one connection, whatever tasks it ran."""
+    code = program(DOCS / "per-worker.md", "## A crawler with one connection per worker")
+    with serve_pages(PAGES) as (base, hits):
+        done = run_program(code, tmp_path, *(base + page for page in PAGES))
+    assert done.returncode == 0, explain(done)
+    total = sum(len(body.split()) for body in PAGES.values())
+    lines = done.stdout.splitlines()
+    assert lines[0] == str(total), explain(done)
+    assert re.fullmatch(r"(\d) connections for \1 workers", lines[1]), explain(done)
+    assert hits == dict.fromkeys(PAGES, 1), f"requests per page: {dict(hits)}"

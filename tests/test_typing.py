@@ -311,7 +311,13 @@ def good_api() -> ModuleType:
 
 
 def _checks(module: ModuleType) -> list[Callable[[], None]]:
-    names = ["check_decorated_objects", "check_calls", "check_results", "check_methods"]
+    names = [
+        "check_decorated_objects",
+        "check_calls",
+        "check_results",
+        "check_methods",
+        "check_per_worker",
+    ]
     return [getattr(module, name) for name in names]
 
 

@@ -18,7 +18,16 @@ from typing import TypeVar
 
 from typing_extensions import assert_type
 
-from nestpool import Pool, ProcessTask, ThreadSubtask, gather, process_task, thread_subtask
+from nestpool import (
+    PerWorker,
+    Pool,
+    ProcessTask,
+    ThreadSubtask,
+    gather,
+    per_worker,
+    process_task,
+    thread_subtask,
+)
 
 T = TypeVar("T")
 
@@ -293,3 +302,23 @@ def check_pool_object() -> None:
     with Pool(max_workers=1, mp_context=spawn, threads=0) as drop_in:
         assert_type(drop_in, Pool)
         assert drop_in.start_method == "spawn"
+
+
+@per_worker
+def counter_list() -> list[int]:
+    """One list per process."""
+    return []
+
+
+@per_worker(scope="thread")
+def per_thread_dict() -> dict[str, int]:
+    """One dict per thread."""
+    return {}
+
+
+def check_per_worker() -> None:
+    assert_type(counter_list, PerWorker[list[int]])
+    assert_type(counter_list(), list[int])
+    assert_type(per_thread_dict, PerWorker[dict[str, int]])
+    assert_type(per_thread_dict(), dict[str, int])
+    assert counter_list() is counter_list()

@@ -14,7 +14,7 @@ import asyncio
 from collections.abc import Iterator
 from concurrent.futures import Future
 
-from nestpool import Pool, gather, process_task, thread_subtask
+from nestpool import Pool, gather, per_worker, process_task, thread_subtask
 
 
 @process_task
@@ -134,3 +134,17 @@ def wrong_pool(pool: Pool) -> None:
     Pool(mp_context="spawn")  # type: ignore[arg-type]
     pool.shutdown(cancel=True)  # type: ignore[call-arg]
     del as_bytes, texts
+
+
+def needs_an_argument(x: int) -> int:
+    return x
+
+
+def make_list() -> list[int]:
+    return []
+
+
+def wrong_per_worker() -> None:
+    per_worker(needs_an_argument)  # type: ignore[arg-type]
+    per_worker(scope="module")  # type: ignore[call-overload]
+    per_worker(make_list)(1)  # type: ignore[call-arg]
