@@ -86,11 +86,9 @@ class InlineBackend:
 
     __slots__ = ("_description",)
 
-    def __init__(self, threads: int | None, tasks_per_process: int, start_method: str) -> None:
-        self._description = (
-            f"processes=0 threads={threads} tasks_per_process={tasks_per_process} "
-            f"start_method={start_method!r}"
-        )
+    def __init__(self, description: str) -> None:
+        #: the pool's options, for its repr
+        self._description = description
 
     def submit(self, work: Work, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Future[Any]:
         return run_inline(work.fn, args, kwargs)

@@ -13,7 +13,6 @@ nor the pool's options and routing (``Pool``'s).
 
 from __future__ import annotations
 
-import multiprocessing.context
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future
@@ -22,9 +21,9 @@ from typing import Any
 from ._backend import Work, WorkerBackend
 from ._dispatcher import Dispatcher, new_task_id
 from ._errors import PoolClosedError
+from ._options import PoolOptions
 from ._records import Task
 from ._serialize import FunctionPayload, Reach, dumps
-from ._worker import InitCall
 
 __all__ = ["SHUTDOWN_MESSAGE", "LocalBackend"]
 
@@ -41,30 +40,12 @@ class LocalBackend(WorkerBackend):
 
     chunk_shares_deadline = True
 
-    def __init__(
-        self,
-        *,
-        processes: int,
-        threads: int | None,
-        tasks_per_process: int,
-        start_method: str,
-        context: multiprocessing.context.BaseContext,
-        initializer: InitCall | None,
-        max_tasks_per_child: int | None,
-        name: str,
-        cores: int,
-    ) -> None:
-        self._processes = processes
-        self._threads = threads
-        self._tasks_per_process = tasks_per_process
-        self._start_method = start_method
-        self._context = context
-        self._initializer = initializer
-        self._max_tasks_per_child = max_tasks_per_child
+    def __init__(self, options: PoolOptions, *, name: str, cores: int) -> None:
+        self._options = options
         self._name = name
         self._cores = cores
         #: how far the callables sent to the workers must reach
-        self.reach: Reach = "forked" if start_method == "fork" else "spawned"
+        self.reach: Reach = "forked" if options.start_method == "fork" else "spawned"
         self._lock = threading.Lock()
         self.dispatcher: Dispatcher | None = None
         #: set when shutdown has taken its last look at the dispatcher: none may
@@ -88,13 +69,14 @@ class LocalBackend(WorkerBackend):
                 if dispatcher is None and self._dispatcher_final:
                     raise PoolClosedError(SHUTDOWN_MESSAGE)
                 if dispatcher is None:
+                    options = self._options
                     dispatcher = self.dispatcher = Dispatcher(
-                        processes=self._processes,
-                        threads=self._threads,
-                        tasks_per_process=self._tasks_per_process,
-                        context=self._context,
-                        initializer=self._initializer,
-                        max_tasks_per_child=self._max_tasks_per_child,
+                        processes=options.processes,
+                        threads=options.threads,
+                        tasks_per_process=options.tasks_per_process,
+                        context=options.context,
+                        initializer=options.initializer,
+                        max_tasks_per_child=options.max_tasks_per_child,
                         name=self._name,
                         cores=self._cores,
                     )
@@ -103,7 +85,7 @@ class LocalBackend(WorkerBackend):
     # ------------------------------------------------------------ WorkerBackend
 
     def slots(self) -> int:
-        return self._processes * self._tasks_per_process
+        return self._options.processes * self._options.tasks_per_process
 
     def item_seconds(self, name: str) -> float | None:
         dispatcher = self.dispatcher
@@ -142,7 +124,7 @@ class LocalBackend(WorkerBackend):
     # ------------------------------------------------------------ Backend
 
     def processes(self) -> int:
-        return self._processes
+        return self._options.processes
 
     def worker_pids(self) -> list[int]:
         dispatcher = self.dispatcher
@@ -166,7 +148,4 @@ class LocalBackend(WorkerBackend):
             dispatcher.join(10)
 
     def describe(self) -> str:
-        return (
-            f"processes={self._processes} threads={self._threads} "
-            f"tasks_per_process={self._tasks_per_process} start_method={self._start_method!r}"
-        )
+        return self._options.describe()

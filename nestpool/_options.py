@@ -61,6 +61,13 @@ class PoolOptions:
         self.initializer = initializer
         self.max_tasks_per_child = max_tasks_per_child
 
+    def describe(self) -> str:
+        """The options in a pool's repr."""
+        return (
+            f"processes={self.processes} threads={self.threads} "
+            f"tasks_per_process={self.tasks_per_process} start_method={self.start_method!r}"
+        )
+
     @classmethod
     def resolve(
         cls,

@@ -178,21 +178,9 @@ class Pool(Executor):
 
             self._backend = DaskBackend(client, options.threads)
         elif options.processes == 0:
-            self._backend = InlineBackend(
-                options.threads, options.tasks_per_process, options.start_method
-            )
+            self._backend = InlineBackend(options.describe())
         else:
-            self._backend = LocalBackend(
-                processes=options.processes,
-                threads=options.threads,
-                tasks_per_process=options.tasks_per_process,
-                start_method=options.start_method,
-                context=options.context,
-                initializer=options.initializer,
-                max_tasks_per_child=options.max_tasks_per_child,
-                name=self._name,
-                cores=usable_cpu_count(),
-            )
+            self._backend = LocalBackend(options, name=self._name, cores=usable_cpu_count())
         _open_pools.add(self)
         _routing.register(self)
 
