@@ -15,9 +15,11 @@ What it owns, on both sides of a Dask cluster::
   ..., pure=False)`` and hands back a ``concurrent.futures.Future`` resolved
   from the Dask future on the client's event loop (as ``distributed``'s own
   ``ClientExecutor`` does), so ``wait``, ``as_completed``, ``gather`` and
-  ``asyncio.wrap_future`` work. ``.map`` reuses the lazy, bounded
-  ``MapIterator``: one Dask task per ``chunksize`` items, or, by default, per
-  item until the workers' reported item time says to batch tiny ones.
+  ``asyncio.wrap_future`` work. ``submit`` and ``.map`` are
+  ``_backend.WorkerBackend``'s, shared with the local engine: one Dask task
+  per call, or per chunk of a map (``chunksize`` items, or, by default, one
+  until the workers' reported item time says to batch tiny ones); this module
+  only packs and sends.
 - The worker side makes each Dask worker process a nestpool worker
   (``_routing.enter_worker``, once per process, shared by every Dask thread
   there): a worker plugin does it when the process starts, ``run_task`` again
@@ -46,7 +48,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from concurrent.futures import wait as wait_futures
 from typing import Any
@@ -54,7 +56,8 @@ from typing import Any
 import distributed
 
 from . import _routing
-from ._collate import CHUNKS_PER_SLOT, ChunkSizer, Item, MapIterator, Outcome
+from ._backend import Work, WorkerBackend
+from ._collate import Outcome
 from ._errors import NestpoolError, PoolClosedError, TaskTimeoutError, WorkerDiedError
 from ._futures import (
     become_helper,
@@ -77,13 +80,16 @@ from ._waiting import wait_for
 __all__ = ["DaskBackend", "run_task"]
 
 
-class DaskBackend:
-    """What a ``Pool`` opened with a client uses in place of its dispatcher.
+class DaskBackend(WorkerBackend):
+    """The ``_backend.Backend`` of a ``Pool`` opened with a client.
 
     It owns the Dask futures of the work in flight (a Dask future that nobody
     references is released, and its task cancelled) and the bridge from each to
     the ``concurrent.futures.Future`` the caller holds.
     """
+
+    #: the workers may be on other hosts: callables go by value unless importable there
+    reach: Reach = "portable"
 
     def __init__(self, client: Any, threads: int | None) -> None:
         if not isinstance(client, distributed.Client):
@@ -105,7 +111,7 @@ class DaskBackend:
         self._closed = False
         #: seconds one item of each task name takes on a worker (moving average),
         #: for the automatic chunk size of ``map``
-        self.item_seconds: dict[str, float] = {}
+        self._item_seconds: dict[str, float] = {}
         # Every worker process, present and future, becomes a nestpool worker
         # when it starts, so that any Dask task there (not only ours) sends its
         # subtasks to that process's persistent pool.
@@ -114,120 +120,31 @@ class DaskBackend:
             WorkerRoutePlugin(threads, self._origin), name="nestpool-worker-route"
         )
 
-    # ------------------------------------------------------------ submitting
+    # ------------------------------------------------------------ WorkerBackend
 
-    def submit(
+    def item_seconds(self, name: str) -> float | None:
+        return self._item_seconds.get(name)
+
+    def pack_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[bytes]:
+        return [dumps_by_value((args, kwargs), "portable")]
+
+    def pack_items(self, items: Sequence[Any], unary: bool) -> list[bytes]:
+        # Each item is pickled on its own, as the call it is on the worker.
+        no_kwargs: dict[str, Any] = {}
+        if unary:
+            return [dumps_by_value(((arg,), no_kwargs), "portable") for arg in items]
+        return [dumps_by_value((args, no_kwargs), "portable") for args in items]
+
+    def send(
         self,
-        name: str,
-        fn_payload: Callable[[Reach], FunctionPayload],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        timeout: float | None,
-    ) -> Future[Any]:
-        """Send one call to the cluster; return its future (a pickling failure
-        fails the future with ``TaskPicklingError``, never the call)."""
-        future: Future[Any] = Future()
-        try:
-            payload = fn_payload("portable")
-        except BaseException as exc:
-            future.set_exception(pickling_error(name, "function", exc))
-            return future
-        try:
-            item = dumps_by_value((args, kwargs), "portable")
-        except BaseException as exc:
-            future.set_exception(pickling_error(name, "argument", exc))
-            return future
-        self._send(name, payload, [item], timeout, future, chunk=False)
-        return future
-
-    def map(
-        self,
-        name: str,
-        fn_payload: Callable[[Reach], FunctionPayload],
-        iterables: tuple[Iterable[Any], ...],
-        *,
-        ordered: bool,
-        chunksize: int | None,
-        buffersize: int | None,
-        timeout: float | None,
-        task_timeout: float | None,
-    ) -> MapIterator[Any]:
-        """Map a process task over the cluster: lazy and bounded. One Dask task
-        per ``chunksize`` items; ``chunksize=None`` starts with one and, once
-        the workers have reported how long an item takes, batches tiny items
-        (as the local engine does; a Dask task costs a millisecond or two)."""
-        slots = self.slots()
-        cap = buffersize if buffersize is not None else 1 << 30
-        if chunksize is None and buffersize is not None:
-            cap = max(1, buffersize // (2 * slots))
-
-        def measure() -> float | None:
-            return self.item_seconds.get(name)
-
-        def submit(items: Sequence[Item]) -> tuple[Future[Any], bool]:
-            if len(items) == 1 and not chunksize:
-                return self.submit(name, fn_payload, items[0], {}, task_timeout), False
-            return self._submit_chunk(name, fn_payload, items, task_timeout), True
-
-        return MapIterator(
-            iterables,
-            submit,
-            ChunkSizer(chunksize, measure, cap),
-            ordered=ordered,
-            buffersize=buffersize,
-            max_units=CHUNKS_PER_SLOT * slots,
-            timeout=timeout,
-        )
-
-    def _submit_chunk(
-        self,
-        name: str,
-        fn_payload: Callable[[Reach], FunctionPayload],
-        items: Sequence[Item],
-        timeout: float | None,
-    ) -> Future[Any]:
-        # Each item is pickled on its own: one that cannot be pickled fails
-        # alone, and the others still run (as in the local engine).
-        future: Future[Any] = Future()
-        try:
-            payload = fn_payload("portable")
-        except BaseException as exc:
-            future.set_exception(pickling_error(name, "function", exc))
-            return future
-        failed: dict[int, Outcome] = {}
-        blobs: list[bytes] = []
-        for index, args in enumerate(items):
-            try:
-                call: tuple[Any, dict[str, Any]] = (args, {})
-                blobs.append(dumps_by_value(call, "portable"))
-            except BaseException as exc:
-                failed[index] = (False, pickling_error(name, "argument", exc))
-        if not failed:
-            self._send(name, payload, blobs, timeout, future, chunk=True)
-            return future
-        if not blobs:
-            future.set_result([failed[i] for i in range(len(items))])
-            return future
-        inner: Future[Any] = Future()
-
-        def merge(done: Future[Any]) -> None:
-            if done.cancelled():
-                cancel_notified(future)
-                return
-            error = done.exception()
-            sent = iter([(False, error)] * len(blobs) if error is not None else done.result())
-            merged = [failed[i] if i in failed else next(sent) for i in range(len(items))]
-            if start_unless_cancelled(future):
-                future.set_result(merged)
-
-        def forward_cancel(outer: Future[Any]) -> None:
-            if outer.cancelled():
-                cancel_notified(inner)
-
-        inner.add_done_callback(merge)
-        future.add_done_callback(forward_cancel)
-        self._send(name, payload, blobs, timeout, inner, chunk=True)
-        return future
+        work: Work,
+        payload: FunctionPayload,
+        packed: Any,
+        items: Sequence[Any] | None,
+        unary: bool,
+        future: Future[Any],
+    ) -> None:
+        self._send(work.name, payload, packed, work.timeout, future, chunk=items is not None)
 
     def _send(
         self,
@@ -301,8 +218,8 @@ class DaskBackend:
             return
         if status == "finished":
             busy, blob = result
-            previous = self.item_seconds.get(name)
-            self.item_seconds[name] = busy if previous is None else 0.7 * previous + 0.3 * busy
+            previous = self._item_seconds.get(name)
+            self._item_seconds[name] = busy if previous is None else 0.7 * previous + 0.3 * busy
             _resolve(future, name, blob, chunk)
             return
         try:
@@ -320,7 +237,7 @@ class DaskBackend:
         nthreads: dict[str, int] = self._client.nthreads()
         return max(1, sum(nthreads.values()))
 
-    def workers(self) -> int:
+    def processes(self) -> int:
         """The number of Dask workers now."""
         return len(self._client.nthreads())
 
@@ -350,6 +267,9 @@ class DaskBackend:
             pending = list(self._pending)
         for future in pending:
             cancel_notified(future)
+
+    def describe(self) -> str:
+        return f"on Dask threads={self._threads}"
 
 
 def _resolve(future: Future[Any], name: str, blob: bytes, chunk: bool) -> None:

@@ -3,18 +3,24 @@
 Used for the inline cells of the routing table (no pool open; a process task
 called inside a worker; ``processes=0`` / ``threads=0``). Exceptions travel
 inside the future, never out of the call; only ``KeyboardInterrupt`` is also
-re-raised, so that Ctrl-C still stops the program.
+re-raised, so that Ctrl-C still stops the program. ``InlineBackend`` is the
+``_backend.Backend`` of a ``Pool(processes=0)``.
+
+Worker processes import this module: it must never import parent-side ones.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._typing import R
 
-__all__ = ["InlineMap", "map_inline", "run_inline"]
+if TYPE_CHECKING:
+    from ._backend import Work
+
+__all__ = ["InlineBackend", "InlineMap", "map_inline", "run_inline"]
 
 
 def run_inline(fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Future[R]:
@@ -71,3 +77,48 @@ class InlineMap(Iterator[R]):
 def map_inline(fn: Callable[..., R], iterables: tuple[Iterable[Any], ...]) -> Iterator[R]:
     """Lazily call ``fn`` over the zipped iterables, one item per ``next()``."""
     return InlineMap(fn, iterables)
+
+
+class InlineBackend:
+    """``Pool(processes=0)``: every process task runs in the caller, at the
+    call (debugging, pdb, coverage); a map calls one item per ``next()``.
+    There are no workers, nothing to wait for and nothing to stop."""
+
+    __slots__ = ("_description",)
+
+    def __init__(self, description: str) -> None:
+        #: the pool's options, for its repr
+        self._description = description
+
+    def submit(self, work: Work, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Future[Any]:
+        return run_inline(work.fn, args, kwargs)
+
+    def map(
+        self,
+        work: Work,
+        iterables: tuple[Iterable[Any], ...],
+        *,
+        ordered: bool,
+        chunksize: int | None,
+        buffersize: int | None,
+        timeout: float | None,
+    ) -> Iterator[Any]:
+        return map_inline(work.fn, iterables)
+
+    def processes(self) -> int:
+        return 0
+
+    def slots(self) -> int:
+        return 1  # one task at a time: the caller's
+
+    def worker_pids(self) -> list[int]:
+        return []
+
+    def shutdown(self, *, wait: bool, cancel_futures: bool) -> None:
+        pass
+
+    def terminate(self) -> None:
+        pass
+
+    def describe(self) -> str:
+        return self._description

@@ -1,13 +1,17 @@
 """``Pool``: the public executor. Options, lifecycle, ``with``, Ctrl-C, and the
 ``submit``/``map``/``shutdown`` of ``concurrent.futures.Executor``.
 
-What it owns: validating options; registering itself as the process's route
-while open (``_routing``); the parent's own subtask thread pool; creating the
-dispatcher (and so the workers) on the first process task; leaving the ``with``
-block as ``concurrent.futures`` users expect (normally: wait; by an exception:
-cancel what has not started; by Ctrl-C: stop the workers at once, so the
-program leaves promptly and no worker outlives it). It never touches worker
-processes or the task table itself: that is the dispatcher's.
+What it owns: validating options (through ``_options``); choosing, once, the
+backend that runs its process tasks (``_backend.Backend``: inline, the local
+process engine, or Dask) and handing every call, map, shutdown and terminate
+to it; registering itself as the process's route while open (``_routing``);
+the parent's own subtask thread pool; refusing work once closed; leaving the
+``with`` block as ``concurrent.futures`` users expect (normally: wait; by an
+exception: cancel what has not started; by Ctrl-C: stop the workers at once,
+so the program leaves promptly and no worker outlives it).
+
+It never asks which backend it holds, and never touches worker processes,
+the dispatcher or Dask itself: those are the backends'.
 """
 
 from __future__ import annotations
@@ -18,97 +22,41 @@ import multiprocessing
 import multiprocessing.context
 import os
 import threading
-import types
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, cast, overload
+from typing import TYPE_CHECKING, Any, overload
 
 from . import _routing
-from ._collate import (
-    CHUNKS_PER_SLOT,
-    FULL_CHUNKS_PER_SLOT,
-    MAX_AUTO_CHUNK,
-    ChunkSizer,
-    MapIterator,
-)
-from ._dispatcher import Dispatcher, join_all_dispatchers, new_task_id
-from ._errors import PoolClosedError, TaskPicklingError
-from ._futures import cancel_notified, start_unless_cancelled
-from ._inline import map_inline, run_inline
+from ._backend import Backend
+from ._calls import map_work, submit_work
+from ._dispatcher import join_all_dispatchers
+from ._errors import PoolClosedError
+from ._inline import InlineBackend
+from ._local import SHUTDOWN_MESSAGE, LocalBackend
+from ._options import PoolOptions, usable_cpu_count
 from ._progress import Progress, make_reporter, with_progress
-from ._records import Task
 from ._routing import TaskOptions
-from ._serialize import (
-    CallableByValue,
-    FunctionPayload,
-    Reach,
-    ReducedByNestpool,
-    as_outcomes,
-    dumps,
-    dumps_callable,
-    loads,
-    needs_by_value,
-    pickling_error,
-)
 from ._subtask_pool import SubtaskPool
 from ._typing import P, R
-from ._worker import ForkContextError, InitCall
 
 if TYPE_CHECKING:
     from distributed import Client
 
     from ._api import ProcessTask, ThreadSubtask
-    from ._dask import DaskBackend
 
 __all__ = ["Pool"]
 
-START_METHODS = ("fork", "forkserver", "spawn")
 _pool_counter = itertools.count(1)
 _open_pools: weakref.WeakSet[Pool] = weakref.WeakSet()
 
-#: The standard library's words (concurrent.futures.process).
-SHUTDOWN_MESSAGE = "cannot schedule new futures after shutdown"
+#: The standard library's words (concurrent.futures.process), as
+#: ``_local.SHUTDOWN_MESSAGE`` is for a pool shut down.
 EXIT_MESSAGE = "cannot schedule new futures after interpreter shutdown"
 #: Set when the interpreter begins to exit (``_shutdown_open_pools``), as
 #: ProcessPoolExecutor's ``_global_shutdown``: no pool takes new work after.
 _global_shutdown = False
-
-
-def default_start_method() -> str:
-    """``forkserver`` where the platform has it, else ``spawn`` (never a fork of
-    a threaded parent)."""
-    available = multiprocessing.get_all_start_methods()
-    return "forkserver" if "forkserver" in available else "spawn"
-
-
-def usable_cpu_count() -> int:
-    """The CPUs this process may run on (affinity-aware), at least 1."""
-    counter = getattr(os, "process_cpu_count", None)
-    if counter is not None:
-        count = counter()
-    elif hasattr(os, "sched_getaffinity"):
-        count = len(os.sched_getaffinity(0))
-    else:  # pragma: no cover - platforms without affinity
-        count = os.cpu_count()
-    return max(1, count or 1)
-
-
-def _check_count(
-    name: str,
-    value: object,
-    *,
-    minimum: int,
-    allow_none: bool = True,
-    too_small: str | None = None,
-) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int or None, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(too_small or f"{name} must be >= {minimum}, got {value}")
 
 
 class Pool(Executor):
@@ -201,109 +149,38 @@ class Pool(Executor):
         mp_context: multiprocessing.context.BaseContext | None = None,
         client: Client | None = None,
     ) -> None:
-        if max_workers is not None and processes is not None:
-            raise TypeError(
-                "Pool() got both processes and max_workers: they are one option "
-                "(max_workers is ProcessPoolExecutor's name for it); give one"
-            )
-        if mp_context is not None and start_method is not None:
-            raise TypeError(
-                "Pool() got both start_method and mp_context: the context decides the "
-                "start method; give one"
-            )
-        if client is not None:
-            _check_no_local_options(
-                processes=processes,
-                tasks_per_process=tasks_per_process,
-                start_method=start_method,
-                initializer=initializer,
-                initargs=initargs,
-                max_tasks_per_child=max_tasks_per_child,
-                max_workers=max_workers,
-                mp_context=mp_context,
-            )
-        if isinstance(threads, multiprocessing.context.BaseContext):
-            raise TypeError(
-                "threads must be an int or None, got a multiprocessing context: "
-                "ProcessPoolExecutor's second argument is mp_context, Pool's is "
-                "threads; pass it as mp_context=..."
-            )
-        if max_workers is not None:
-            # ProcessPoolExecutor's check and message: processes=0 means
-            # inline, max_workers keeps the standard library's meaning.
-            _check_count(
-                "max_workers",
-                max_workers,
-                minimum=1,
-                too_small="max_workers must be greater than 0",
-            )
-            processes = max_workers
-        _check_count("processes", processes, minimum=0)
-        _check_count("threads", threads, minimum=0)
-        _check_count("tasks_per_process", tasks_per_process, minimum=1, allow_none=False)
-        _check_count("max_tasks_per_child", max_tasks_per_child, minimum=1)
-        if mp_context is not None:
-            if not isinstance(mp_context, multiprocessing.context.BaseContext):  # pyright: ignore[reportUnnecessaryIsInstance]
-                raise TypeError(
-                    "mp_context must be a multiprocessing context "
-                    f"(multiprocessing.get_context(...)), got {type(mp_context).__name__}"
-                )
-            start_method = mp_context.get_start_method()
-            if start_method not in START_METHODS:
-                raise ValueError(
-                    f"mp_context starts processes by {start_method!r}; nestpool's workers "
-                    f"start by {', '.join(map(repr, START_METHODS))}"
-                )
-        defaulted = start_method is None
-        if start_method is None:
-            start_method = default_start_method()
-        elif start_method not in START_METHODS:
-            raise ValueError(
-                f"start_method must be one of {', '.join(map(repr, START_METHODS))} "
-                f"or None, got {start_method!r}"
-            )
-        if start_method not in multiprocessing.get_all_start_methods():
-            raise ValueError(f"start_method {start_method!r} is not available on this platform")
-        if initializer is not None and not callable(initializer):
-            raise TypeError("initializer must be callable")
-
-        self._initializer: InitCall | None = None
-        if initializer is not None:
-            try:
-                self._initializer = _init_call(initializer, tuple(initargs), start_method)
-            except _NeedsFork:
-                # Objects of a fork context in initargs (multiprocessing.Queue()
-                # of the default context on Linux before 3.14) can only reach
-                # forked workers: ProcessPoolExecutor's default context forks.
-                if not defaulted:
-                    raise
-                start_method = "fork"
-                self._initializer = _init_call(initializer, tuple(initargs), start_method)
-        self._processes = usable_cpu_count() if processes is None else processes
-        self._threads = threads
-        self._tasks_per_process = tasks_per_process
-        self._start_method = start_method
-        #: how far the callables sent to the workers must reach
-        self._reach: Reach = "forked" if start_method == "fork" else "spawned"
-        #: what starts the workers: the caller's mp_context, or the start method's
-        self._context = mp_context or multiprocessing.get_context(start_method)
-        self._max_tasks_per_child = max_tasks_per_child
+        options = PoolOptions.resolve(
+            processes,
+            threads,
+            tasks_per_process=tasks_per_process,
+            start_method=start_method,
+            initializer=initializer,
+            initargs=initargs,
+            max_tasks_per_child=max_tasks_per_child,
+            max_workers=max_workers,
+            mp_context=mp_context,
+            local=client is None,
+        )
+        self._threads = options.threads
+        self._tasks_per_process = options.tasks_per_process
+        self._start_method = options.start_method
         self._name = f"nestpool-{next(_pool_counter)}"
         self._lock = threading.Lock()
-        self._dispatcher: Dispatcher | None = None
         self._subtasks: SubtaskPool | None = None
         self._closed = False
         #: closed by the interpreter's exit, not by its user (which words
         #: the refusal of later work: see _refusal)
         self._closed_at_exit = False
-        #: set when shutdown has taken its last look at the dispatcher: none may
-        #: be started after it, since nobody would stop it
-        self._dispatcher_final = False
-        self._dask: DaskBackend | None = None
+        #: what runs the process tasks; chosen here, never asked about after
+        self._backend: Backend
         if client is not None:
             from ._dask import DaskBackend
 
-            self._dask = DaskBackend(client, threads)
+            self._backend = DaskBackend(client, options.threads)
+        elif options.processes == 0:
+            self._backend = InlineBackend(options.describe())
+        else:
+            self._backend = LocalBackend(options, name=self._name, cores=usable_cpu_count())
         _open_pools.add(self)
         _routing.register(self)
 
@@ -318,9 +195,7 @@ class Pool(Executor):
             >>> Pool(processes=4).processes
             4
         """
-        if self._dask is not None:
-            return self._dask.workers()
-        return self._processes
+        return self._backend.processes()
 
     @property
     def threads(self) -> int | None:
@@ -367,9 +242,7 @@ class Pool(Executor):
             >>> Pool(processes=4, tasks_per_process=2)._max_workers
             8
         """
-        if self._dask is not None:
-            return self._dask.slots()
-        return max(1, self._processes * self._tasks_per_process)
+        return self._backend.slots()
 
     def worker_pids(self) -> list[int]:
         """The pids of the live worker processes (a snapshot; for diagnostics).
@@ -380,74 +253,9 @@ class Pool(Executor):
             ...     pool.worker_pids()
             [4242, 4243]
         """
-        if self._dask is not None:
-            return self._dask.worker_pids()
-        dispatcher = self._dispatcher
-        return [] if dispatcher is None else dispatcher.worker_pids()
+        return self._backend.worker_pids()
 
     # ------------------------------------------------------------ route
-
-    def _get_dispatcher(self) -> Dispatcher:
-        """The dispatcher, started on the first process task.
-
-        Raises:
-            PoolClosedError: the pool was shut down before any process task
-                (a call that read the route just before ``shutdown``); no
-                worker is started once ``shutdown`` has looked for the
-                dispatcher to stop, since nobody would stop it. (Until then a
-                subtask still running here may make the first call.)
-        """
-        dispatcher = self._dispatcher
-        if dispatcher is None:
-            with self._lock:
-                dispatcher = self._dispatcher
-                if dispatcher is None and self._dispatcher_final:
-                    raise PoolClosedError(SHUTDOWN_MESSAGE)
-                if dispatcher is None:
-                    dispatcher = self._dispatcher = Dispatcher(
-                        processes=self._processes,
-                        threads=self._threads,
-                        tasks_per_process=self._tasks_per_process,
-                        context=self._context,
-                        initializer=self._initializer,
-                        max_tasks_per_child=self._max_tasks_per_child,
-                        name=self._name,
-                        cores=usable_cpu_count(),
-                    )
-        return dispatcher
-
-    def _submit_call(
-        self,
-        name: str,
-        fn_payload: Callable[[Reach], FunctionPayload],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        timeout: float | None,
-    ) -> Future[Any]:
-        if self._dask is not None:
-            return self._dask.submit(name, fn_payload, args, kwargs, timeout)
-        future: Future[Any] = Future()
-        try:
-            payload = fn_payload(self._reach)
-        except BaseException as exc:
-            future.set_exception(pickling_error(name, "function", exc))
-            return future
-        try:
-            args_payload = dumps([(args, kwargs)])
-        except BaseException as exc:
-            # Whatever user code raised while pickling (SystemExit included)
-            # fails this one future.
-            future.set_exception(pickling_error(name, "argument", exc))
-            return future
-        task = Task(new_task_id(), name, payload, args_payload, future, timeout, None)
-        try:
-            dispatcher = self._get_dispatcher()
-        except PoolClosedError as exc:
-            future.set_running_or_notify_cancel()
-            future.set_exception(exc)
-            return future
-        dispatcher.submit(task)
-        return future
 
     def _refusal(self) -> RuntimeError:
         """The error for work given to this pool once it is closed, or once
@@ -469,9 +277,7 @@ class Pool(Executor):
         """
         if _global_shutdown:
             raise self._refusal()
-        if self._processes == 0:
-            return run_inline(options.fn, args, kwargs)
-        return self._submit_call(options.name, options.get_payload, args, kwargs, options.timeout)
+        return self._backend.submit(options, args, kwargs)
 
     def map_task(
         self,
@@ -488,20 +294,14 @@ class Pool(Executor):
         """
         if _global_shutdown:
             raise self._refusal()
-        if self._processes == 0:
-            return map_inline(options.fn, iterables)
-        if options.timeout is not None and chunksize is None:
-            chunksize = 1  # a timeout is per call: never batch timed calls
         try:
-            return self._map_chunks(
-                options.name,
-                options.get_payload,
+            return self._backend.map(
+                options,
                 iterables,
                 ordered=ordered,
                 chunksize=chunksize,
                 buffersize=buffersize,
                 timeout=None,
-                task_timeout=options.timeout,
             )
         except PoolClosedError:
             return _raise_closed()  # the route was read just before shutdown
@@ -517,79 +317,6 @@ class Pool(Executor):
                 if pool is None:
                     pool = self._subtasks = SubtaskPool(self._threads, name=f"{self._name}-subtask")
         return pool
-
-    def _map_chunks(
-        self,
-        name: str,
-        fn_payload: Callable[[Reach], FunctionPayload],
-        iterables: tuple[Iterable[Any], ...],
-        *,
-        ordered: bool,
-        chunksize: int | None,
-        buffersize: int | None,
-        timeout: float | None,
-        task_timeout: float | None,
-    ) -> MapIterator[Any]:
-        if self._dask is not None:
-            return self._dask.map(
-                name,
-                fn_payload,
-                iterables,
-                ordered=ordered,
-                chunksize=chunksize,
-                buffersize=buffersize,
-                timeout=timeout,
-                task_timeout=task_timeout,
-            )
-        if task_timeout is not None:
-            # A timeout is per call: a chunk shares one deadline, so quick
-            # items batched after slow ones would be stopped with them.
-            chunksize = 1
-        dispatcher = self._get_dispatcher()
-        slots = self._processes * self._tasks_per_process
-        cap = buffersize if buffersize is not None else 1 << 30
-        if chunksize is None and buffersize is not None:
-            cap = max(1, buffersize // (2 * slots))
-
-        def measure() -> float | None:
-            return dispatcher.item_seconds.get(name)
-
-        # One iterable: a chunk carries the bare arguments (``unary``), not
-        # 1-tuples of them.
-        unary = len(iterables) == 1
-
-        def submit(items: Sequence[Any]) -> tuple[Future[Any], bool]:
-            future: Future[Any] = Future()
-            try:
-                payload = fn_payload(self._reach)
-            except BaseException as exc:
-                future.set_exception(pickling_error(name, "function", exc))
-                return future, True
-            # A chunk travels as its positional-argument tuples: no kwargs dict
-            # per item (a map has none), which halves the pickling per item.
-            try:
-                args_payload = dumps(items)
-            except BaseException:
-                return _submit_picklable_items(
-                    dispatcher, name, payload, items, task_timeout, unary
-                )
-            task = Task(
-                new_task_id(), name, payload, args_payload, future, task_timeout, items, unary
-            )
-            dispatcher.submit(task)
-            return future, True
-
-        return MapIterator(
-            iterables,
-            submit,
-            ChunkSizer(chunksize, measure, cap),
-            ordered=ordered,
-            buffersize=buffersize,
-            max_units=CHUNKS_PER_SLOT * slots,
-            timeout=timeout,
-            unary=unary,
-            max_items=FULL_CHUNKS_PER_SLOT * MAX_AUTO_CHUNK * slots if chunksize is None else None,
-        )
 
     # ------------------------------------------------------------ Executor
 
@@ -646,26 +373,8 @@ class Pool(Executor):
         """
         if self._closed or _global_shutdown:
             raise self._refusal()
-        unwrapped = _partial_of_task(fn)
-        if unwrapped is not None:
-            # Called in the worker, the task would give a Future, which cannot
-            # come back: the task's own path runs, with the partial's arguments.
-            fn, first, keywords = unwrapped
-            args = (*first, *args)
-            kwargs = {**keywords, **kwargs}
-        options: TaskOptions | None = getattr(fn, "_self_options", None)
-        if options is not None:
-            # A decorated function: its plain function runs in the worker.
-            args = (*_bound_instance(fn), *args)
-            if self._processes == 0:
-                return run_inline(options.fn, args, kwargs)
-            return self._submit_call(
-                options.name, options.get_payload, args, kwargs, options.timeout
-            )
-        if self._processes == 0:
-            return run_inline(fn, args, kwargs)
-        name = callable_name(fn)
-        return self._submit_call(name, functools.partial(dumps_callable, fn), args, kwargs, None)
+        work, args, kwargs = submit_work(fn, args, kwargs)
+        return self._backend.submit(work, args, kwargs)
 
     @overload
     def map(
@@ -747,40 +456,15 @@ class Pool(Executor):
             raise ValueError("buffersize must be None or > 0")
         if self._closed or _global_shutdown:
             raise self._refusal()
-        options: TaskOptions | None = getattr(fn, "_self_options", None)
-        plain: Callable[..., Any] = fn
-        unwrapped = None if options is not None else _partial_of_task(fn)
-        payload: Callable[[Reach], FunctionPayload]
-        if unwrapped is not None:
-            # A partial of a task: a partial of the task's plain function runs
-            # (the task itself would give a Future, which cannot come back).
-            task, first, keywords = unwrapped
-            task_options: TaskOptions = task._self_options
-            plain = functools.partial(
-                _PlainFunction(task_options), *_bound_instance(task), *first, **keywords
-            )
-            name = task_options.name
-            options = task_options
-            payload = functools.partial(dumps_callable, plain)
-        elif options is not None:
-            plain = options.fn
-            iterables = (*map(itertools.repeat, _bound_instance(fn)), *iterables)
-            name, payload = options.name, options.get_payload
-        else:
-            name, payload = callable_name(fn), functools.partial(dumps_callable, fn)
-
-        reporter = make_reporter(progress, iterables, name)
-        if self._processes == 0:
-            return with_progress(map_inline(plain, iterables), reporter)
-        iterator = self._map_chunks(
-            name,
-            payload,
+        work, iterables = map_work(fn, iterables)
+        reporter = make_reporter(progress, iterables, work.name)
+        iterator = self._backend.map(
+            work,
             iterables,
             ordered=True,
             chunksize=chunksize,
             buffersize=buffersize,
             timeout=timeout,
-            task_timeout=None if options is None else options.timeout,
         )
         return with_progress(iterator, reporter)
 
@@ -809,15 +493,7 @@ class Pool(Executor):
             subtasks.shutdown(wait=wait, cancel_futures=cancel_futures)
         _routing.unregister(self)
         _open_pools.discard(self)
-        if self._dask is not None:
-            self._dask.shutdown(wait=wait, cancel_futures=cancel_futures)
-        with self._lock:
-            dispatcher = self._dispatcher
-            self._dispatcher_final = True
-        if dispatcher is not None:
-            dispatcher.shutdown(cancel_futures=cancel_futures)
-            if wait:
-                dispatcher.join()
+        self._backend.shutdown(wait=wait, cancel_futures=cancel_futures)
 
     def terminate(self) -> None:
         """Stop now: cancel what has not started, kill the workers (their
@@ -832,17 +508,11 @@ class Pool(Executor):
         with self._lock:
             self._closed = True
             subtasks = self._subtasks
-            dispatcher = self._dispatcher
-            self._dispatcher_final = True
         _routing.unregister(self)
         _open_pools.discard(self)
         if subtasks is not None:
             subtasks.shutdown(wait=False, cancel_futures=True)
-        if self._dask is not None:
-            self._dask.terminate()
-        if dispatcher is not None:
-            dispatcher.terminate()
-            dispatcher.join(10)
+        self._backend.terminate()
 
     def __enter__(self) -> Pool:
         return self
@@ -868,199 +538,12 @@ class Pool(Executor):
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
-        if self._dask is not None:
-            return f"<nestpool.Pool {self._name} {state} on Dask threads={self._threads}>"
-        return (
-            f"<nestpool.Pool {self._name} {state} processes={self._processes} "
-            f"threads={self._threads} tasks_per_process={self._tasks_per_process} "
-            f"start_method={self._start_method!r}>"
-        )
-
-
-class _NeedsFork(TaskPicklingError):
-    """The initializer's arguments hold objects of a fork context."""
-
-
-def _init_call(
-    initializer: Callable[..., object], initargs: tuple[Any, ...], start_method: str
-) -> InitCall:
-    """The initializer and its arguments as each worker gets them.
-
-    Under fork they are inherited as they are. Otherwise they are pickled as
-    the worker starts (the only time a ``multiprocessing.Queue`` lets itself be
-    pickled), the initializer by value when the workers cannot import it (a
-    lambda, a notebook's function); a dry run here makes one that cannot
-    travel fail the constructor.
-
-    Raises:
-        TaskPicklingError: the initializer or an argument cannot be pickled
-            (``_NeedsFork`` when an argument belongs to a fork context).
-    """
-    if start_method == "fork":
-        return InitCall(initializer, initargs)
-    try:
-        sent: Any = CallableByValue(initializer) if needs_by_value(initializer) else initializer
-        call = InitCall(sent, initargs)
-        call.check()
-    except ForkContextError as exc:
-        error = pickling_error(
-            getattr(initializer, "__qualname__", repr(initializer)), "initializer", exc
-        )
-        raise _NeedsFork(*error.args, task_name=error.task_name, direction=error.direction) from exc
-    except BaseException as exc:
-        raise pickling_error(
-            getattr(initializer, "__qualname__", repr(initializer)), "initializer", exc
-        ) from exc
-    return call
+        return f"<nestpool.Pool {self._name} {state} {self._backend.describe()}>"
 
 
 def _raise_closed() -> Iterator[Any]:
     raise PoolClosedError(SHUTDOWN_MESSAGE)
     yield  # a generator: the error comes at the first next(), as a task's would
-
-
-def callable_name(fn: object) -> str:
-    """The name of a callable in errors and logs: its qualified name; for a
-    ``functools.partial``, ``partial(<name>)``; for a callable object, its
-    class's qualified name (never a repr with an address in it)."""
-    name = getattr(fn, "__qualname__", None)
-    if isinstance(name, str) and name:
-        return name
-    inner = getattr(fn, "func", None)
-    if isinstance(fn, functools.partial) and inner is not None:
-        return f"partial({callable_name(inner)})"
-    # (pyright narrows fn to object | partial[Unknown] here: a partial's type is unsolved)
-    return type(fn).__qualname__  # pyright: ignore[reportUnknownArgumentType]
-
-
-_PARTIAL_CALL = cast("type[functools.partial[Any]]", functools.partial).__call__
-
-
-def _partial_of_task(fn: object) -> tuple[Any, tuple[Any, ...], dict[str, Any]] | None:
-    """For ``functools.partial`` layers around a decorated task (nested ones
-    too): the task, and the arguments and keywords the layers put before a
-    call's own; None for anything else.
-
-    A partial subclass with its own ``__call__`` is left alone: it may not
-    call its function the usual way.
-    """
-    layers: list[functools.partial[Any]] = []
-    inner: object = fn
-    # Only functools.partial and its subclasses that keep its __call__ have
-    # this very __call__ (a class without one gives type.__call__ here).
-    while type(inner).__call__ is _PARTIAL_CALL:
-        layer = cast("functools.partial[Any]", inner)
-        layers.append(layer)
-        inner = layer.func
-    if not layers or getattr(inner, "_self_options", None) is None:
-        return None
-    args: tuple[Any, ...] = ()
-    keywords: dict[str, Any] = {}
-    # partial(partial(f, a, k=1), b, k=2)(c) is f(a, b, c, k=2): the innermost
-    # layer's arguments first, an outer layer's keyword over an inner one's.
-    for layer in reversed(layers):
-        args += layer.args
-        keywords.update(layer.keywords)
-    return inner, args, keywords
-
-
-class _PlainFunction(ReducedByNestpool):
-    """Calls a decorated task's plain function; pickles as that function
-    itself (the task's own payload: by reference, or by value), so that a
-    partial of it arrives in the worker as a partial of the plain function."""
-
-    __slots__ = ("options",)
-
-    def __init__(self, options: TaskOptions) -> None:
-        self.options = options
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.options.fn(*args, **kwargs)
-
-    def _self_reduce(self, reach: Reach) -> tuple[Any, ...]:
-        return loads, (bytes(self.options.get_payload(reach)),)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return self._self_reduce("spawned")
-
-
-def _check_no_local_options(**options: Any) -> None:
-    defaults = {"tasks_per_process": 1, "initargs": ()}
-    given = [name for name, value in options.items() if value != defaults.get(name)]
-    if given:
-        raise ValueError(
-            f"Pool(client=...) runs process tasks on the Dask cluster, which decides "
-            f"its worker processes; drop {', '.join(given)} (size the cluster instead: "
-            "n_workers and threads_per_worker, or `dask worker --nworkers --nthreads`; "
-            "per-worker setup goes in a Dask WorkerPlugin)"
-        )
-
-
-def _bound_instance(task: object) -> tuple[Any, ...]:
-    """``(instance,)`` for a decorated method bound to one (``obj.method``),
-    ``(cls,)`` for a class method, else ``()``.
-
-    The pool runs a decorated task's plain function, which wants the instance
-    (or, for a class method, the class) first (``_api._bound_first``).
-    """
-    if isinstance(task, types.MethodType):
-        # @classmethod over a decorated function on Python 3.13+, where
-        # classmethod no longer binds through the task's __get__: a plain
-        # bound method whose __self__ is the class.
-        return (task.__self__,)
-    from ._api import _bound_first
-
-    return _bound_first(task)
-
-
-def _submit_picklable_items(
-    dispatcher: Dispatcher,
-    name: str,
-    payload: FunctionPayload,
-    items: Sequence[Any],
-    task_timeout: float | None,
-    unary: bool = False,
-) -> tuple[Future[Any], bool]:
-    """A chunk did not pickle: fail the bad items alone, send the others."""
-    outcomes: list[tuple[bool, Any] | None] = [None] * len(items)
-    good: list[int] = []
-    for index, args in enumerate(items):
-        try:
-            dumps(args)
-        except BaseException as exc:
-            outcomes[index] = (False, pickling_error(name, "argument", exc))
-        else:
-            good.append(index)
-    future: Future[Any] = Future()
-    if not good:
-        future.set_result(outcomes)
-        return future, True
-    inner: Future[Any] = Future()
-    good_items = [items[i] for i in good]
-    task = Task(
-        new_task_id(), name, payload, dumps(good_items), inner, task_timeout, good_items, unary
-    )
-
-    def merge(done: Future[Any]) -> None:
-        if done.cancelled():
-            cancel_notified(future)
-            return
-        exc = done.exception()
-        sent = None if exc is not None else as_outcomes(done.result())
-        for position, index in enumerate(good):
-            outcomes[index] = (False, exc) if sent is None else sent[position]
-        if start_unless_cancelled(future):  # False: its map was closed
-            future.set_result(outcomes)
-
-    def forward_cancel(outer: Future[Any]) -> None:
-        # The map cancels the future it holds: the items sent must not run.
-        if outer.cancelled():
-            cancel_notified(inner)
-
-    inner.add_done_callback(merge)
-    future.add_done_callback(forward_cancel)
-    dispatcher.submit(task)
-    return future, True
 
 
 def _shutdown_open_pools() -> None:

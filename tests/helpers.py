@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from nestpool import _routing, _subtask_pool, process_task, thread_subtask
+from nestpool import Pool, _routing, _subtask_pool, process_task, thread_subtask
+
+if TYPE_CHECKING:
+    from nestpool._local import LocalBackend
 
 
 @thread_subtask
@@ -115,3 +118,12 @@ def concurrent_subtasks(n: int) -> list[str]:
     barrier = threading.Barrier(n)
     futures = [meet(barrier) for _ in range(n)]
     return [f.result() for f in futures]
+
+
+def local_engine(pool: Pool) -> LocalBackend:
+    """The local process engine behind ``pool``, for tests that look inside it."""
+    from nestpool._local import LocalBackend
+
+    backend = pool._backend
+    assert isinstance(backend, LocalBackend)
+    return backend

@@ -21,9 +21,9 @@ import pytest
 
 from nestpool import Pool, TaskPicklingError, WorkerDiedError
 from nestpool._dispatcher import new_task_id
-from nestpool._pool import _submit_picklable_items
 from nestpool._records import Task
 from nestpool._serialize import ChunkValues, as_outcomes, dumps, dumps_builtins
+from tests.helpers import local_engine
 
 from . import perf_tasks
 
@@ -36,7 +36,7 @@ def _send_chunk(pool: Pool, items: list[tuple[Any, ...]]) -> list[tuple[bool, An
     task = Task(
         new_task_id(), options.name, options.get_payload(), dumps(items), future, None, items
     )
-    pool._get_dispatcher().submit(task)
+    local_engine(pool).get_dispatcher().submit(task)
     result: list[tuple[bool, Any]] | ChunkValues = future.result(timeout=30)
     return result
 
@@ -90,9 +90,7 @@ def test_an_unpicklable_argument_fails_its_item_alone() -> None:
     options = perf_tasks.chunk_item._self_options
     items: list[tuple[Any, ...]] = [(0,), (1,), (threading.Lock(),), (2,)]
     with Pool(1) as pool:
-        future, is_chunk = _submit_picklable_items(
-            pool._get_dispatcher(), options.name, options.get_payload(), items, None
-        )
+        future, is_chunk = local_engine(pool).submit_unit(options, items, unary=False)
         outcomes = future.result(timeout=30)
     assert is_chunk
     assert _kinds(outcomes) == [0, 2, TaskPicklingError, 4]
@@ -122,7 +120,7 @@ def test_a_death_mid_unary_chunk_fails_only_the_running_item(
             items,
             unary=True,
         )
-        pool._get_dispatcher().submit(task)
+        local_engine(pool).get_dispatcher().submit(task)
         outcomes = as_outcomes(future.result(timeout=30))
     assert _kinds(outcomes) == [
         *(2 * x for x in range(12)),
@@ -157,7 +155,7 @@ def _send_unary(pool: Pool, task: Any, items: list[Any]) -> Any:
         items,
         unary=True,
     )
-    pool._get_dispatcher().submit(chunk)
+    local_engine(pool).get_dispatcher().submit(chunk)
     return future.result(timeout=30)
 
 

@@ -21,6 +21,7 @@ import pytest
 from nestpool import Pool, PoolClosedError, TaskPicklingError
 from nestpool._collate import CHUNKS_PER_SLOT, CONFIRMED_GROWTH, MAX_AUTO_CHUNK
 from nestpool._serialize import RemoteTraceback
+from tests.helpers import local_engine
 
 from . import collate_tasks as ct
 from .collate_tasks import Control, Counting, drain, failing_input
@@ -39,7 +40,7 @@ def _started(directory: Path, n: int) -> bool:
 
 def _record_process_chunks(pool: Pool, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Record the number of items of every unit the pool's dispatcher is sent."""
-    dispatcher = pool._get_dispatcher()
+    dispatcher = local_engine(pool).get_dispatcher()
     sizes: list[int] = []
     submit = dispatcher.submit
 

@@ -17,6 +17,7 @@ from nestpool._dispatcher import Dispatcher
 from nestpool._pool import usable_cpu_count
 from tests import slot_tasks as st
 from tests.conftest import wait_until
+from tests.helpers import local_engine
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -24,7 +25,7 @@ CORES = usable_cpu_count()
 
 
 def _dispatcher(pool: Pool) -> Dispatcher:
-    dispatcher = pool._dispatcher
+    dispatcher = local_engine(pool).dispatcher
     assert dispatcher is not None
     return dispatcher
 

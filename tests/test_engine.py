@@ -17,12 +17,13 @@ from nestpool._dispatcher import Dispatcher
 from nestpool._records import TaskState, WorkerState
 from tests import core_tasks
 from tests.conftest import wait_until
+from tests.helpers import local_engine
 
 pytestmark = pytest.mark.timeout(90)
 
 
 def _dispatcher(pool: Pool) -> Dispatcher:
-    dispatcher = pool._dispatcher
+    dispatcher = local_engine(pool).dispatcher
     assert dispatcher is not None
     return dispatcher
 

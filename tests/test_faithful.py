@@ -41,6 +41,7 @@ import pytest
 from nestpool import Pool, RemoteTaskError, TaskPicklingError, process_task
 from tests import faithful_tasks as fft
 from tests.conftest import wait_until
+from tests.helpers import local_engine
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -808,7 +809,8 @@ def test_a_done_call_keeps_nothing_alive_once_the_pool_is_closed(start_method: s
     del calls  # the caller's own last references; the done futures are kept
     for name in refs:
         assert _collectable(refs[name]), name
-    assert pool._dispatcher is not None and not pool._dispatcher.is_alive()
+    dispatcher = local_engine(pool).dispatcher
+    assert dispatcher is not None and not dispatcher.is_alive()
     del outcomes
 
 

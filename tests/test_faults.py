@@ -35,12 +35,13 @@ from nestpool._records import Task, TaskState
 from nestpool._serialize import RemoteTraceback, as_outcomes, dumps
 from tests import fault_tasks as ft
 from tests.conftest import START_METHODS, wait_until
+from tests.helpers import local_engine
 
 pytestmark = pytest.mark.timeout(60)
 
 
 def _dispatcher(pool: Pool) -> Dispatcher:
-    return pool._get_dispatcher()
+    return local_engine(pool).get_dispatcher()
 
 
 def _wait_ready(directory: Path, name: str, timeout: float = 30) -> int:

@@ -32,10 +32,10 @@ from nestpool import (
     WorkerDiedError,
     process_task,
 )
-from nestpool._pool import _submit_picklable_items
 from nestpool._records import Task
 from nestpool._serialize import RemoteTraceback, as_outcomes, dumps
 from tests import fault_tasks as ft
+from tests.helpers import local_engine
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -132,7 +132,7 @@ def test_an_argument_that_cannot_cross_fails_that_future(start_method: str, case
         if direction == "argument":
             # Failed here, before any worker was involved: none was started.
             assert future.done()
-            assert pool._dispatcher is None
+            assert local_engine(pool).dispatcher is None
         # The pool goes on.
         assert ft.square(6).result(timeout=30) == 36
 
@@ -198,7 +198,7 @@ def test_a_function_that_cannot_be_pickled(start_method: str) -> None:
             assert error.direction == "function"
             assert name in str(error)
             assert "'_thread.lock'" in str(error), str(error)
-        assert pool._dispatcher is None  # no worker was involved
+        assert local_engine(pool).dispatcher is None  # no worker was involved
         assert pool.submit(ft.square.sync, 4).result(timeout=30) == 16
 
 
@@ -273,7 +273,7 @@ def test_wrong_arguments_fail_the_future_with_type_error(start_method: str) -> N
 
 def _run_chunk(pool: Pool, task: Any, items: list[tuple[Any, ...]]) -> list[tuple[bool, Any]]:
     """Run ``items`` as one chunk of ``task`` and return every item's outcome."""
-    dispatcher = pool._get_dispatcher()
+    dispatcher = local_engine(pool).get_dispatcher()
     future: Future[Any] = Future()
     payload = task._self_options.get_payload()
     # A chunk travels as its items' positional-argument tuples.
@@ -285,10 +285,7 @@ def _run_chunk(pool: Pool, task: Any, items: list[tuple[Any, ...]]) -> list[tupl
 def test_the_bad_argument_of_a_chunk_fails_alone_in_the_parent() -> None:
     with Pool(processes=1) as pool:
         items: list[tuple[Any, ...]] = [(1,), (threading.Lock(),), (3,)]
-        payload = ft.identity._self_options.get_payload()
-        future, _ = _submit_picklable_items(
-            pool._get_dispatcher(), "identity", payload, items, None
-        )
+        future, _ = local_engine(pool).submit_unit(ft.identity._self_options, items, unary=False)
         outcomes = future.result(timeout=30)
         assert outcomes[0] == (True, 1)
         assert outcomes[2] == (True, 3)

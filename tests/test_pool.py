@@ -23,6 +23,7 @@ import pytest
 from nestpool import Pool, PoolClosedError, _pool, _subtask_pool, thread_subtask
 from tests import core_tasks, helpers, ux_helpers
 from tests.conftest import wait_until
+from tests.helpers import local_engine
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -292,7 +293,7 @@ def test_submit_after_shutdown_of_an_inline_pool_raises_too() -> None:
 def test_shutdown_of_an_unused_pool_starts_nothing() -> None:
     pool = Pool(processes=2)
     pool.shutdown()
-    assert pool._dispatcher is None
+    assert local_engine(pool).dispatcher is None
     assert pool.worker_pids() == []
 
 
@@ -308,7 +309,7 @@ def test_shutdown_wait_false_returns_at_once(tmp_path: Path) -> None:
         pool.submit(pow, 2, 3)
     release.touch()
     assert future.result(timeout=30) == "held"
-    dispatcher = pool._dispatcher
+    dispatcher = local_engine(pool).dispatcher
     assert dispatcher is not None
     assert wait_until(lambda: not dispatcher.is_alive(), 30)
 
@@ -352,7 +353,7 @@ def test_leaving_with_normally_waits_for_all_submitted_work() -> None:
         # none of them is waited on before the block ends
     for future in [*tasks, *submitted, *subtasks, nested]:
         assert future.done() and not future.cancelled()
-    assert {f.result() for f in tasks} <= set(pool._dispatcher.started_pids)  # type: ignore[union-attr]
+    assert {f.result() for f in tasks} <= set(local_engine(pool).dispatcher.started_pids)  # type: ignore[union-attr]
     assert [f.result() for f in submitted] == [0, 3, 6, 9]
     assert [f.result() for f in subtasks] == [0, 2, 4, 6]
     doubled, pid = nested.result()
@@ -447,12 +448,12 @@ def test_a_call_that_read_the_route_just_before_shutdown_fails_its_future() -> N
     pool.shutdown()
     future = pool.submit_task(core_tasks.double_it._self_options, (1,), {})
     assert isinstance(future.exception(timeout=10), PoolClosedError)
-    assert pool._dispatcher is None
+    assert local_engine(pool).dispatcher is None
     assert pool.worker_pids() == []
     chunks = pool.map_task(core_tasks.double_it._self_options, ([1, 2],), True, None, None)
     with pytest.raises(PoolClosedError):
         list(chunks)
-    assert pool._dispatcher is None
+    assert local_engine(pool).dispatcher is None
 
 
 @pytest.mark.parametrize("exit_with", [SystemExit, GeneratorExit])
@@ -500,7 +501,7 @@ def test_a_plain_callable_is_named_without_an_address_in_errors() -> None:
     import threading
 
     from nestpool import TaskPicklingError
-    from nestpool._pool import callable_name
+    from nestpool._calls import callable_name
 
     assert callable_name(pow) == "pow"
     assert callable_name(functools.partial(pow, 2)) == "partial(pow)"

@@ -20,6 +20,7 @@ import pytest
 
 from nestpool import Pool, WorkerDiedError
 from tests import fault_tasks as ft
+from tests.helpers import local_engine
 
 pytestmark = [pytest.mark.soak, pytest.mark.timeout(240)]
 
@@ -88,7 +89,7 @@ def test_chaos_soak(start_method: str) -> None:
 
         after = [ft.soak_task(x, 0.0) for x in range(AFTER)]
         assert [f.result(timeout=60) for f in after] == [_expected(x) for x in range(AFTER)]
-        started_workers = len(pool._get_dispatcher().started_pids)
+        started_workers = len(local_engine(pool).get_dispatcher().started_pids)
 
     # Each future's callbacks ran exactly once: none completed twice or never.
     assert len(calls) == TASKS
