@@ -1,25 +1,45 @@
-"""The dispatcher's records: a task sent to workers, a worker process, and
-the states each moves through.
+"""The dispatcher's records: a task sent to workers, the items of a map's
+chunk, a worker process, and the states each moves through.
 
-What it owns: the fields and the allowed state transitions; nothing here
-touches a process, a pipe or a lock (the dispatcher thread alone mutates
-these records).
+What it owns: the fields, the allowed state transitions, the link between a
+task and the worker it was sent to, and what a chunk knows of its items. It
+never touches a process, a pipe, a lock or a task's future (the dispatcher
+thread alone mutates these records; ``_tasks`` resolves the futures).
 """
 
 from __future__ import annotations
 
 import enum
+import itertools
 from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, cast
 
+from ._serialize import ChunkValues, dumps
+
 if TYPE_CHECKING:
     from ._serialize import FunctionPayload
 
-__all__ = ["ALLOWED_TRANSITIONS", "Outcome", "Task", "TaskState", "WorkerHandle", "WorkerState"]
+__all__ = [
+    "ALLOWED_TRANSITIONS",
+    "Chunk",
+    "Outcome",
+    "Task",
+    "TaskState",
+    "WorkerHandle",
+    "WorkerState",
+    "new_task_id",
+]
 
 Outcome = tuple[bool, Any]
+
+_task_ids = itertools.count(1)
+
+
+def new_task_id() -> int:
+    """A process-wide unique task id (``next`` on a count is atomic)."""
+    return next(_task_ids)
 
 
 class TaskState(enum.Enum):
@@ -45,20 +65,17 @@ class Task:
     """One unit sent to a worker: a single call, or a chunk of items of a map."""
 
     __slots__ = (
+        "chunk",
         "deadline",
         "fn_payload",
         "future",
         "id",
-        "indices",
-        "items",
+        "item_of",
         "name",
-        "outcomes",
         "payload",
         "runner",
         "state",
         "timeout",
-        "unary",
-        "values",
         "worker",
     )
 
@@ -72,47 +89,148 @@ class Task:
         timeout: float | None,
         items: Sequence[Any] | None,
         unary: bool = False,
+        *,
+        item_of: tuple[Task, int] | None = None,
     ) -> None:
         self.id = task_id
         self.name = name
         self.fn_payload = fn_payload
+        #: the pickled arguments: one call's, or the items of ``chunk.indices``
         self.payload = payload
+        #: the future it resolves; an item of a chunk sent on its own shares
+        #: its chunk's (its outcome goes into the chunk, never into it)
         self.future = future
         self.timeout = timeout
-        #: chunk only: the original items (positional-argument tuples, or with
-        #: ``unary`` the single arguments themselves), kept to re-send the
-        #: unfinished ones.
-        self.items = items
-        self.unary = unary
-        self.outcomes: list[Outcome | None] | None = (
-            None if items is None else cast("list[Outcome | None]", [None] * len(items))
-        )
-        #: chunk only: original positions of the items in ``payload`` (a range
-        #: until a re-run sends a subset: no list of ints per chunk on the hot path).
-        self.indices: Sequence[int] | None = None if items is None else range(len(items))
-        #: chunk only: the leading items' bare values, while every flush so far
-        #: came plain and in order (no outcome tuple per item on the hot path);
-        #: ``materialize()`` moves them into ``outcomes`` before anything else
-        #: reads those.
-        self.values: list[Any] | None = None if items is None else []
+        #: a map's chunk: its items and their outcomes (None: a single call)
+        self.chunk = None if items is None else Chunk(items, unary)
+        #: a single call made of item ``index`` of chunk ``task`` (its chunk
+        #: did not unpickle in the worker, so each item is sent on its own)
+        self.item_of = item_of
         self.state = TaskState.PENDING
         self.worker: WorkerHandle | None = None
         self.deadline: float | None = None
         #: the index of the worker's runner that acknowledged it
         self.runner = 0
 
-    def materialize(self) -> None:
-        """Move the bare values received so far into ``outcomes``."""
-        values = self.values
-        if values and self.outcomes is not None:
-            self.outcomes[: len(values)] = [(True, value) for value in values]
-        self.values = None
-
     def move(self, new: TaskState) -> None:
         """Change state, refusing any transition the table does not allow."""
         if new not in ALLOWED_TRANSITIONS[self.state]:
             raise AssertionError(f"task {self.id}: {self.state.name} -> {new.name} not allowed")
         self.state = new
+
+    def assign(self, worker: WorkerHandle) -> None:
+        """It is being sent to ``worker``: SENT, and held by that worker."""
+        self.move(TaskState.SENT)
+        self.worker = worker
+        worker.tasks[self.id] = self
+
+    def leave_worker(self) -> None:
+        """It ended or goes back to the queue: its worker no longer holds it."""
+        worker = self.worker
+        if worker is not None:
+            self.worker = None
+            worker.tasks.pop(self.id, None)
+
+
+class Chunk:
+    """The items of one map chunk and what became of each.
+
+    A chunk runs as one task, but its items succeed or fail one by one: a
+    worker that dies fails the item it was running, and the items after it run
+    again; a chunk whose pickle does not load in the worker is sent item by
+    item. This record keeps every item's outcome and says which items are left.
+    """
+
+    __slots__ = ("indices", "items", "outcomes", "unary", "values")
+
+    def __init__(self, items: Sequence[Any], unary: bool) -> None:
+        #: the original items (positional-argument tuples, or with ``unary``
+        #: the single arguments themselves), kept to re-send unfinished ones
+        self.items = items
+        self.unary = unary
+        self.outcomes = cast("list[Outcome | None]", [None] * len(items))
+        #: original positions of the items in the task's payload (a range
+        #: until a re-run sends a subset: no list of ints per chunk on the hot path)
+        self.indices: Sequence[int] = range(len(items))
+        #: the leading items' bare values, while every flush so far came plain
+        #: and in order (no outcome tuple per item on the hot path);
+        #: ``_materialize()`` moves them into ``outcomes`` before anything else
+        #: reads those
+        self.values: list[Any] | None = []
+
+    def _materialize(self) -> None:
+        values = self.values
+        if values:
+            self.outcomes[: len(values)] = [(True, value) for value in values]
+        self.values = None
+
+    def take_flush(self, first: int, data: list[Any], plain: bool, final: bool) -> Any:
+        """Record one flush of outcomes (bare values if ``plain``) from item
+        ``first`` of the payload on; on the ``final`` one, return the chunk's
+        result (``ChunkValues`` when every item succeeded, else the outcomes)."""
+        indices, values = self.indices, self.values
+        if plain and values is not None and first == len(values) and type(indices) is range:
+            # Every item so far a value, in order: the values go to the map as
+            # they are (no outcome tuple per item).
+            if not final:
+                values += data
+                return None
+            if values:
+                values += data
+                data = values
+            # (one flush, the usual case for tiny items: one copy, not two)
+            return ChunkValues(data)
+        self._materialize()
+        outcomes: list[Outcome] = [(True, v) for v in data] if plain else data
+        if type(indices) is range:
+            # Not re-run: the positions are the offsets (one slice, no loop per item).
+            self.outcomes[first : first + len(outcomes)] = outcomes
+        else:
+            for offset, outcome in enumerate(outcomes):
+                self.outcomes[indices[first + offset]] = outcome
+        return self.outcomes if final else None
+
+    def record(self, index: int, outcome: Outcome) -> bool:
+        """Item ``index``, sent on its own, ended; True once every item has."""
+        self._materialize()
+        self.outcomes[index] = outcome
+        return all(outcome is not None for outcome in self.outcomes)
+
+    def lose_running(self, position: int, error: BaseException) -> list[int]:
+        """Its worker died while its mark named item ``position`` of the
+        payload: that item fails with ``error``. Returns the items left to run."""
+        self._materialize()
+        indices = self.indices
+        current = indices[min(max(position, 0), len(indices) - 1)]
+        # The mark still names the item reported last if the worker died
+        # between sending its result and marking the next one: that item
+        # keeps its value, and the next one had not started.
+        if self.outcomes[current] is None:
+            self.outcomes[current] = (False, error)
+        return [i for i in indices if self.outcomes[i] is None]
+
+    def rerun(self, rest: list[int]) -> bytes:
+        """The payload that runs items ``rest`` again; from now on the task's
+        payload holds those. Raises what pickling them raises."""
+        payload = dumps([self.items[i] for i in rest])
+        self.indices = rest
+        return payload
+
+    def item_calls(self) -> list[tuple[int, tuple[Any, dict[str, Any]]]]:
+        """Each unfinished item as a call of its own: ``(index, (args, kwargs))``."""
+        items = self.items
+        return [
+            (index, ((items[index],) if self.unary else items[index], {})) for index in self.indices
+        ]
+
+    def fail_unfinished(self, error: BaseException) -> list[Outcome | None]:
+        """Every item without an outcome gets ``error``; returns the outcomes."""
+        self._materialize()
+        outcomes = self.outcomes
+        for index in self.indices:
+            if outcomes[index] is None:
+                outcomes[index] = (False, error)
+        return outcomes
 
 
 class WorkerState(enum.Enum):

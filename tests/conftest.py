@@ -12,9 +12,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import psutil
 import pytest
+
+if TYPE_CHECKING:
+    from nestpool import Pool
 
 START_METHODS = ["fork", "forkserver", "spawn"]
 
@@ -28,6 +32,26 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
         if time.monotonic() > deadline:
             return False
         time.sleep(0.01)
+
+
+def record_started_workers(pool: Pool) -> list[int]:
+    """The pids of the workers ``pool`` starts from now on, in order (a list
+    that grows as they start). Call it before the pool's first process task,
+    so that no worker has started yet."""
+    from tests.helpers import local_engine
+
+    workers = local_engine(pool).get_dispatcher()._workers
+    assert not workers.handles(), "call it before the first process task"
+    started: list[int] = []
+    start = workers.start
+
+    def recording() -> Any:
+        worker = start()
+        started.append(worker.pid)
+        return worker
+
+    workers.start = recording  # type: ignore[method-assign]
+    return started
 
 
 @pytest.fixture(params=START_METHODS)

@@ -45,7 +45,7 @@ def _record_process_chunks(pool: Pool, monkeypatch: pytest.MonkeyPatch) -> list[
     submit = dispatcher.submit
 
     def recording(task: Any) -> None:
-        sizes.append(1 if task.items is None else len(task.items))
+        sizes.append(1 if task.chunk is None else len(task.chunk.items))
         submit(task)
 
     monkeypatch.setattr(dispatcher, "submit", recording)

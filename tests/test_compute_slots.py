@@ -34,7 +34,7 @@ def test_no_compute_slots_when_every_task_can_have_a_core() -> None:
     with Pool(processes=CORES, threads=2) as pool:
         assert st.io_wait.sync(0) == 0
         assert pool.submit(abs, -1).result(timeout=30) == 1
-        assert _dispatcher(pool).compute_slots is None
+        assert _dispatcher(pool)._workers.compute_slots is None
 
 
 def test_at_most_cores_tasks_run_their_own_code_at_once(start_method: str, tmp_path: Path) -> None:
@@ -45,7 +45,7 @@ def test_at_most_cores_tasks_run_their_own_code_at_once(start_method: str, tmp_p
         count = 3 * processes
         done = list(st.io_then_own_code.map([str(tmp_path)] * count, range(count), [0.05] * count))
         assert sorted(done) == list(range(count))
-        assert _dispatcher(pool).compute_slots is not None
+        assert _dispatcher(pool)._workers.compute_slots is not None
     assert st.overlap(str(tmp_path)) <= CORES
 
 
@@ -70,7 +70,7 @@ def test_a_worker_that_dies_holding_a_slot_gives_it_back(tmp_path: Path) -> None
         with pytest.raises(WorkerDiedError):
             victim.result(timeout=30)
         # Idle again: every slot is back.
-        slots = dispatcher.compute_slots
+        slots = dispatcher._workers.compute_slots
         assert slots is not None
         assert wait_until(lambda: slots.get_value() == CORES, 10), slots.get_value()
         # And the slots still serve: 'cores' holders at once, all released.

@@ -14,9 +14,9 @@ import pytest
 
 from nestpool import Pool, WorkerDiedError
 from nestpool._dispatcher import Dispatcher
-from nestpool._records import TaskState, WorkerState
+from nestpool._records import TaskState
 from tests import core_tasks
-from tests.conftest import wait_until
+from tests.conftest import record_started_workers, wait_until
 from tests.helpers import local_engine
 
 pytestmark = pytest.mark.timeout(90)
@@ -32,8 +32,7 @@ def _held_by_worker(dispatcher: Dispatcher) -> dict[int, list[tuple[str, TaskSta
     """pid -> (task name, state) of the tasks each worker holds (a snapshot)."""
     return {
         worker.pid: [(task.name, task.state) for task in list(worker.tasks.values())]
-        for worker in list(dispatcher._workers)
-        if worker.state is not WorkerState.DEAD
+        for worker in dispatcher._workers.handles()
     }
 
 
@@ -41,6 +40,7 @@ def test_sigkill_mid_task_fails_only_that_task(start_method: str, tmp_path: Path
     ready_a, ready_b = tmp_path / "ready-a", tmp_path / "ready-b"
     never, release_b = tmp_path / "never", tmp_path / "release-b"
     with Pool(processes=2, threads=1, start_method=start_method) as pool:
+        started_workers = record_started_workers(pool)
         doomed = core_tasks.hold(str(ready_a), str(never), "a")
         survivor = core_tasks.hold(str(ready_b), str(release_b), "b")
         assert wait_until(lambda: ready_a.exists() and ready_b.exists(), 60)
@@ -59,10 +59,12 @@ def test_sigkill_mid_task_fails_only_that_task(start_method: str, tmp_path: Path
             ),
             30,
         )
-        workers = list(dispatcher._workers)
+        workers = dispatcher._workers.handles()
         assert len({id(w.conn) for w in workers}) == 2
-        assert set(dispatcher._by_conn) == {w.conn for w in workers}
-        assert set(dispatcher._by_sentinel) == {w.process.sentinel for w in workers}
+        assert dispatcher._workers.watched() == [
+            *(w.conn for w in workers),
+            *(w.process.sentinel for w in workers),
+        ]
 
         os.kill(pid_a, signal.SIGKILL)
         error = doomed.exception(timeout=30)
@@ -86,18 +88,18 @@ def test_sigkill_mid_task_fails_only_that_task(start_method: str, tmp_path: Path
         assert [f.result(timeout=60) for f in futures] == [2 * i for i in range(50)]
         assert len(pool.worker_pids()) == 2
         assert pid_a not in pool.worker_pids()
-        assert pid_a in dispatcher.started_pids
+        assert pid_a in started_workers
 
 
 def test_a_worker_killed_while_idle_is_replaced(tmp_path: Path) -> None:
     with Pool(processes=1, threads=1, start_method="fork") as pool:
+        started_workers = record_started_workers(pool)
         first = core_tasks.pid_after(0).result(timeout=30)
         os.kill(first, signal.SIGKILL)
-        dispatcher = _dispatcher(pool)
         assert wait_until(lambda: first not in pool.worker_pids(), 30)
         second = core_tasks.pid_after(0).result(timeout=30)
         assert second != first
-        assert dispatcher.started_pids == [first, second]
+        assert started_workers == [first, second]
 
 
 def test_the_worker_thread_pool_is_created_once_and_reused(start_method: str) -> None:

@@ -13,7 +13,7 @@ import os
 import signal
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from concurrent.futures import BrokenExecutor, Future
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -30,11 +30,13 @@ from nestpool import (
     TaskTimeoutError,
     WorkerDiedError,
 )
-from nestpool._dispatcher import MAX_STARTUP_DEATHS, Dispatcher
+from nestpool._dispatcher import Dispatcher
 from nestpool._records import Task, TaskState
 from nestpool._serialize import RemoteTraceback, as_outcomes, dumps
+from nestpool._tasks import TaskTable
+from nestpool._workers import MAX_STARTUP_DEATHS
 from tests import fault_tasks as ft
-from tests.conftest import START_METHODS, wait_until
+from tests.conftest import START_METHODS, record_started_workers, wait_until
 from tests.helpers import local_engine
 
 pytestmark = pytest.mark.timeout(60)
@@ -88,6 +90,7 @@ def test_a_death_fails_only_its_task_and_the_pool_goes_on(
 ) -> None:
     exitcode, signal_name, words = DEATHS[kind]
     with Pool(processes=2, threads=2, start_method=start_method) as pool:
+        started_workers = record_started_workers(pool)
         before = [ft.square(i) for i in range(100)]
         victim, known_pid = _cause_death(kind, tmp_path)
         after = [ft.square(i) for i in range(100, 200)]
@@ -104,8 +107,7 @@ def test_a_death_fails_only_its_task_and_the_pool_goes_on(
         assert isinstance(error.task_id, int)
         if known_pid is not None:
             assert error.pid == known_pid
-        dispatcher = _dispatcher(pool)
-        assert error.pid in dispatcher.started_pids
+        assert error.pid in started_workers
         message = str(error)
         assert f"task {name!r} (id {error.task_id})" in message
         assert f"pid {error.pid}" in message
@@ -122,7 +124,7 @@ def test_a_death_fails_only_its_task_and_the_pool_goes_on(
         assert wait_until(lambda: len(pool.worker_pids()) == 2, 30)
         assert error.pid not in pool.worker_pids()
         assert _gone(error.pid)
-        assert len(dispatcher.started_pids) == 3
+        assert len(started_workers) == 3
         assert ft.square(12).result(timeout=30) == 144
         assert sum(ft.square.map(range(50))) == sum(i * i for i in range(50))
 
@@ -154,6 +156,7 @@ def test_a_death_fails_every_task_of_that_worker_and_only_those(
 
 def test_an_idle_worker_that_dies_is_replaced_and_nothing_fails(start_method: str) -> None:
     with Pool(processes=2, start_method=start_method) as pool:
+        started_workers = record_started_workers(pool)
         assert [f.result(timeout=30) for f in [ft.square(i) for i in range(4)]] == [0, 1, 4, 9]
         victim = pool.worker_pids()[0]
         os.kill(victim, signal.SIGKILL)
@@ -162,7 +165,7 @@ def test_an_idle_worker_that_dies_is_replaced_and_nothing_fails(start_method: st
             i * i for i in range(20)
         ]
         assert wait_until(lambda: len(pool.worker_pids()) == 2, 30)
-        assert len(_dispatcher(pool).started_pids) == 3
+        assert len(started_workers) == 3
 
 
 def test_sys_exit_in_a_task_is_an_exception_not_a_death() -> None:
@@ -269,9 +272,13 @@ def test_a_task_sent_but_not_started_when_its_worker_dies_runs_on_another(
         os.kill(pid, signal.SIGSTOP)
         try:
             future = ft.logged_square(7, directory)
-            dispatcher = _dispatcher(pool)
+            workers = _dispatcher(pool)._workers
             assert wait_until(
-                lambda: any(t.state is TaskState.SENT for t in list(dispatcher._tasks.values())),
+                lambda: any(
+                    task.state is TaskState.SENT
+                    for worker in workers.handles()
+                    for task in list(worker.tasks.values())
+                ),
                 10,
             )
         finally:
@@ -287,30 +294,24 @@ def test_a_stale_slot_never_overwrites_a_finished_items_result() -> None:
     # A worker that died right after reporting item p, before it marked item
     # p + 1 as running, still shows p in its slot: p keeps its value, and the
     # items after it run again.
-    dispatcher = Dispatcher.__new__(Dispatcher)  # its table only: no thread
-    dispatcher._terminating = False
-    dispatcher._pending = deque()
-    dispatcher._tasks = {}
+    tasks = TaskTable()
     pairs: list[tuple[tuple[Any, ...], dict[str, Any]]] = [((x,), {}) for x in range(4)]
     task = Task(1, "t", b"", dumps(pairs), Future(), None, pairs)
-    dispatcher._tasks[task.id] = task
+    tasks.add(task)
+    assert tasks.next_to_send() is task
     task.move(TaskState.SENT)
     task.move(TaskState.RUNNING)
-    assert task.outcomes is not None
-    task.outcomes[0] = (True, "zero")
-    task.outcomes[1] = (True, "one")
+    chunk = task.chunk
+    assert chunk is not None
+    chunk.outcomes[0] = (True, "zero")
+    chunk.outcomes[1] = (True, "one")
 
-    class FakeWorker:
-        def __init__(self) -> None:
-            self.marks = [1]  # still pointing at the item it finished last
-            self.pid = 4242
-            self.kill_reason = None
-
-    dispatcher._fail_or_requeue(task, FakeWorker(), -9)  # type: ignore[arg-type]
-    assert task.outcomes[:2] == [(True, "zero"), (True, "one")]
+    # the runner's mark still points at the item it finished last
+    tasks.lose(task, WorkerDiedError("died"), 1, rerun=True)
+    assert chunk.outcomes[:2] == [(True, "zero"), (True, "one")]
     assert task.state is TaskState.PENDING
-    assert task.indices == [2, 3]
-    assert list(dispatcher._pending) == [task]
+    assert chunk.indices == [2, 3]
+    assert list(tasks.pending) == [task]
 
 
 # ---------------------------------------------------------------- timeouts
@@ -369,15 +370,15 @@ def test_a_worker_stopped_for_a_timeout_is_sent_no_more_work(tmp_path: Path) -> 
     # the dying worker (where an acknowledged start would fail it for nothing).
     directory = str(tmp_path)
     with Pool(processes=1, tasks_per_process=2) as pool:
-        dispatcher = _dispatcher(pool)
+        workers = _dispatcher(pool)._workers
         sent: list[tuple[str, int]] = []
-        send_task = dispatcher._send_task
+        send_call = workers.send_call
 
         def record(worker: Any, task: Task) -> None:
             sent.append((task.name, worker.pid))
-            send_task(worker, task)
+            send_call(worker, task)
 
-        dispatcher._send_task = record  # type: ignore[method-assign]
+        workers.send_call = record  # type: ignore[method-assign]
         sibling = ft.hold_until(directory, "sibling", "gate")
         pid = _wait_ready(tmp_path, "sibling")
         timed = ft.sleep_timed(30.0)
@@ -454,6 +455,7 @@ def test_a_failing_initializer_breaks_the_pool_without_a_respawn_loop(
         initializer=ft.failing_initializer,
         initargs=("no database",),
     ) as pool:
+        started_workers = record_started_workers(pool)
         started = time.monotonic()
         pending = [ft.square(i) for i in range(5)]
         errors = []
@@ -475,10 +477,9 @@ def test_a_failing_initializer_breaks_the_pool_without_a_respawn_loop(
         with pytest.raises(InitializerError, match="no database"):
             late.result(timeout=5)
         # No respawn loop: the two workers started, and no other ever will.
-        dispatcher = _dispatcher(pool)
         assert wait_until(lambda: not _children(), 10)
-        assert len(dispatcher.started_pids) == 2
-        assert not wait_until(lambda: len(dispatcher.started_pids) > 2 or bool(_children()), 0.5)
+        assert len(started_workers) == 2
+        assert not wait_until(lambda: len(started_workers) > 2 or bool(_children()), 0.5)
 
 
 @pytest.mark.parametrize(
@@ -499,6 +500,7 @@ def test_workers_dying_before_ready_break_the_pool_after_a_few(
     with Pool(
         processes=1, start_method=start_method, initializer=initializer, initargs=args
     ) as pool:
+        started_workers = record_started_workers(pool)
         future = ft.square(2)
         with pytest.raises(InitializerError) as info:
             future.result(timeout=30)
@@ -508,10 +510,9 @@ def test_workers_dying_before_ready_break_the_pool_after_a_few(
             in str(info.value)
         )
         assert "Check the initializer" in str(info.value)
-        dispatcher = _dispatcher(pool)
-        assert len(dispatcher.started_pids) == MAX_STARTUP_DEATHS
+        assert len(started_workers) == MAX_STARTUP_DEATHS
         assert wait_until(lambda: not _children(), 10)
-        assert not wait_until(lambda: len(dispatcher.started_pids) > MAX_STARTUP_DEATHS, 0.5)
+        assert not wait_until(lambda: len(started_workers) > MAX_STARTUP_DEATHS, 0.5)
 
 
 def test_workers_killed_from_outside_while_starting_do_not_break_the_pool() -> None:
@@ -528,15 +529,15 @@ def test_workers_killed_from_outside_while_starting_do_not_break_the_pool() -> N
         while killed <= MAX_STARTUP_DEATHS:
             assert dispatcher.broken is None, dispatcher.broken
             assert time.monotonic() < deadline, "no new worker appeared"
-            fresh = [pid for pid in dispatcher.started_pids if pid not in seen]
+            fresh = [w for w in dispatcher._workers.handles() if w.pid not in seen]
             if not fresh:
                 time.sleep(0.001)
                 continue
-            pid = fresh[0]
+            handle = fresh[0]
+            pid = handle.pid
             seen.add(pid)
             os.kill(pid, signal.SIGSTOP)
-            handle = next((w for w in list(dispatcher._workers) if w.pid == pid), None)
-            if handle is not None and handle.booted:  # too late for this one
+            if handle.booted:  # too late for this one
                 os.kill(pid, signal.SIGCONT)
                 continue
             os.kill(pid, signal.SIGKILL)
@@ -567,20 +568,22 @@ def test_max_tasks_per_child_replaces_each_worker_after_n_tasks(
         max_tasks_per_child=3,
         tasks_per_process=tasks_per_process,
     ) as pool:
+        started_workers = record_started_workers(pool)
         pids = [f.result(timeout=30) for f in [ft.getpid(i) for i in range(12)]]
         counts = Counter(pids)
         assert max(counts.values()) <= 3
         assert len(counts) >= 4
-        assert set(counts) <= set(_dispatcher(pool).started_pids)
+        assert set(counts) <= set(started_workers)
     assert all(_gone(pid) for pid in counts)
 
 
 def test_max_tasks_per_child_counts_a_map_chunk_as_one_task() -> None:
     with Pool(processes=2, max_tasks_per_child=2) as pool:
+        started_workers = record_started_workers(pool)
         pids = list(ft.getpid.map(range(30), chunksize=5))
         counts = Counter(pids)
         # six chunks, two per worker at most: at most ten items per pid
         assert max(counts.values()) <= 10
         assert all(count % 5 == 0 for count in counts.values())
         assert len(counts) >= 3
-        assert set(counts) <= set(_dispatcher(pool).started_pids)
+        assert set(counts) <= set(started_workers)

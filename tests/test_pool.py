@@ -22,7 +22,7 @@ import pytest
 
 from nestpool import Pool, PoolClosedError, _pool, _subtask_pool, thread_subtask
 from tests import core_tasks, helpers, ux_helpers
-from tests.conftest import wait_until
+from tests.conftest import record_started_workers, wait_until
 from tests.helpers import local_engine
 
 pytestmark = pytest.mark.timeout(60)
@@ -346,6 +346,7 @@ def _subtask_that_calls_a_process_task(x: int) -> tuple[int, int]:
 
 def test_leaving_with_normally_waits_for_all_submitted_work() -> None:
     with Pool(processes=2, threads=2) as pool:
+        started_workers = record_started_workers(pool)
         tasks = [core_tasks.pid_after(0.1) for _ in range(4)]
         submitted = [pool.submit(core_tasks.plain_triple, i) for i in range(4)]
         subtasks = [helpers.double(i) for i in range(4)]
@@ -353,7 +354,7 @@ def test_leaving_with_normally_waits_for_all_submitted_work() -> None:
         # none of them is waited on before the block ends
     for future in [*tasks, *submitted, *subtasks, nested]:
         assert future.done() and not future.cancelled()
-    assert {f.result() for f in tasks} <= set(local_engine(pool).dispatcher.started_pids)  # type: ignore[union-attr]
+    assert {f.result() for f in tasks} <= set(started_workers)
     assert [f.result() for f in submitted] == [0, 3, 6, 9]
     assert [f.result() for f in subtasks] == [0, 2, 4, 6]
     doubled, pid = nested.result()

@@ -20,7 +20,7 @@ import pytest
 
 from nestpool import Pool, WorkerDiedError
 from tests import fault_tasks as ft
-from tests.helpers import local_engine
+from tests.conftest import record_started_workers
 
 pytestmark = [pytest.mark.soak, pytest.mark.timeout(240)]
 
@@ -47,6 +47,7 @@ def test_chaos_soak(start_method: str) -> None:
     kills: set[int] = set()
     started = time.monotonic()
     with Pool(processes=4, threads=2, start_method=start_method) as pool:
+        started_workers = record_started_workers(pool)
 
         def killer() -> None:
             rng = random.Random(4)
@@ -89,7 +90,6 @@ def test_chaos_soak(start_method: str) -> None:
 
         after = [ft.soak_task(x, 0.0) for x in range(AFTER)]
         assert [f.result(timeout=60) for f in after] == [_expected(x) for x in range(AFTER)]
-        started_workers = len(local_engine(pool).get_dispatcher().started_pids)
 
     # Each future's callbacks ran exactly once: none completed twice or never.
     assert len(calls) == TASKS
@@ -97,7 +97,7 @@ def test_chaos_soak(start_method: str) -> None:
     assert outcomes["value"] + outcomes["WorkerDiedError"] == TASKS
     print(
         f"\nchaos soak ({start_method}): {TASKS} tasks in {chaos_seconds:.1f}s, "
-        f"{len(kills)} workers SIGKILLed, {started_workers} workers started; "
+        f"{len(kills)} workers SIGKILLed, {len(started_workers)} workers started; "
         f"{outcomes['value']} values, {outcomes['WorkerDiedError']} WorkerDiedError, "
         f"0 lost, 0 twice; then {AFTER}/{AFTER} tasks succeeded"
     )

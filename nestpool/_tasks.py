@@ -1,0 +1,254 @@
+"""The dispatcher's task table: every task from the inbox until its future
+is resolved, the queue of tasks waiting for a worker, and how fast each task
+name runs its items.
+
+Every outcome reaches a future here, and only here: a value or an exception
+read from a ``Result``, an error (a timeout, a death, the pool breaking), a
+cancellation. A map's chunk resolves once, with every item's outcome: its
+``Chunk`` record keeps those, and says which items run again when the worker
+running it died (the rest of the chunk, first in the queue) or when its pickle
+did not load in the worker (each item on its own, linked to its chunk by
+``Task.item_of``).
+
+What it owns: the table, the pending queue, the per-name item speeds. It
+never touches a process or a pipe; which worker gets a task, and when a task
+has run too long, are the dispatcher's and ``_timeouts``' decisions.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from concurrent.futures import CancelledError
+from typing import Any
+
+from ._futures import cancel_notified, start_unless_cancelled
+from ._protocol import Result
+from ._records import Outcome, Task, TaskState, new_task_id
+from ._serialize import dumps, loads, pickling_error
+from ._wording import not_started
+
+__all__ = ["TaskTable"]
+
+
+class TaskTable:
+    """The tasks one dispatcher holds, by id, and those waiting for a worker."""
+
+    def __init__(self) -> None:
+        self._tasks: dict[int, Task] = {}
+        #: tasks waiting for a worker, in order (work that lost its worker
+        #: goes first)
+        self.pending: deque[Task] = deque()
+        #: seconds per item, by task name (moving average), for auto chunksize
+        self.item_seconds: dict[str, float] = {}
+
+    def __bool__(self) -> bool:
+        """True while any task is unresolved."""
+        return bool(self._tasks)
+
+    def get(self, task_id: int) -> Task | None:
+        """The task of that id, unless it ended (a late message names it)."""
+        task = self._tasks.get(task_id)
+        return None if task is None or task.state is TaskState.DONE else task
+
+    def add(self, task: Task) -> None:
+        """A new task, last in the queue."""
+        self._tasks[task.id] = task
+        self.pending.append(task)
+
+    def next_to_send(self) -> Task | None:
+        """The first pending task whose future can still run (now RUNNING, so
+        that it can no longer be cancelled, as in the standard library);
+        cancelled ones leave the table on the way."""
+        while self.pending:
+            task = self.pending.popleft()
+            if start_unless_cancelled(task.future):
+                return task
+            self._end(task)
+        return None
+
+    def start(self, task_id: int, runner: int) -> Task | None:
+        """A worker's runner acknowledged the task: RUNNING. None if it is not
+        one that waits for its start."""
+        task = self._tasks.get(task_id)
+        if task is None or task.state is not TaskState.SENT:
+            return None
+        task.move(TaskState.RUNNING)
+        task.runner = runner
+        return task
+
+    # ------------------------------------------------------------ outcomes
+
+    def take_result(self, task: Task, result: Result) -> None:
+        """Record a ``Result`` of ``task``; its last one resolves the task."""
+        data, plain = _unpickle_outcomes(task.name, result)
+        if result.size:
+            self._record_speed(task.name, result.busy / result.size)
+        chunk = task.chunk
+        if chunk is None:
+            ok, value = (True, data[0]) if plain else data[0]
+            self._deliver(task, ok, value)
+            return
+        value = chunk.take_flush(result.first, data, plain, result.final)
+        if result.final:
+            self._end(task)
+            task.future.set_result(value)
+
+    def fail(self, task: Task, error: BaseException) -> None:
+        """End a task with ``error``: a call's future raises it; each item of a
+        chunk that has no outcome yet gets it, the finished ones keep theirs."""
+        if task.item_of is not None:
+            self._deliver(task, False, error)
+            return
+        self._end(task)
+        future = task.future
+        if future.done() or not start_unless_cancelled(future):
+            return
+        if task.chunk is not None:
+            future.set_result(task.chunk.fail_unfinished(error))
+        else:
+            future.set_exception(error)
+
+    def lose(self, task: Task, error: BaseException, mark: int, rerun: bool) -> None:
+        """``task``'s worker died; ``mark`` is its runner's mark (the item of a
+        chunk it was running). Unless ``rerun`` is False (the pool is being
+        terminated), what had not started runs again, first in the queue: a
+        task never acknowledged, the items of a chunk after the running one.
+        What was running fails with ``error``."""
+        task.leave_worker()
+        if rerun and task.state is TaskState.SENT:
+            self._requeue(task)
+            return
+        chunk = task.chunk
+        if chunk is None or not rerun:
+            self.fail(task, error)
+            return
+        rest = chunk.lose_running(mark, error)
+        if not rest:
+            self._end(task)
+            task.future.set_result(chunk.outcomes)
+            return
+        try:
+            task.payload = chunk.rerun(rest)
+        except BaseException as exc:  # user code, whatever it raises
+            self.fail(task, pickling_error(task.name, "argument", exc))
+            return
+        self._requeue(task)
+
+    def take_args_failure(self, task: Task, error: BaseException) -> None:
+        """The function or the arguments of ``task`` did not unpickle in the
+        worker: it fails, or a chunk of several items is sent item by item."""
+        chunk = task.chunk
+        if chunk is None or len(chunk.indices) < 2:
+            self.fail(task, error)
+            return
+        # One bad item spoils the chunk's pickle: send each item on its own to
+        # find it, so the others still run. The chunk waits in the table, held
+        # by no worker, until every item has its outcome.
+        task.leave_worker()
+        complete = False
+        for index, call in chunk.item_calls():
+            try:
+                payload = dumps([call])
+            except BaseException as exc:  # user code, whatever it raises
+                complete = chunk.record(index, (False, pickling_error(task.name, "argument", exc)))
+                continue
+            self.add(
+                Task(
+                    new_task_id(),
+                    task.name,
+                    task.fn_payload,
+                    payload,
+                    task.future,
+                    task.timeout,
+                    None,
+                    item_of=(task, index),
+                )
+            )
+        if complete:
+            self._end(task)
+            task.future.set_result(chunk.outcomes)
+
+    def cancel_pending(self) -> None:
+        """Cancel every task that has not been sent (an item of a chunk sent
+        on its own gets ``CancelledError`` as its outcome)."""
+        while self.pending:
+            task = self.pending.popleft()
+            if task.item_of is not None:
+                self._deliver(task, False, CancelledError())
+            elif cancel_notified(task.future):
+                self._end(task)
+            else:  # pragma: no cover - pending futures are always cancellable
+                self.fail(task, not_started())
+
+    def fail_all(self, error: BaseException) -> None:
+        """Fail every task (the pool broke, or the dispatcher failed)."""
+        for task in list(self._tasks.values()):
+            self.fail(task, error)
+        self.pending.clear()
+
+    # ------------------------------------------------------------ helpers
+
+    def _end(self, task: Task) -> None:
+        """It leaves its worker and the table, DONE (its future is resolved
+        next, or was cancelled)."""
+        task.leave_worker()
+        if task.state is not TaskState.DONE:
+            task.move(TaskState.DONE)
+        self._tasks.pop(task.id, None)
+
+    def _requeue(self, task: Task) -> None:
+        task.move(TaskState.PENDING)
+        self.pending.appendleft(task)
+
+    def _deliver(self, task: Task, ok: bool, value: Any) -> None:
+        """A single call's outcome: into its future, or, for an item of a
+        chunk sent on its own, into the chunk (which resolves with its last)."""
+        self._end(task)
+        if task.item_of is None:
+            if ok:
+                task.future.set_result(value)
+            else:
+                task.future.set_exception(value)
+            return
+        parent, index = task.item_of
+        if parent.state is TaskState.DONE:
+            return  # the chunk failed as a whole meanwhile
+        assert parent.chunk is not None
+        if parent.chunk.record(index, (ok, value)):
+            self._end(parent)
+            parent.future.set_result(parent.chunk.outcomes)
+
+    def _record_speed(self, name: str, seconds: float) -> None:
+        previous = self.item_seconds.get(name)
+        self.item_seconds[name] = seconds if previous is None else 0.7 * previous + 0.3 * seconds
+
+
+def _unpickle_outcomes(name: str, result: Result) -> tuple[list[Any], bool]:
+    """The outcomes a ``Result`` carries, and whether they are bare values."""
+    blob, plain = result.outcomes, result.plain
+    if isinstance(blob, bytes):
+        try:
+            return loads(blob), plain
+        except BaseException as exc:  # whatever user code raised, SystemExit too
+            error = pickling_error(name, "result (unpickling in the parent)", exc)
+            return [(False, error)] * result.size, False
+    # One pickle per item (values of types the parent might fail to rebuild):
+    # a bad one fails alone.
+    data: list[Any] = [_load_outcome(name, item, plain) for item in blob]
+    if plain:
+        if all(ok for ok, _ in data):
+            return [value for _, value in data], True
+        return data, False
+    return data, plain
+
+
+def _load_outcome(name: str, data: bytes, plain: bool) -> Outcome:
+    """One item's outcome from its own pickle (of its bare value if ``plain``)."""
+    try:
+        loaded = loads(data)
+    except BaseException as exc:  # whatever user code raised, SystemExit too
+        return False, pickling_error(name, "result (unpickling in the parent)", exc)
+    if plain:
+        return True, loaded
+    outcome: Outcome = loaded
+    return outcome
