@@ -15,15 +15,16 @@ from __future__ import annotations
 import importlib
 import inspect
 import itertools
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, cast, overload
 
 from . import _routing
 from ._async import AsyncMapIterator
-from ._collate import ChunkSizer, Item, MapIterator, run_chunk
+from ._collate import ChunkedMap, ChunkSizer, Item, run_chunk
 from ._errors import PoolClosedError
 from ._inline import map_inline, run_inline
+from ._map_iterator import MapIterator, as_map_iterator
 from ._progress import Progress, make_reporter, with_progress
 from ._routing import TaskOptions
 from ._serialize import (
@@ -240,14 +241,16 @@ def _process_map(
     chunksize: int | None,
     buffersize: int | None,
     progress: Progress = None,
-) -> Iterator[Any]:
+) -> MapIterator[Any]:
     _check_map_options(chunksize, buffersize)
     reporter = make_reporter(progress, iterables, options.name)  # before any work starts
     route = _routing._current
     if route is None:
         iterator = map_inline(options.fn, iterables)
     else:
-        iterator = route.map_task(options, iterables, ordered, chunksize, buffersize)
+        iterator = as_map_iterator(
+            route.map_task(options, iterables, ordered, chunksize, buffersize)
+        )
     return with_progress(iterator, reporter)
 
 
@@ -297,7 +300,7 @@ def _subtask_map(
     buffersize: int | None,
     progress: Progress = None,
     name: str = "",
-) -> Iterator[Any]:
+) -> MapIterator[Any]:
     _check_map_options(chunksize, buffersize)
     reporter = make_reporter(progress, iterables, name)  # before any work starts
     route = _routing._current
@@ -311,7 +314,7 @@ def _subtask_map(
             return pool.submit(run_chunk, (fn, items), {}), True
         return pool.submit(fn, items[0], {}), False
 
-    iterator: MapIterator[Any] = MapIterator(
+    iterator: ChunkedMap[Any] = ChunkedMap(
         iterables,
         submit,
         ChunkSizer(chunksize or 1, None, buffersize or (1 << 30)),
@@ -392,7 +395,7 @@ class ProcessTask(DecoratedFunction, _TaskMixin, _FunctionWrapper, Generic[P, R]
         chunksize: int | None,
         buffersize: int | None,
         progress: Progress,
-    ) -> Iterator[Any]:
+    ) -> MapIterator[Any]:
         return _process_map(self._self_options, iterables, ordered, chunksize, buffersize, progress)
 
     def _self_amap(
@@ -402,7 +405,7 @@ class ProcessTask(DecoratedFunction, _TaskMixin, _FunctionWrapper, Generic[P, R]
         chunksize: int | None,
         buffersize: int | None,
         progress: Progress,
-    ) -> AsyncIterator[Any]:
+    ) -> AsyncMapIterator[Any]:
         return _process_amap(
             self._self_options, iterables, ordered, chunksize, buffersize, progress
         )
@@ -453,7 +456,7 @@ class BoundProcessTask(_BoundFunctionWrapper):
         chunksize: int | None = None,
         buffersize: int | None = None,
         progress: Progress = None,
-    ) -> Iterator[Any]:
+    ) -> MapIterator[Any]:
         """``ProcessTask.map`` for a bound method: the instance goes first."""
         iterables = _with_instance(self, iterables)
         return _process_map(
@@ -467,7 +470,7 @@ class BoundProcessTask(_BoundFunctionWrapper):
         chunksize: int | None = None,
         buffersize: int | None = None,
         progress: Progress = None,
-    ) -> AsyncIterator[Any]:
+    ) -> AsyncMapIterator[Any]:
         """``ProcessTask.amap`` for a bound method: the instance goes first."""
         iterables = _with_instance(self, iterables)
         return _process_amap(
@@ -530,7 +533,7 @@ class ThreadSubtask(DecoratedFunction, _TaskMixin, _FunctionWrapper, Generic[P, 
         chunksize: int | None,
         buffersize: int | None,
         progress: Progress,
-    ) -> Iterator[Any]:
+    ) -> MapIterator[Any]:
         name = self._self_options.name
         return _subtask_map(
             self.__wrapped__, iterables, ordered, chunksize, buffersize, progress, name
@@ -543,7 +546,7 @@ class ThreadSubtask(DecoratedFunction, _TaskMixin, _FunctionWrapper, Generic[P, 
         chunksize: int | None,
         buffersize: int | None,
         progress: Progress,
-    ) -> AsyncIterator[Any]:
+    ) -> AsyncMapIterator[Any]:
         name = self._self_options.name
         return _subtask_amap(
             self.__wrapped__, iterables, ordered, chunksize, buffersize, progress, name
@@ -585,7 +588,7 @@ class BoundThreadSubtask(_BoundFunctionWrapper):
         chunksize: int | None = None,
         buffersize: int | None = None,
         progress: Progress = None,
-    ) -> Iterator[Any]:
+    ) -> MapIterator[Any]:
         """``ThreadSubtask.map`` for a bound method."""
         name = self._self_parent._self_options.name
         return _subtask_map(
@@ -599,7 +602,7 @@ class BoundThreadSubtask(_BoundFunctionWrapper):
         chunksize: int | None = None,
         buffersize: int | None = None,
         progress: Progress = None,
-    ) -> AsyncIterator[Any]:
+    ) -> AsyncMapIterator[Any]:
         """``ThreadSubtask.amap`` for a bound method."""
         name = self._self_parent._self_options.name
         return _subtask_amap(

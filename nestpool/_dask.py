@@ -16,7 +16,7 @@ What it owns, on both sides of a Dask cluster::
   from the Dask future on the client's event loop (as ``distributed``'s own
   ``ClientExecutor`` does), so ``wait``, ``as_completed``, ``gather`` and
   ``asyncio.wrap_future`` work. ``.map`` reuses the lazy, bounded
-  ``MapIterator``: one Dask task per ``chunksize`` items, or, by default, per
+  ``ChunkedMap``: one Dask task per ``chunksize`` items, or, by default, per
   item until the workers' reported item time says to batch tiny ones.
 - The worker side makes each Dask worker process a nestpool worker
   (``_routing.enter_worker``, once per process, shared by every Dask thread
@@ -54,7 +54,7 @@ from typing import Any
 import distributed
 
 from . import _routing
-from ._collate import CHUNKS_PER_SLOT, ChunkSizer, Item, MapIterator, Outcome
+from ._collate import CHUNKS_PER_SLOT, ChunkedMap, ChunkSizer, Item, Outcome
 from ._errors import NestpoolError, PoolClosedError, TaskTimeoutError, WorkerDiedError
 from ._futures import (
     become_helper,
@@ -151,7 +151,7 @@ class DaskBackend:
         buffersize: int | None,
         timeout: float | None,
         task_timeout: float | None,
-    ) -> MapIterator[Any]:
+    ) -> ChunkedMap[Any]:
         """Map a process task over the cluster: lazy and bounded. One Dask task
         per ``chunksize`` items; ``chunksize=None`` starts with one and, once
         the workers have reported how long an item takes, batches tiny items
@@ -169,7 +169,7 @@ class DaskBackend:
                 return self.submit(name, fn_payload, items[0], {}, task_timeout), False
             return self._submit_chunk(name, fn_payload, items, task_timeout), True
 
-        return MapIterator(
+        return ChunkedMap(
             iterables,
             submit,
             ChunkSizer(chunksize, measure, cap),

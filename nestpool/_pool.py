@@ -30,6 +30,7 @@ from ._collate import (
     CHUNKS_PER_SLOT,
     FULL_CHUNKS_PER_SLOT,
     MAX_AUTO_CHUNK,
+    ChunkedMap,
     ChunkSizer,
     MapIterator,
 )
@@ -37,7 +38,7 @@ from ._dispatcher import Dispatcher, join_all_dispatchers, new_task_id
 from ._errors import PoolClosedError, TaskPicklingError
 from ._futures import cancel_notified, start_unless_cancelled
 from ._inline import map_inline, run_inline
-from ._progress import Progress, make_reporter, with_progress
+from ._progress import make_reporter, with_progress
 from ._records import Task
 from ._routing import TaskOptions
 from ._serialize import (
@@ -529,7 +530,7 @@ class Pool(Executor):
         buffersize: int | None,
         timeout: float | None,
         task_timeout: float | None,
-    ) -> MapIterator[Any]:
+    ) -> ChunkedMap[Any]:
         if self._dask is not None:
             return self._dask.map(
                 name,
@@ -579,7 +580,7 @@ class Pool(Executor):
             dispatcher.submit(task)
             return future, True
 
-        return MapIterator(
+        return ChunkedMap(
             iterables,
             submit,
             ChunkSizer(chunksize, measure, cap),
@@ -675,8 +676,8 @@ class Pool(Executor):
         timeout: float | None = None,
         chunksize: int = 1,
         buffersize: int | None = None,
-        progress: Progress = None,
-    ) -> Iterator[R]: ...
+        progress: bool | Callable[[int], object] | None = None,
+    ) -> MapIterator[R]: ...
     @overload
     def map(
         self,
@@ -685,8 +686,8 @@ class Pool(Executor):
         timeout: float | None = None,
         chunksize: int = 1,
         buffersize: int | None = None,
-        progress: Progress = None,
-    ) -> Iterator[R]: ...
+        progress: bool | Callable[[int], object] | None = None,
+    ) -> MapIterator[R]: ...
     @overload
     def map(
         self,
@@ -695,8 +696,8 @@ class Pool(Executor):
         timeout: float | None = None,
         chunksize: int = 1,
         buffersize: int | None = None,
-        progress: Progress = None,
-    ) -> Iterator[R]: ...
+        progress: bool | Callable[[int], object] | None = None,
+    ) -> MapIterator[R]: ...
     def map(
         self,
         fn: Callable[..., Any],
@@ -704,8 +705,8 @@ class Pool(Executor):
         timeout: float | None = None,
         chunksize: int = 1,
         buffersize: int | None = None,
-        progress: Progress = None,
-    ) -> Iterator[Any]:
+        progress: bool | Callable[[int], object] | None = None,
+    ) -> MapIterator[Any]:
         """Like ``concurrent.futures.Executor.map``, lazy and bounded.
 
         Returns an iterator of ``fn``'s values in input order. Work starts at

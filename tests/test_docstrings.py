@@ -47,7 +47,7 @@ def _public() -> Iterator[tuple[str, Any]]:
 #: (mkdocs.yml's filters).
 ROUTE_PROTOCOL = {"Pool.map_task", "Pool.submit_task", "Pool.subtask_pool"}
 #: classes users get from nestpool (a decorator, a map), never construct
-NOT_CONSTRUCTED = {"ProcessTask", "ThreadSubtask", "MapIterator"}
+NOT_CONSTRUCTED = {"ProcessTask", "ThreadSubtask", "MapIterator", "AsyncMapIterator"}
 
 PUBLIC = {name: obj for name, obj in _public() if name not in ROUTE_PROTOCOL}
 
@@ -71,6 +71,7 @@ def test_the_public_surface_is_found() -> None:
         "ProcessTask.amap",
         "ThreadSubtask.sync",
         "MapIterator.close",
+        "AsyncMapIterator.aclose",
         "WorkerDiedError.signal",
         "gather",
         "process_task",

@@ -33,8 +33,15 @@ CORE_NAMES = {
     "InitializerError",
 }
 #: documented extras: PoolClosedError, the decorated types and the map
-#: iterator (for annotations), and the version
-EXTRA_NAMES = {"PoolClosedError", "ProcessTask", "ThreadSubtask", "MapIterator", "__version__"}
+#: iterators (for annotations), and the version
+EXTRA_NAMES = {
+    "PoolClosedError",
+    "ProcessTask",
+    "ThreadSubtask",
+    "MapIterator",
+    "AsyncMapIterator",
+    "__version__",
+}
 
 
 def test_all_is_exactly_the_core_names_and_the_documented_extras() -> None:
