@@ -17,6 +17,7 @@ import inspect
 import itertools
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
+from types import EllipsisType
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, cast, overload
 
 from . import _routing
@@ -61,9 +62,6 @@ if TYPE_CHECKING:
 else:
     from wrapt import BoundFunctionWrapper as _BoundFunctionWrapper
     from wrapt import FunctionWrapper as _FunctionWrapper
-
-#: the default of a decorator's ``fn``: used with options, ``@process_task(...)``
-_NO_FUNCTION: Any = object()
 
 #: units of a subtask map kept in flight per thread when no buffersize is given
 _SUBTASK_UNITS_PER_THREAD = 4
@@ -667,7 +665,7 @@ def process_task(
     *, timeout: float | None = None, name: str | None = None
 ) -> Callable[[Callable[P, R]], ProcessTask[P, R]]: ...
 def process_task(
-    fn: Any = _NO_FUNCTION,
+    fn: Callable[P, R] | EllipsisType = ...,
     /,
     *,
     timeout: float | None = None,
@@ -679,14 +677,15 @@ def process_task(
     (``@process_task(timeout=30.0, name="parse")``).
 
     Args:
-        fn: the function (bare use).
+        fn (Callable[P, R]): the function, in bare use (``@process_task``);
+            without it, the call returns the decorator, with its options.
         timeout: seconds one call may run in a worker; past it the worker is
             stopped and replaced and the future fails with ``TaskTimeoutError``.
         name: the task's name in errors and logs (default: its qualified name).
 
     Returns:
-        A ``ProcessTask``: calling it returns ``Future[R]``; ``.map`` returns an
-        iterator of ``R``; ``.sync`` calls the plain function.
+        A ``ProcessTask``: calling it returns ``Future[R]``; ``.map`` returns a
+            ``MapIterator[R]``; ``.sync`` calls the plain function.
 
     Raises:
         TypeError: ``fn`` is not callable, or is an async function.
@@ -713,7 +712,7 @@ def process_task(
         options.factory = task._self_payload
         return task
 
-    if fn is not _NO_FUNCTION:
+    if not isinstance(fn, EllipsisType):
         # process_task(None) decorates None: a TypeError, not a decorator
         return decorate(fn)
     return decorate
@@ -726,7 +725,7 @@ def thread_subtask(
     *, name: str | None = None
 ) -> Callable[[Callable[P, R]], ThreadSubtask[P, R]]: ...
 def thread_subtask(
-    fn: Any = _NO_FUNCTION,
+    fn: Callable[P, R] | EllipsisType = ...,
     /,
     *,
     name: str | None = None,
@@ -737,13 +736,14 @@ def thread_subtask(
     there is no ``timeout``: a thread cannot be stopped.
 
     Args:
-        fn: the function (bare use).
+        fn (Callable[P, R]): the function, in bare use (``@thread_subtask``);
+            without it, the call returns the decorator, with its options.
         name: the subtask's name in errors and logs.
 
     Returns:
         A ``ThreadSubtask``: calling it returns ``Future[R]``, run on the thread
-        pool of the process where the call happens; ``.map`` returns an
-        iterator of ``R``; ``.sync`` calls the plain function.
+            pool of the process where the call happens; ``.map`` returns a
+            ``MapIterator[R]``; ``.sync`` calls the plain function.
 
     Raises:
         TypeError: ``fn`` is not callable, or is an async function.
@@ -763,7 +763,7 @@ def thread_subtask(
         options.factory = task._self_payload
         return task
 
-    if fn is not _NO_FUNCTION:
+    if not isinstance(fn, EllipsisType):
         # process_task(None) decorates None: a TypeError, not a decorator
         return decorate(fn)
     return decorate

@@ -631,8 +631,8 @@ class Pool(Executor):
 
         Returns:
             A ``concurrent.futures.Future`` resolved with the value, or with the
-            exception (an argument that cannot be pickled fails it with
-            ``TaskPicklingError``).
+                exception (an argument that cannot be pickled fails it with
+                ``TaskPicklingError``).
 
         Raises:
             PoolClosedError: (a ``RuntimeError``) the pool was shut down:

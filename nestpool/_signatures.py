@@ -233,8 +233,9 @@ class DecoratedFunction:
                 value is handed out, in the consuming thread.
 
         Returns:
-            An iterator of values; an item's exception is raised at its place
-            and ends the iteration.
+            The function's values, as a ``MapIterator[R]`` (``close()`` or a
+                ``with`` block stops it); an item's exception is raised at its
+                place and ends the iteration.
 
         Raises:
             ImportError: ``progress=True`` and tqdm is not installed.
@@ -364,8 +365,9 @@ class DecoratedFunction:
                 called in the event loop's thread after each value.
 
         Returns:
-            An async iterator of values; an item's exception is raised at its
-            place.
+            The function's values, as an ``AsyncMapIterator[R]`` (``await
+                aclose()`` or an ``async with`` block stops it); an item's
+                exception is raised at its place.
 
         Example:
             >>> async def main() -> None:
