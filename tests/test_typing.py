@@ -361,11 +361,16 @@ def test_wheel_ships_py_typed(wheel: Path) -> None:
         names = set(archive.namelist())
     assert "nestpool/py.typed" in names
     assert "nestpool/__init__.py" in names
-    assert not any(name.startswith("tests/") for name in names)
+    # The package and its metadata, nothing else (no tests, benchmarks, docs).
+    assert all(name.startswith(("nestpool/", "nestpool-")) for name in names), names
     metadata = next(name for name in names if name.endswith(".dist-info/METADATA"))
     with zipfile.ZipFile(wheel) as archive:
         text = archive.read(metadata).decode()
     assert "Classifier: Typing :: Typed" in text
+    assert "Classifier: License :: OSI Approved :: MIT License" in text
+    assert "Classifier: Programming Language :: Python :: 3.13" in text
+    assert "Project-URL: Documentation, " in text
+    assert "Description-Content-Type: text/markdown" in text
     # The version lives in one place, nestpool/__init__.py, which the build reads.
     assert f"\nVersion: {nestpool.__version__}\n" in text
 
