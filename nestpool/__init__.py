@@ -13,7 +13,7 @@ from ._api import ProcessTask as ProcessTask
 from ._api import ThreadSubtask as ThreadSubtask
 from ._api import process_task as process_task
 from ._api import thread_subtask as thread_subtask
-from ._collate import MapIterator as MapIterator
+from ._async import AsyncMapIterator as AsyncMapIterator
 from ._errors import InitializerError as InitializerError
 from ._errors import NestpoolError as NestpoolError
 from ._errors import PoolClosedError as PoolClosedError
@@ -22,6 +22,7 @@ from ._errors import TaskPicklingError as TaskPicklingError
 from ._errors import TaskTimeoutError as TaskTimeoutError
 from ._errors import WorkerDiedError as WorkerDiedError
 from ._gather import gather as gather
+from ._map_iterator import MapIterator as MapIterator
 from ._per_worker import PerWorker as PerWorker
 from ._per_worker import per_worker as per_worker
 from ._pool import Pool as Pool
@@ -29,6 +30,7 @@ from ._pool import Pool as Pool
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncMapIterator",
     "InitializerError",
     "MapIterator",
     "NestpoolError",

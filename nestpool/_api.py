@@ -15,15 +15,17 @@ from __future__ import annotations
 import importlib
 import inspect
 import itertools
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
+from types import EllipsisType
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, cast, overload
 
 from . import _routing
 from ._async import AsyncMapIterator
-from ._collate import ChunkSizer, Item, MapIterator, run_chunk
+from ._collate import ChunkedMap, ChunkSizer, Item, run_chunk
 from ._errors import PoolClosedError
 from ._inline import map_inline, run_inline
+from ._map_iterator import MapIterator, as_map_iterator
 from ._progress import Progress, make_reporter, with_progress
 from ._routing import TaskOptions
 from ._serialize import (
@@ -60,9 +62,6 @@ if TYPE_CHECKING:
 else:
     from wrapt import BoundFunctionWrapper as _BoundFunctionWrapper
     from wrapt import FunctionWrapper as _FunctionWrapper
-
-#: the default of a decorator's ``fn``: used with options, ``@process_task(...)``
-_NO_FUNCTION: Any = object()
 
 #: units of a subtask map kept in flight per thread when no buffersize is given
 _SUBTASK_UNITS_PER_THREAD = 4
@@ -240,14 +239,16 @@ def _process_map(
     chunksize: int | None,
     buffersize: int | None,
     progress: Progress = None,
-) -> Iterator[Any]:
+) -> MapIterator[Any]:
     _check_map_options(chunksize, buffersize)
     reporter = make_reporter(progress, iterables, options.name)  # before any work starts
     route = _routing._current
     if route is None:
         iterator = map_inline(options.fn, iterables)
     else:
-        iterator = route.map_task(options, iterables, ordered, chunksize, buffersize)
+        iterator = as_map_iterator(
+            route.map_task(options, iterables, ordered, chunksize, buffersize)
+        )
     return with_progress(iterator, reporter)
 
 
@@ -297,7 +298,7 @@ def _subtask_map(
     buffersize: int | None,
     progress: Progress = None,
     name: str = "",
-) -> Iterator[Any]:
+) -> MapIterator[Any]:
     _check_map_options(chunksize, buffersize)
     reporter = make_reporter(progress, iterables, name)  # before any work starts
     route = _routing._current
@@ -311,7 +312,7 @@ def _subtask_map(
             return pool.submit(run_chunk, (fn, items), {}), True
         return pool.submit(fn, items[0], {}), False
 
-    iterator: MapIterator[Any] = MapIterator(
+    iterator: ChunkedMap[Any] = ChunkedMap(
         iterables,
         submit,
         ChunkSizer(chunksize or 1, None, buffersize or (1 << 30)),
@@ -392,7 +393,7 @@ class ProcessTask(DecoratedFunction, _TaskMixin, _FunctionWrapper, Generic[P, R]
         chunksize: int | None,
         buffersize: int | None,
         progress: Progress,
-    ) -> Iterator[Any]:
+    ) -> MapIterator[Any]:
         return _process_map(self._self_options, iterables, ordered, chunksize, buffersize, progress)
 
     def _self_amap(
@@ -402,7 +403,7 @@ class ProcessTask(DecoratedFunction, _TaskMixin, _FunctionWrapper, Generic[P, R]
         chunksize: int | None,
         buffersize: int | None,
         progress: Progress,
-    ) -> AsyncIterator[Any]:
+    ) -> AsyncMapIterator[Any]:
         return _process_amap(
             self._self_options, iterables, ordered, chunksize, buffersize, progress
         )
@@ -453,7 +454,7 @@ class BoundProcessTask(_BoundFunctionWrapper):
         chunksize: int | None = None,
         buffersize: int | None = None,
         progress: Progress = None,
-    ) -> Iterator[Any]:
+    ) -> MapIterator[Any]:
         """``ProcessTask.map`` for a bound method: the instance goes first."""
         iterables = _with_instance(self, iterables)
         return _process_map(
@@ -467,7 +468,7 @@ class BoundProcessTask(_BoundFunctionWrapper):
         chunksize: int | None = None,
         buffersize: int | None = None,
         progress: Progress = None,
-    ) -> AsyncIterator[Any]:
+    ) -> AsyncMapIterator[Any]:
         """``ProcessTask.amap`` for a bound method: the instance goes first."""
         iterables = _with_instance(self, iterables)
         return _process_amap(
@@ -530,7 +531,7 @@ class ThreadSubtask(DecoratedFunction, _TaskMixin, _FunctionWrapper, Generic[P, 
         chunksize: int | None,
         buffersize: int | None,
         progress: Progress,
-    ) -> Iterator[Any]:
+    ) -> MapIterator[Any]:
         name = self._self_options.name
         return _subtask_map(
             self.__wrapped__, iterables, ordered, chunksize, buffersize, progress, name
@@ -543,7 +544,7 @@ class ThreadSubtask(DecoratedFunction, _TaskMixin, _FunctionWrapper, Generic[P, 
         chunksize: int | None,
         buffersize: int | None,
         progress: Progress,
-    ) -> AsyncIterator[Any]:
+    ) -> AsyncMapIterator[Any]:
         name = self._self_options.name
         return _subtask_amap(
             self.__wrapped__, iterables, ordered, chunksize, buffersize, progress, name
@@ -585,7 +586,7 @@ class BoundThreadSubtask(_BoundFunctionWrapper):
         chunksize: int | None = None,
         buffersize: int | None = None,
         progress: Progress = None,
-    ) -> Iterator[Any]:
+    ) -> MapIterator[Any]:
         """``ThreadSubtask.map`` for a bound method."""
         name = self._self_parent._self_options.name
         return _subtask_map(
@@ -599,7 +600,7 @@ class BoundThreadSubtask(_BoundFunctionWrapper):
         chunksize: int | None = None,
         buffersize: int | None = None,
         progress: Progress = None,
-    ) -> AsyncIterator[Any]:
+    ) -> AsyncMapIterator[Any]:
         """``ThreadSubtask.amap`` for a bound method."""
         name = self._self_parent._self_options.name
         return _subtask_amap(
@@ -664,7 +665,7 @@ def process_task(
     *, timeout: float | None = None, name: str | None = None
 ) -> Callable[[Callable[P, R]], ProcessTask[P, R]]: ...
 def process_task(
-    fn: Any = _NO_FUNCTION,
+    fn: Callable[P, R] | EllipsisType = ...,
     /,
     *,
     timeout: float | None = None,
@@ -676,14 +677,15 @@ def process_task(
     (``@process_task(timeout=30.0, name="parse")``).
 
     Args:
-        fn: the function (bare use).
+        fn (Callable[P, R]): the function, in bare use (``@process_task``);
+            without it, the call returns the decorator, with its options.
         timeout: seconds one call may run in a worker; past it the worker is
             stopped and replaced and the future fails with ``TaskTimeoutError``.
         name: the task's name in errors and logs (default: its qualified name).
 
     Returns:
-        A ``ProcessTask``: calling it returns ``Future[R]``; ``.map`` returns an
-        iterator of ``R``; ``.sync`` calls the plain function.
+        A ``ProcessTask``: calling it returns ``Future[R]``; ``.map`` returns a
+            ``MapIterator[R]``; ``.sync`` calls the plain function.
 
     Raises:
         TypeError: ``fn`` is not callable, or is an async function.
@@ -710,7 +712,7 @@ def process_task(
         options.factory = task._self_payload
         return task
 
-    if fn is not _NO_FUNCTION:
+    if not isinstance(fn, EllipsisType):
         # process_task(None) decorates None: a TypeError, not a decorator
         return decorate(fn)
     return decorate
@@ -723,7 +725,7 @@ def thread_subtask(
     *, name: str | None = None
 ) -> Callable[[Callable[P, R]], ThreadSubtask[P, R]]: ...
 def thread_subtask(
-    fn: Any = _NO_FUNCTION,
+    fn: Callable[P, R] | EllipsisType = ...,
     /,
     *,
     name: str | None = None,
@@ -734,13 +736,14 @@ def thread_subtask(
     there is no ``timeout``: a thread cannot be stopped.
 
     Args:
-        fn: the function (bare use).
+        fn (Callable[P, R]): the function, in bare use (``@thread_subtask``);
+            without it, the call returns the decorator, with its options.
         name: the subtask's name in errors and logs.
 
     Returns:
         A ``ThreadSubtask``: calling it returns ``Future[R]``, run on the thread
-        pool of the process where the call happens; ``.map`` returns an
-        iterator of ``R``; ``.sync`` calls the plain function.
+            pool of the process where the call happens; ``.map`` returns a
+            ``MapIterator[R]``; ``.sync`` calls the plain function.
 
     Raises:
         TypeError: ``fn`` is not callable, or is an async function.
@@ -760,7 +763,7 @@ def thread_subtask(
         options.factory = task._self_payload
         return task
 
-    if fn is not _NO_FUNCTION:
+    if not isinstance(fn, EllipsisType):
         # process_task(None) decorates None: a TypeError, not a decorator
         return decorate(fn)
     return decorate

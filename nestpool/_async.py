@@ -1,4 +1,4 @@
-"""``amap``'s async iterator: a map consumed from an event loop.
+"""``AsyncMapIterator``, what ``amap`` returns: a map consumed from an event loop.
 
 What it owns: waiting for each next value of a (blocking) map in a thread of
 the loop's default executor, losing no value when the consuming task is
@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, Generic
 
+from ._map_iterator import MapIterator
 from ._progress import Reporter
 from ._typing import R
 
@@ -32,22 +33,27 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
 
 
 class AsyncMapIterator(AsyncIterator[R], Generic[R]):
-    """The async iterator ``amap`` returns: ``async for value in task.amap(xs)``.
+    """What ``.amap`` returns: ``async for value in task.amap(xs)``.
 
     The work is the same lazy, bounded map as ``.map`` (it starts at the
     call); each wait for the next value happens in a thread of the event
     loop's default executor, so the loop keeps running while results come.
     Cancelling the consuming task loses no value: the next ``__anext__`` takes
-    the value the cancelled one was waiting for. ``aclose()`` (or leaving
-    ``async with``) cancels what has not started.
+    the value the cancelled one was waiting for. ``await aclose()``, or
+    leaving ``async with``, cancels what has not started.
+
+    Not constructed directly: ``.amap`` makes it. Write
+    ``AsyncMapIterator[int]`` in an annotation for the map of a task that
+    returns ``int``.
 
     Example:
         >>> async def main() -> int:
         ...     with Pool():
-        ...         return sum([n async for n in crunch.amap(batches)])
+        ...         async with crunch.amap(batches) as totals:
+        ...             return sum([n async for n in totals])
     """
 
-    def __init__(self, iterator: Iterator[R], reporter: Reporter | None = None) -> None:
+    def __init__(self, iterator: MapIterator[R], reporter: Reporter | None = None) -> None:
         self._iterator = iterator
         self._reporter = reporter
         self._step: asyncio.Future[Any] | None = None
@@ -87,8 +93,17 @@ class AsyncMapIterator(AsyncIterator[R], Generic[R]):
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Stop: cancel what has not started (after the value being waited for
-        arrives, if a wait is in progress in the executor thread)."""
+        """Stop: cancel what has not started; take no more input.
+
+        A wait in progress in an executor thread ends first: its value, when
+        it arrives, is dropped. Calling it again, or after the end, does
+        nothing.
+
+        Example:
+            >>> totals = crunch.amap(batches)
+            >>> first = await anext(totals)
+            >>> await totals.aclose()   # no more batches are sent to workers
+        """
         self._finished = True
         step = self._step
         if step is not None and not step.done():
@@ -100,6 +115,4 @@ class AsyncMapIterator(AsyncIterator[R], Generic[R]):
     def _close_sync(self) -> None:
         if self._reporter is not None:
             self._reporter.close()
-        close = getattr(self._iterator, "close", None)
-        if close is not None:
-            close()
+        self._iterator.close()

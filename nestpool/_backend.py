@@ -27,7 +27,7 @@ those are the subclasses'.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from typing import Any, ClassVar, Protocol
 
@@ -35,12 +35,13 @@ from ._collate import (
     CHUNKS_PER_SLOT,
     FULL_CHUNKS_PER_SLOT,
     MAX_AUTO_CHUNK,
+    ChunkedMap,
     ChunkSizer,
     Item,
-    MapIterator,
     Outcome,
 )
 from ._futures import cancel_notified, start_unless_cancelled
+from ._map_iterator import MapIterator
 from ._serialize import FunctionPayload, Reach, as_outcomes, pickling_error
 
 __all__ = ["Backend", "Work", "WorkerBackend"]
@@ -88,7 +89,7 @@ class Backend(Protocol):
         chunksize: int | None,
         buffersize: int | None,
         timeout: float | None,
-    ) -> Iterator[Any]:
+    ) -> MapIterator[Any]:
         """Run ``work`` over the zipped iterables, lazily; iterate the values.
 
         Raises:
@@ -201,7 +202,7 @@ class WorkerBackend:
         chunksize: int | None,
         buffersize: int | None,
         timeout: float | None,
-    ) -> MapIterator[Any]:
+    ) -> ChunkedMap[Any]:
         """Map ``work`` over the workers: lazy and bounded, one chunk of items
         per unit. ``chunksize=None`` starts with one item and, once the
         workers have reported how long an item takes, batches tiny items."""
@@ -215,7 +216,7 @@ class WorkerBackend:
         # One iterable: a chunk carries the bare arguments (``unary``), not
         # 1-tuples of them.
         unary = len(iterables) == 1
-        return MapIterator(
+        return ChunkedMap(
             iterables,
             functools.partial(self.submit_unit, work, unary=unary),
             ChunkSizer(chunksize, functools.partial(self.item_seconds, work.name), cap),

@@ -29,11 +29,12 @@ from typing import Any
 
 from ._compute_slots import IN_NESTPOOL
 from ._futures import SubtaskFuture, cancel_notified, is_helper
+from ._map_iterator import MapIterator
 from ._serialize import ChunkValues
 from ._typing import R
 from ._waiting import wait_for
 
-__all__ = ["ChunkSizer", "MapIterator", "run_chunk"]
+__all__ = ["ChunkSizer", "ChunkedMap", "MapIterator", "run_chunk"]
 
 Item = tuple[Any, ...]
 Outcome = tuple[bool, Any]
@@ -120,7 +121,7 @@ class _MapState:
     """Everything a map knows but the iterator protocol: the input, the units
     in flight, the refill and the cancellation.
 
-    Kept apart from ``MapIterator`` so that the generator of units
+    Kept apart from ``ChunkedMap`` so that the generator of units
     (``_units``) refers to this and never to the iterator: dropping the
     iterator then drops the generator and this state at once (no reference
     cycle waiting for the cyclic GC), and ``__del__`` cancels what has not
@@ -448,7 +449,7 @@ def _units(state: _MapState) -> Generator[Iterator[Any], None, None]:
     values before it, and ends the map (as ``concurrent.futures.Executor.map``
     does).
 
-    ``MapIterator`` (an ``itertools.chain`` over this) hands the values out
+    ``ChunkedMap`` (an ``itertools.chain`` over this) hands the values out
     one by one in C: Python runs here once per unit, not once per item (on
     the tiny-task hot path a Python call per item would dominate). With a
     ``buffersize`` the bound counts items exactly, so each value goes out on
@@ -486,24 +487,22 @@ def _units(state: _MapState) -> Generator[Iterator[Any], None, None]:
         state.finish()
 
 
-class MapIterator(itertools.chain[R]):
-    """The iterator ``map`` returns: lazy, bounded, cancel-on-close.
+class ChunkedMap(itertools.chain[R], MapIterator[R]):
+    """The ``MapIterator`` of a map whose calls are submitted in units (an
+    item, or a chunk of items): to worker processes, a Dask cluster or a
+    thread pool.
 
-    Work starts when ``map`` is called (the first units are submitted then);
-    more input is pulled only as results are taken. ``close()``, leaving a
+    Work starts when it is made (the first units are submitted then); more
+    input is pulled only as results are taken. ``close()``, leaving a
     ``with`` block, or dropping the iterator cancels what has not started.
     An item's exception is raised in its turn and ends the iteration, as
     ``concurrent.futures.Executor.map`` does: what has not started is
     cancelled and the next ``next()`` raises ``StopIteration``.
-
-    Example:
-        >>> totals = crunch.map(batches, ordered=False)
-        >>> first = next(totals)
-        >>> totals.close()               # what has not started is cancelled
     """
 
     # An itertools.chain over the generator of units: chain's own C code
-    # hands out each value, so a map costs no Python call per item. The
+    # hands out each value, so a map costs no Python call per item (chain
+    # comes first in the bases, so its __next__ is the one that runs). The
     # generator holds only the state (never this iterator), so dropping the
     # iterator cancels at once (a reference cycle would keep an abandoned map
     # submitting and running until the cyclic GC ran); and no value handed out
@@ -524,7 +523,7 @@ class MapIterator(itertools.chain[R]):
         timeout: float | None = None,
         unary: bool = False,
         max_items: int | None = None,
-    ) -> MapIterator[R]:
+    ) -> ChunkedMap[R]:
         state = _MapState(
             iterables,
             submit,
@@ -538,25 +537,13 @@ class MapIterator(itertools.chain[R]):
         )
         units = _units(state)
         self = super().from_iterable(units)
-        assert isinstance(self, MapIterator)
+        assert isinstance(self, ChunkedMap)
         self._state = state
         self._units = units
         return self
 
-    def __enter__(self) -> MapIterator[R]:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
     def close(self) -> None:
-        """Stop: cancel every unit that has not started; drop the input.
-
-        Example:
-            >>> totals = pool.map(crunch, batches)
-            >>> first = next(totals)
-            >>> totals.close()           # no more batches are sent to workers
-        """
+        """Stop: cancel every unit that has not started; drop the input."""
         state = self._state
         state.finish()
         # chain would go on with the unit it holds: leave nothing in it.

@@ -151,7 +151,8 @@ class TaskPicklingError(NestpoolError, pickle.PicklingError):
 
     It fails that one task; the pool goes on. The message names the task, the
     direction (``"argument"``, ``"result"``, ...) and the cause, which is also
-    chained as ``__cause__`` where it could travel.
+    chained as ``__cause__`` where it could travel. It is a
+    ``pickle.PicklingError``.
 
     Attributes:
         task_name: the task whose data failed.
@@ -215,7 +216,9 @@ class InitializerError(NestpoolError, BrokenProcessPool):
     This is the one fault that makes a pool unusable: a worker that cannot start
     would fail again on every respawn, so the pool stops starting workers and
     fails its pending and new process tasks with this error. It is a
-    ``concurrent.futures.BrokenExecutor``. The worker-side traceback text is in
+    ``concurrent.futures.process.BrokenProcessPool`` (so a
+    ``concurrent.futures.BrokenExecutor``), as ``ProcessPoolExecutor`` raises
+    for a failed initializer. The worker-side traceback text is in
     ``traceback_text`` and printed as the cause.
 
     Example:

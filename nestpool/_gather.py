@@ -45,17 +45,18 @@ def gather(futures: Iterable[FutureLike[Any]], *, return_exceptions: bool = Fals
     yet runs them itself, so gathering inside a thread pool never deadlocks.
 
     Args:
-        futures: the futures to wait for.
+        futures (Iterable[Future[T]]): the futures to wait for
+            (``concurrent.futures.Future``), of one type or of several.
         return_exceptions: False (default): raise the first failure as soon as
             it happens, without waiting for the others. True: wait for all and
             put each failure's exception (``CancelledError`` for a cancelled
             future) in the list at its position.
 
     Returns:
-        The values, one per future, in the order given: a ``list[T]``, or
-        with ``return_exceptions=True`` a ``list[T | BaseException]``. For
-        futures of several types ``T`` is their union (pyright), or
-        ``object`` (mypy, for a list display).
+        values (list[T]): one per future, in the order given; with
+            ``return_exceptions=True`` a ``list[T | BaseException]``. For
+            futures of several types ``T`` is their union (pyright), or
+            ``object`` (mypy, for a list display).
 
     Raises:
         Exception: without ``return_exceptions``, the first exception raised by

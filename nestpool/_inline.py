@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
+from ._map_iterator import MapIterator
 from ._typing import R
 
 if TYPE_CHECKING:
@@ -38,20 +39,16 @@ def run_inline(fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, An
     return future
 
 
-class InlineMap(Iterator[R]):
-    """What an inline ``map`` returns: ``fn`` called over the zipped iterables,
-    one item per ``next()``, here. Like the pool's ``MapIterator`` it has
-    ``close()`` and ``with``, so code does not change with the route, and an
-    exception ends it (the next ``next()`` raises ``StopIteration``)."""
+class InlineMap(MapIterator[R]):
+    """The ``MapIterator`` of an inline ``map``: ``fn`` called over the zipped
+    iterables, one item per ``next()``, here. An exception ends it (the next
+    ``next()`` raises ``StopIteration``), as with the pool's."""
 
     __slots__ = ("_fn", "_items")
 
     def __init__(self, fn: Callable[..., R], iterables: tuple[Iterable[Any], ...]) -> None:
         self._fn: Callable[..., R] | None = fn
         self._items: Iterator[tuple[Any, ...]] | None = zip(*iterables, strict=False)
-
-    def __iter__(self) -> InlineMap[R]:
-        return self
 
     def __next__(self) -> R:
         items, fn = self._items, self._fn
@@ -67,14 +64,8 @@ class InlineMap(Iterator[R]):
         """Stop: no more calls; drop the input."""
         self._items = self._fn = None
 
-    def __enter__(self) -> InlineMap[R]:
-        return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-
-def map_inline(fn: Callable[..., R], iterables: tuple[Iterable[Any], ...]) -> Iterator[R]:
+def map_inline(fn: Callable[..., R], iterables: tuple[Iterable[Any], ...]) -> MapIterator[R]:
     """Lazily call ``fn`` over the zipped iterables, one item per ``next()``."""
     return InlineMap(fn, iterables)
 
@@ -102,7 +93,7 @@ class InlineBackend:
         chunksize: int | None,
         buffersize: int | None,
         timeout: float | None,
-    ) -> Iterator[Any]:
+    ) -> MapIterator[Any]:
         return map_inline(work.fn, iterables)
 
     def processes(self) -> int:

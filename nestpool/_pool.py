@@ -35,8 +35,9 @@ from ._dispatcher import join_all_dispatchers
 from ._errors import PoolClosedError
 from ._inline import InlineBackend
 from ._local import SHUTDOWN_MESSAGE, LocalBackend
+from ._map_iterator import MapIterator
 from ._options import PoolOptions, usable_cpu_count
-from ._progress import Progress, make_reporter, with_progress
+from ._progress import make_reporter, with_progress
 from ._routing import TaskOptions
 from ._subtask_pool import SubtaskPool
 from ._typing import P, R
@@ -357,8 +358,8 @@ class Pool(Executor):
 
         Returns:
             A ``concurrent.futures.Future`` resolved with the value, or with the
-            exception (an argument that cannot be pickled fails it with
-            ``TaskPicklingError``).
+                exception (an argument that cannot be pickled fails it with
+                ``TaskPicklingError``).
 
         Raises:
             PoolClosedError: (a ``RuntimeError``) the pool was shut down:
@@ -384,8 +385,8 @@ class Pool(Executor):
         timeout: float | None = None,
         chunksize: int = 1,
         buffersize: int | None = None,
-        progress: Progress = None,
-    ) -> Iterator[R]: ...
+        progress: bool | Callable[[int], object] | None = None,
+    ) -> MapIterator[R]: ...
     @overload
     def map(
         self,
@@ -394,8 +395,8 @@ class Pool(Executor):
         timeout: float | None = None,
         chunksize: int = 1,
         buffersize: int | None = None,
-        progress: Progress = None,
-    ) -> Iterator[R]: ...
+        progress: bool | Callable[[int], object] | None = None,
+    ) -> MapIterator[R]: ...
     @overload
     def map(
         self,
@@ -404,8 +405,8 @@ class Pool(Executor):
         timeout: float | None = None,
         chunksize: int = 1,
         buffersize: int | None = None,
-        progress: Progress = None,
-    ) -> Iterator[R]: ...
+        progress: bool | Callable[[int], object] | None = None,
+    ) -> MapIterator[R]: ...
     def map(
         self,
         fn: Callable[..., Any],
@@ -413,8 +414,8 @@ class Pool(Executor):
         timeout: float | None = None,
         chunksize: int = 1,
         buffersize: int | None = None,
-        progress: Progress = None,
-    ) -> Iterator[Any]:
+        progress: bool | Callable[[int], object] | None = None,
+    ) -> MapIterator[Any]:
         """Like ``concurrent.futures.Executor.map``, lazy and bounded.
 
         Returns an iterator of ``fn``'s values in input order. Work starts at

@@ -8,9 +8,10 @@ closing the bar when the map ends, fails or is closed.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Generic
+from collections.abc import Callable, Iterable
+from typing import Any
 
+from ._map_iterator import MapIterator
 from ._typing import R
 
 __all__ = ["Progress", "Reporter", "make_reporter", "with_progress"]
@@ -44,7 +45,7 @@ class Reporter:
     __slots__ = ("bar", "callback", "done")
 
     def __init__(self, progress: Progress, total: int | None, desc: str) -> None:
-        self.done = 0
+        self.done: int = 0
         self.bar: Any = None
         self.callback: Callable[[int], object] | None = None
         if progress is True:
@@ -91,17 +92,14 @@ def make_reporter(
     return Reporter(progress, _total(iterables), desc)
 
 
-class _ProgressIterator(Iterator[R], Generic[R]):
+class _ProgressIterator(MapIterator[R]):
     """A map's iterator that reports each value it hands out."""
 
     __slots__ = ("_iterator", "_reporter")
 
-    def __init__(self, iterator: Iterator[R], reporter: Reporter) -> None:
+    def __init__(self, iterator: MapIterator[R], reporter: Reporter) -> None:
         self._iterator = iterator
         self._reporter = reporter
-
-    def __iter__(self) -> _ProgressIterator[R]:
-        return self
 
     def __next__(self) -> R:
         try:
@@ -112,21 +110,13 @@ class _ProgressIterator(Iterator[R], Generic[R]):
         self._reporter.advance()
         return value
 
-    def __enter__(self) -> _ProgressIterator[R]:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
     def close(self) -> None:
         """Stop: cancel what has not started, close the progress bar."""
         self._reporter.close()
-        close = getattr(self._iterator, "close", None)
-        if close is not None:
-            close()
+        self._iterator.close()
 
 
-def with_progress(iterator: Iterator[R], reporter: Reporter | None) -> Iterator[R]:
+def with_progress(iterator: MapIterator[R], reporter: Reporter | None) -> MapIterator[R]:
     """Wrap a map's iterator so that it reports progress (or return it as is)."""
     if reporter is None:
         return iterator

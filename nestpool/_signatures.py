@@ -20,10 +20,12 @@ class; they never decide where anything runs.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from typing import Any, Protocol, TypeVar, overload
 
+from ._async import AsyncMapIterator
+from ._map_iterator import MapIterator
 from ._progress import Progress
 
 __all__ = ["DecoratedFunction", "Takes1", "Takes2", "Takes3", "Takes4", "Takes5", "TakesAny"]
@@ -95,7 +97,7 @@ class DecoratedFunction:
         chunksize: int | None,
         buffersize: int | None,
         progress: Progress,
-    ) -> Iterator[Any]:
+    ) -> MapIterator[Any]:
         raise NotImplementedError  # pragma: no cover - each class has its own
 
     def _self_amap(
@@ -105,7 +107,7 @@ class DecoratedFunction:
         chunksize: int | None,
         buffersize: int | None,
         progress: Progress,
-    ) -> AsyncIterator[Any]:
+    ) -> AsyncMapIterator[Any]:
         raise NotImplementedError  # pragma: no cover - each class has its own
 
     @overload
@@ -116,8 +118,8 @@ class DecoratedFunction:
         ordered: bool = True,
         chunksize: int | None = None,
         buffersize: int | None = None,
-        progress: Progress = None,
-    ) -> Iterator[R]: ...
+        progress: bool | Callable[[int], object] | None = None,
+    ) -> MapIterator[R]: ...
     @overload
     def map(
         self: Takes1[A1, R],
@@ -127,8 +129,8 @@ class DecoratedFunction:
         ordered: bool = True,
         chunksize: int | None = None,
         buffersize: int | None = None,
-        progress: Progress = None,
-    ) -> Iterator[R]: ...
+        progress: bool | Callable[[int], object] | None = None,
+    ) -> MapIterator[R]: ...
     @overload
     def map(
         self: Takes2[A1, A2, R],
@@ -139,8 +141,8 @@ class DecoratedFunction:
         ordered: bool = True,
         chunksize: int | None = None,
         buffersize: int | None = None,
-        progress: Progress = None,
-    ) -> Iterator[R]: ...
+        progress: bool | Callable[[int], object] | None = None,
+    ) -> MapIterator[R]: ...
     @overload
     def map(
         self: Takes3[A1, A2, A3, R],
@@ -152,8 +154,8 @@ class DecoratedFunction:
         ordered: bool = True,
         chunksize: int | None = None,
         buffersize: int | None = None,
-        progress: Progress = None,
-    ) -> Iterator[R]: ...
+        progress: bool | Callable[[int], object] | None = None,
+    ) -> MapIterator[R]: ...
     @overload
     def map(
         self: Takes4[A1, A2, A3, A4, R],
@@ -166,8 +168,8 @@ class DecoratedFunction:
         ordered: bool = True,
         chunksize: int | None = None,
         buffersize: int | None = None,
-        progress: Progress = None,
-    ) -> Iterator[R]: ...
+        progress: bool | Callable[[int], object] | None = None,
+    ) -> MapIterator[R]: ...
     @overload
     def map(
         self: Takes5[A1, A2, A3, A4, A5, R],
@@ -181,8 +183,8 @@ class DecoratedFunction:
         ordered: bool = True,
         chunksize: int | None = None,
         buffersize: int | None = None,
-        progress: Progress = None,
-    ) -> Iterator[R]: ...
+        progress: bool | Callable[[int], object] | None = None,
+    ) -> MapIterator[R]: ...
     @overload
     def map(
         self: TakesAny[R],
@@ -197,16 +199,16 @@ class DecoratedFunction:
         ordered: bool = True,
         chunksize: int | None = None,
         buffersize: int | None = None,
-        progress: Progress = None,
-    ) -> Iterator[R]: ...
+        progress: bool | Callable[[int], object] | None = None,
+    ) -> MapIterator[R]: ...
     def map(
         self,
         *iterables: Iterable[Any],
         ordered: bool = True,
         chunksize: int | None = None,
         buffersize: int | None = None,
-        progress: Progress = None,
-    ) -> Iterator[Any]:
+        progress: bool | Callable[[int], object] | None = None,
+    ) -> MapIterator[Any]:
         """Call the function over the zipped iterables; iterate its values.
 
         A process task's calls go to the worker processes (with a pool open),
@@ -231,8 +233,9 @@ class DecoratedFunction:
                 value is handed out, in the consuming thread.
 
         Returns:
-            An iterator of values; an item's exception is raised at its place
-            and ends the iteration.
+            The function's values, as a ``MapIterator[R]`` (``close()`` or a
+                ``with`` block stops it); an item's exception is raised at its
+                place and ends the iteration.
 
         Raises:
             ImportError: ``progress=True`` and tqdm is not installed.
@@ -241,7 +244,7 @@ class DecoratedFunction:
                 one of the accepted values.
 
         Example:
-            >>> total = sum(crunch.map(batches))                 # Iterator[int]
+            >>> total = sum(crunch.map(batches))                 # MapIterator[int]
             >>> total = sum(crunch.map(batches, progress=True))  # with a tqdm bar
             >>> pages = list(fetch.map(urls, ordered=False))     # as they complete
         """
@@ -255,8 +258,8 @@ class DecoratedFunction:
         ordered: bool = True,
         chunksize: int | None = None,
         buffersize: int | None = None,
-        progress: Progress = None,
-    ) -> AsyncIterator[R]: ...
+        progress: bool | Callable[[int], object] | None = None,
+    ) -> AsyncMapIterator[R]: ...
     @overload
     def amap(
         self: Takes1[A1, R],
@@ -266,8 +269,8 @@ class DecoratedFunction:
         ordered: bool = True,
         chunksize: int | None = None,
         buffersize: int | None = None,
-        progress: Progress = None,
-    ) -> AsyncIterator[R]: ...
+        progress: bool | Callable[[int], object] | None = None,
+    ) -> AsyncMapIterator[R]: ...
     @overload
     def amap(
         self: Takes2[A1, A2, R],
@@ -278,8 +281,8 @@ class DecoratedFunction:
         ordered: bool = True,
         chunksize: int | None = None,
         buffersize: int | None = None,
-        progress: Progress = None,
-    ) -> AsyncIterator[R]: ...
+        progress: bool | Callable[[int], object] | None = None,
+    ) -> AsyncMapIterator[R]: ...
     @overload
     def amap(
         self: Takes3[A1, A2, A3, R],
@@ -291,8 +294,8 @@ class DecoratedFunction:
         ordered: bool = True,
         chunksize: int | None = None,
         buffersize: int | None = None,
-        progress: Progress = None,
-    ) -> AsyncIterator[R]: ...
+        progress: bool | Callable[[int], object] | None = None,
+    ) -> AsyncMapIterator[R]: ...
     @overload
     def amap(
         self: Takes4[A1, A2, A3, A4, R],
@@ -305,8 +308,8 @@ class DecoratedFunction:
         ordered: bool = True,
         chunksize: int | None = None,
         buffersize: int | None = None,
-        progress: Progress = None,
-    ) -> AsyncIterator[R]: ...
+        progress: bool | Callable[[int], object] | None = None,
+    ) -> AsyncMapIterator[R]: ...
     @overload
     def amap(
         self: Takes5[A1, A2, A3, A4, A5, R],
@@ -320,8 +323,8 @@ class DecoratedFunction:
         ordered: bool = True,
         chunksize: int | None = None,
         buffersize: int | None = None,
-        progress: Progress = None,
-    ) -> AsyncIterator[R]: ...
+        progress: bool | Callable[[int], object] | None = None,
+    ) -> AsyncMapIterator[R]: ...
     @overload
     def amap(
         self: TakesAny[R],
@@ -336,16 +339,16 @@ class DecoratedFunction:
         ordered: bool = True,
         chunksize: int | None = None,
         buffersize: int | None = None,
-        progress: Progress = None,
-    ) -> AsyncIterator[R]: ...
+        progress: bool | Callable[[int], object] | None = None,
+    ) -> AsyncMapIterator[R]: ...
     def amap(
         self,
         *iterables: Iterable[Any],
         ordered: bool = True,
         chunksize: int | None = None,
         buffersize: int | None = None,
-        progress: Progress = None,
-    ) -> AsyncIterator[Any]:
+        progress: bool | Callable[[int], object] | None = None,
+    ) -> AsyncMapIterator[Any]:
         """``map`` for asyncio: ``async for value in task.amap(...)``.
 
         The same lazy, bounded map as ``.map`` (work starts at the call), whose
@@ -362,8 +365,9 @@ class DecoratedFunction:
                 called in the event loop's thread after each value.
 
         Returns:
-            An async iterator of values; an item's exception is raised at its
-            place.
+            The function's values, as an ``AsyncMapIterator[R]`` (``await
+                aclose()`` or an ``async with`` block stops it); an item's
+                exception is raised at its place.
 
         Example:
             >>> async def main() -> None:

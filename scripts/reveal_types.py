@@ -24,6 +24,9 @@ END = "<!-- reveal-types:end -->"
 
 #: The module the expressions are revealed in: a user's code, as in the README.
 PREAMBLE = """\
+import asyncio
+import contextlib
+
 from nestpool import *
 from nestpool import __version__
 
@@ -55,6 +58,7 @@ timed_out: TaskTimeoutError
 unpicklable: TaskPicklingError
 remote: RemoteTaskError
 init_failed: InitializerError
+loop: asyncio.AbstractEventLoop
 """
 
 #: (section, expression) in the order of the table.
@@ -95,6 +99,11 @@ ROWS: list[tuple[str, str]] = [
     ("method", "model.predict.map([1.0])"),
     ("method", "model.predict.amap([1.0])"),
     ("method", "model.predict.sync(1.0)"),
+    ("stopping a map", "crunch.map([['u']]).close"),
+    ("stopping a map", "crunch.map([['u']]).__enter__()"),
+    ("stopping a map", "contextlib.closing(crunch.map([['u']]))"),
+    ("stopping a map", "crunch.amap([['u']]).aclose"),
+    ("stopping a map", "crunch.amap([['u']]).__aenter__"),
     ("per_worker", "per_worker"),
     ("per_worker", "session"),
     ("per_worker", "session()"),
@@ -121,10 +130,15 @@ ROWS: list[tuple[str, str]] = [
     ("Pool", "pool.tasks_per_process"),
     ("Pool", "pool.start_method"),
     ("Pool", "pool.worker_pids"),
+    ("asyncio", "asyncio.wrap_future(crunch(['u']))"),
+    ("asyncio", "asyncio.wrap_future(pool.submit(crunch, ['u']))"),
+    ("asyncio", "loop.run_in_executor(pool, crunch.sync, ['u'])"),
     ("classes", "ProcessTask"),
     ("classes", "ThreadSubtask"),
     ("classes", "MapIterator"),
     ("classes", "MapIterator[int].close"),
+    ("classes", "AsyncMapIterator"),
+    ("classes", "AsyncMapIterator[int].aclose"),
     ("errors", "NestpoolError"),
     ("errors", "WorkerDiedError"),
     ("errors", "died.task_name"),

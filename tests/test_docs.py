@@ -54,7 +54,7 @@ def test_every_page_is_in_the_nav_and_every_topic_has_a_page() -> None:
     ):
         assert topic in titles, f"no page about {topic!r} in the nav"
     assert "mermaid" in (DOCS / "routing.md").read_text(), "routing.md has no diagram"
-    assert "::: nestpool" in (DOCS / "api.md").read_text()
+    assert "::: nestpool." in (DOCS / "api.md").read_text()
 
 
 ERRORS = sorted(

@@ -47,7 +47,7 @@ def _public() -> Iterator[tuple[str, Any]]:
 #: (mkdocs.yml's filters).
 ROUTE_PROTOCOL = {"Pool.map_task", "Pool.submit_task", "Pool.subtask_pool"}
 #: classes users get from nestpool (a decorator, a map), never construct
-NOT_CONSTRUCTED = {"ProcessTask", "ThreadSubtask", "MapIterator"}
+NOT_CONSTRUCTED = {"ProcessTask", "ThreadSubtask", "MapIterator", "AsyncMapIterator"}
 
 PUBLIC = {name: obj for name, obj in _public() if name not in ROUTE_PROTOCOL}
 
@@ -71,6 +71,7 @@ def test_the_public_surface_is_found() -> None:
         "ProcessTask.amap",
         "ThreadSubtask.sync",
         "MapIterator.close",
+        "AsyncMapIterator.aclose",
         "WorkerDiedError.signal",
         "gather",
         "process_task",
@@ -103,3 +104,36 @@ def _needs_args(name: str) -> bool:
 def test_docstring_of_a_callable_with_parameters_has_args(name: str) -> None:
     doc = inspect.getdoc(PUBLIC[name]) or ""
     assert re.search(r"^(Args|Arguments):\s*$", doc, re.M), f"{name}: no Args: section"
+
+
+@pytest.mark.parametrize("name", sorted(PUBLIC))
+def test_returns_is_one_item(name: str) -> None:
+    # The API reference reads a Returns: line at the section's indentation as
+    # a new item (a table row of its own): continuation lines are indented.
+    doc = inspect.getdoc(PUBLIC[name]) or ""
+    match = re.search(r"^(Returns|Yields):[ \t]*\n((?:[ \t]+\S.*\n?)+)", doc, re.M)
+    if match is None:
+        return
+    lines = match[2].rstrip("\n").split("\n")
+    indent = len(lines[0]) - len(lines[0].lstrip())
+    items = [line for line in lines if len(line) - len(line.lstrip()) == indent]
+    assert len(items) == 1, f"{name}: Returns: has {len(items)} items: {items}"
+
+
+@pytest.mark.parametrize(
+    "name", sorted(n for n, o in PUBLIC.items() if inspect.isclass(o) and issubclass(o, Exception))
+)
+def test_an_error_says_which_standard_error_it_is(name: str) -> None:
+    # The reference hides bases (private helpers among them): the docstring
+    # names the standard library class that existing except clauses catch.
+    error = PUBLIC[name]
+    doc = inspect.getdoc(error) or ""
+    bases = list(error.__bases__)
+    while any(base.__name__.startswith("_") for base in bases):  # a private helper base
+        bases = [
+            b for base in bases for b in (base.__bases__ if base.__name__[0] == "_" else [base])
+        ]
+    for base in bases:
+        if base.__module__ == "nestpool" or base is Exception:
+            continue
+        assert base.__name__ in doc, f"{name}: the docstring does not say it is a {base.__name__}"

@@ -33,12 +33,13 @@ CORE_NAMES = {
     "InitializerError",
 }
 #: documented extras: PoolClosedError, the decorated types and the map
-#: iterator (for annotations), per-worker resources, and the version
+#: iterators (for annotations), per-worker resources, and the version
 EXTRA_NAMES = {
     "PoolClosedError",
     "ProcessTask",
     "ThreadSubtask",
     "MapIterator",
+    "AsyncMapIterator",
     "PerWorker",
     "per_worker",
     "__version__",

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import functools
 import multiprocessing
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from typing import TypeVar
 
 from typing_extensions import assert_type
 
 from nestpool import (
+    AsyncMapIterator,
+    MapIterator,
     PerWorker,
     Pool,
     ProcessTask,
@@ -72,7 +75,7 @@ def joined(*parts: int, sep: str = ",") -> str:
 def nested(urls: list[str]) -> int:
     """A process task that fans out to subtasks (inline without a pool)."""
     pages = fetch.map(urls)
-    assert_type(pages, Iterator[bytes])
+    assert_type(pages, MapIterator[bytes])
     futures = [lookup(url, default=1) for url in urls]
     assert_type(futures, list[Future[int]])
     return sum(len(page) for page in pages) + sum(gather(futures))
@@ -138,7 +141,7 @@ def check_decorated_objects() -> None:
 
 
 def check_calls() -> None:
-    """Calling gives Future[R]; .sync gives R; .map gives Iterator[R]."""
+    """Calling gives Future[R]; .sync gives R; .map gives MapIterator[R]."""
     assert_type(crunch(["ab", "c"]), Future[int])
     assert_type(crunch(["ab"], scale=2), Future[int])
     assert_type(crunch(words=["ab"]), Future[int])
@@ -164,22 +167,22 @@ def check_calls() -> None:
     assert_type(lookup.sync("k", default=1), int)
     assert crunch.sync(["ab"]) == 2 and fetch.sync("u") == b"u"
 
-    assert_type(crunch.map([["a"], ["bb"]]), Iterator[int])
-    assert_type(crunch.map([["a"]], [3], ordered=False, chunksize=2), Iterator[int])
-    assert_type(halve.map(range(3), buffersize=2), Iterator[float])
-    assert_type(fetch.map(["a", "b"]), Iterator[bytes])
+    assert_type(crunch.map([["a"], ["bb"]]), MapIterator[int])
+    assert_type(crunch.map([["a"]], [3], ordered=False, chunksize=2), MapIterator[int])
+    assert_type(halve.map(range(3), buffersize=2), MapIterator[float])
+    assert_type(fetch.map(["a", "b"]), MapIterator[bytes])
     assert_type(list(halve.map(range(3))), list[float])
     assert list(crunch.map([["a"], ["bb"]])) == [1, 2]
     assert list(halve.map(range(3), buffersize=2)) == [0.0, 0.5, 1.0]
     assert sorted(fetch.map(["a", "b"], ordered=False)) == [b"a", b"b"]
     # One iterable per positional parameter, each checked (up to five), and
     # unchecked beyond: the result type holds for any number.
-    assert_type(lookup.map(["k"], buffersize=4), Iterator[int])
-    assert_type(joined.map([1], [2], [3]), Iterator[str])
-    assert_type(joined.map([1], [2], [3], [4]), Iterator[str])
-    assert_type(joined.map([1], [2], [3], [4], [5]), Iterator[str])
-    assert_type(joined.map([1], [2], [3], [4], [5], [6], [7]), Iterator[str])
-    assert_type(crunch.map(), Iterator[int])  # no iterables: empty, as Executor.map(fn)
+    assert_type(lookup.map(["k"], buffersize=4), MapIterator[int])
+    assert_type(joined.map([1], [2], [3]), MapIterator[str])
+    assert_type(joined.map([1], [2], [3], [4]), MapIterator[str])
+    assert_type(joined.map([1], [2], [3], [4], [5]), MapIterator[str])
+    assert_type(joined.map([1], [2], [3], [4], [5], [6], [7]), MapIterator[str])
+    assert_type(crunch.map(), MapIterator[int])  # no iterables: empty, as Executor.map(fn)
     assert list(crunch.map()) == []
     assert list(lookup.map(["k", "kk"])) == [1, 2]
     assert list(joined.map([1], [2], [3])) == ["1,2,3"]
@@ -187,12 +190,45 @@ def check_calls() -> None:
 
     async def consume() -> tuple[list[float], list[bytes]]:
         halves = halve.amap([1, 2])
-        assert_type(halves, AsyncIterator[float])
-        assert_type(fetch.amap(["u"], ordered=False), AsyncIterator[bytes])
-        assert_type(crunch.amap([["a"]], [2]), AsyncIterator[int])
+        assert_type(halves, AsyncMapIterator[float])
+        assert_type(fetch.amap(["u"], ordered=False), AsyncMapIterator[bytes])
+        assert_type(crunch.amap([["a"]], [2]), AsyncMapIterator[int])
         return [h async for h in halves], [p async for p in fetch.amap(["u"])]
 
     assert asyncio.run(consume()) == ([0.5, 1.0], [b"u"])
+
+
+def check_stopping() -> None:
+    """A map can be stopped early, each way the docs teach, and its type named."""
+    values: MapIterator[int] = crunch.map([["a"], ["bb"], ["ccc"]])
+    assert next(values) == 1
+    assert_type(values.close(), None)
+    assert list(values) == []
+    with halve.map(range(10)) as halves:
+        assert_type(halves, MapIterator[float])
+        assert next(halves) == 0.0
+    assert list(halves) == []
+    with contextlib.closing(fetch.map(["u", "v"])) as pages:
+        assert_type(pages, MapIterator[bytes])
+        assert next(pages) == b"u"
+    assert list(pages) == []
+    plain: Iterator[int] = crunch.map([["a"]])  # still an Iterator[R]
+    assert list(plain) == [1]
+    with Scorer(10).score.map(["a", "bb"], progress=lambda done: None) as scores:
+        assert_type(scores, MapIterator[int])
+        assert list(scores) == [11, 12]
+
+    async def stop_async() -> tuple[float, list[bytes]]:
+        halves = halve.amap(range(10))
+        annotated: AsyncMapIterator[float] = halves
+        first_half = await annotated.__anext__()
+        assert_type(await halves.aclose(), None)
+        async with fetch.amap(["u", "v"]) as pages:
+            assert_type(pages, AsyncMapIterator[bytes])
+            fetched = [page async for page in pages]
+        return first_half, fetched
+
+    assert asyncio.run(stop_async()) == (0.0, [b"u", b"v"])
 
 
 def check_results() -> None:
@@ -236,12 +272,12 @@ def check_methods() -> None:
     assert bound("ab").result() == 12
     assert_type(scorer.score("ab"), Future[int])
     assert_type(scorer.score.sync("ab"), int)
-    assert_type(scorer.score.map(["a", "bb"]), Iterator[int])
+    assert_type(scorer.score.map(["a", "bb"]), MapIterator[int])
     assert_type(scorer.tag("x"), Future[str])
-    assert_type(scorer.tag.map(["x"]), Iterator[str])
+    assert_type(scorer.tag.map(["x"]), MapIterator[str])
     assert_type(Scorer.score(scorer, "ab"), Future[int])
-    assert_type(Scorer.score.map([scorer], ["ab"]), Iterator[int])
-    assert_type(scorer.score.amap(["a"]), AsyncIterator[int])
+    assert_type(Scorer.score.map([scorer], ["ab"]), MapIterator[int])
+    assert_type(scorer.score.amap(["a"]), AsyncMapIterator[int])
     unbound: ProcessTask[[Scorer, str], int] = Scorer.score
     assert unbound(scorer, "ab").result() == 12
     assert_type(Scorer.static_above(1), Future[int])
@@ -265,12 +301,12 @@ def check_pool(pool: Pool) -> None:
     assert_type(pool.submit(halve, 3), Future[float])
     assert_type(pool.submit(fetch, "u"), Future[bytes])
     assert_type(pool.submit(Scorer(1).score, "ab"), Future[int])
-    assert_type(pool.map(plain_pow, [2, 3], [2, 2]), Iterator[int])
-    assert_type(pool.map(halve, [1, 2], timeout=60.0, chunksize=2), Iterator[float])
-    assert_type(pool.map(fetch, ["a"]), Iterator[bytes])
+    assert_type(pool.map(plain_pow, [2, 3], [2, 2]), MapIterator[int])
+    assert_type(pool.map(halve, [1, 2], timeout=60.0, chunksize=2), MapIterator[float])
+    assert_type(pool.map(fetch, ["a"]), MapIterator[bytes])
     # A partial of a task runs its plain function: its value, not a Future.
     assert_type(pool.submit(functools.partial(crunch, scale=3), ["ab"]), Future[int])
-    assert_type(pool.map(functools.partial(crunch, scale=3), [["ab"]]), Iterator[int])
+    assert_type(pool.map(functools.partial(crunch, scale=3), [["ab"]]), MapIterator[int])
     assert_type(pool.submit(functools.partial(plain_pow, 2), 10), Future[int])
     assert pool.submit(plain_pow, 2, 10).result() == 1024
     assert pool.submit(crunch, ["ab"], scale=3).result() == 6
@@ -282,6 +318,24 @@ def check_pool(pool: Pool) -> None:
     assert list(pool.map(fetch, ["a"])) == [b"a"]
     assert pool.submit(functools.partial(crunch, scale=3), ["ab"]).result() == 6
     assert list(pool.map(functools.partial(crunch, scale=3), [["ab"]])) == [6]
+    with pool.map(crunch, [["a"], ["bb"]], progress=lambda done: None) as mapped:
+        assert_type(mapped, MapIterator[int])
+        assert next(mapped) == 1
+
+    async def from_asyncio() -> tuple[int, int, int]:
+        # An asyncio program gets a task's value three ways, each typed R.
+        loop = asyncio.get_running_loop()
+        by_executor = await loop.run_in_executor(pool, crunch.sync, ["ab"])
+        assert_type(by_executor, int)
+        by_partial = await loop.run_in_executor(
+            pool, functools.partial(crunch.sync, scale=2), ["a"]
+        )
+        assert_type(by_partial, int)
+        wrapped = await asyncio.wrap_future(pool.submit(crunch, ["abc"]))
+        assert_type(wrapped, int)
+        return by_executor, by_partial, wrapped
+
+    assert asyncio.run(from_asyncio()) == (2, 2, 3)
 
 
 def check_pool_object() -> None:

@@ -14,7 +14,15 @@ import asyncio
 from collections.abc import Iterator
 from concurrent.futures import Future
 
-from nestpool import Pool, gather, per_worker, process_task, thread_subtask
+from nestpool import (
+    AsyncMapIterator,
+    MapIterator,
+    Pool,
+    gather,
+    per_worker,
+    process_task,
+    thread_subtask,
+)
 
 
 @process_task
@@ -108,6 +116,21 @@ def wrong_map_items(words: list[str], numbers: list[int]) -> None:
     halve.amap(words)  # type: ignore[arg-type]
     crunch.amap([["a"]], words)  # type: ignore[arg-type]
     fetch.amap(numbers)  # type: ignore[arg-type]
+
+
+async def wrong_stopping(pool: Pool) -> None:
+    # .map's iterator is closed synchronously, .amap's asynchronously.
+    crunch.map([["a"]]).aclose()  # type: ignore[attr-defined]
+    crunch.amap([["a"]]).close()  # type: ignore[attr-defined]
+    halve.map([1]).close(True)  # type: ignore[call-arg]
+    texts: MapIterator[str] = crunch.map([["a"]])  # type: ignore[assignment]
+    not_a_map: MapIterator[int] = iter([1])  # type: ignore[assignment]
+    floats: AsyncMapIterator[str] = halve.amap([1])  # type: ignore[assignment]
+    MapIterator[int]()  # type: ignore[abstract]
+    await crunch.map([["a"]]).__anext__()  # type: ignore[attr-defined]
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(pool, crunch.sync, 3)  # type: ignore[arg-type]
+    del texts, not_a_map, floats
 
 
 def wrong_decoration() -> None:
