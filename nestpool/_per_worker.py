@@ -25,7 +25,6 @@ from ._serialize import needs_by_value
 __all__ = ["PerWorker", "close_all", "per_worker"]
 
 T = TypeVar("T")
-Scope = Literal["process", "thread"]
 
 logger = logging.getLogger("nestpool")
 
@@ -55,7 +54,9 @@ class PerWorker(Generic[T]):
         ...     return session().get(url).content   # one client per worker
     """
 
-    def __init__(self, factory: Callable[[], T], scope: Scope = "process") -> None:
+    def __init__(
+        self, factory: Callable[[], T], scope: Literal["process", "thread"] = "process"
+    ) -> None:
         if scope not in ("process", "thread"):
             raise ValueError(f"scope must be 'process' or 'thread', got {scope!r}")
         if not callable(factory):
@@ -65,12 +66,12 @@ class PerWorker(Generic[T]):
         self.__name__: str = getattr(factory, "__name__", type(factory).__name__)
         self.__qualname__: str = getattr(factory, "__qualname__", self.__name__)
         self.__doc__ = getattr(factory, "__doc__", None)
-        self._scope: Scope = scope
+        self._scope: Literal["process", "thread"] = scope
         self._lock = threading.Lock()
         self._local = _Instances()
 
     @property
-    def scope(self) -> Scope:
+    def scope(self) -> Literal["process", "thread"]:
         """``"process"``: one instance per process; ``"thread"``: per thread.
 
         Example:
@@ -136,9 +137,11 @@ def _remember(name: str, value: object) -> None:
 @overload
 def per_worker(factory: Callable[[], T], /) -> PerWorker[T]: ...
 @overload
-def per_worker(*, scope: Scope = "process") -> Callable[[Callable[[], T]], PerWorker[T]]: ...
 def per_worker(
-    factory: Callable[[], T] | None = None, /, *, scope: Scope = "process"
+    *, scope: Literal["process", "thread"] = "process"
+) -> Callable[[Callable[[], T]], PerWorker[T]]: ...
+def per_worker(
+    factory: Callable[[], T] | None = None, /, *, scope: Literal["process", "thread"] = "process"
 ) -> PerWorker[T] | Callable[[Callable[[], T]], PerWorker[T]]:
     """Make a zero-argument factory give one instance per process (or thread).
 

@@ -38,7 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 #: the API reference's sections, in order
-API_SECTIONS = ["Decorators", "Pool", "Collating values", "Errors"]
+API_SECTIONS = ["Decorators", "Pool", "One resource per worker", "Collating values", "Errors"]
 #: type variables and ParamSpecs may appear in signatures (``MapIterator[R]``)
 TYPE_VARIABLES = re.compile(r"^(P|P2|R|S|T|A[1-5])$")
 _UNDERSCORED = re.compile(r"(?<![\w.])_[A-Za-z]\w*")
