@@ -27,15 +27,9 @@ from ._errors import PoolClosedError
 from ._inline import map_inline, run_inline
 from ._map_iterator import MapIterator, as_map_iterator
 from ._progress import Progress, make_reporter, with_progress
+from ._reach import Reach, needs_by_value
 from ._routing import TaskOptions
-from ._serialize import (
-    FunctionPayload,
-    Reach,
-    ReducedByNestpool,
-    dumps,
-    dumps_by_value,
-    needs_by_value,
-)
+from ._serialize import FunctionPayload, ReducedByNestpool, dumps, dumps_by_value
 from ._signatures import DecoratedFunction
 from ._typing import P, R
 

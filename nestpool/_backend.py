@@ -42,7 +42,8 @@ from ._collate import (
 )
 from ._futures import cancel_notified, start_unless_cancelled
 from ._map_iterator import MapIterator
-from ._serialize import FunctionPayload, Reach, as_outcomes, pickling_error
+from ._reach import Reach
+from ._serialize import FunctionPayload, as_outcomes, pickling_error
 
 __all__ = ["Backend", "Work", "WorkerBackend"]
 
@@ -128,7 +129,7 @@ class WorkerBackend:
     ``submit`` and ``map`` are written here once; a subclass packs and sends.
     """
 
-    #: how far the callables sent must reach (see ``_serialize.Reach``)
+    #: how far the callables sent must reach (see ``_reach.Reach``)
     reach: Reach = "spawned"
     #: True when the items of a chunk share one deadline: then a map of a
     #: timed task goes one item per chunk, or quick items batched after a

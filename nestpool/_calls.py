@@ -17,7 +17,8 @@ import types
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, cast
 
-from ._serialize import FunctionPayload, Reach, ReducedByNestpool, dumps_callable, loads
+from ._reach import Reach
+from ._serialize import FunctionPayload, ReducedByNestpool, dumps_callable, loads
 
 if TYPE_CHECKING:
     from ._backend import Work

@@ -66,9 +66,9 @@ from ._futures import (
     start_unless_cancelled,
     stop_helping,
 )
+from ._reach import Reach
 from ._serialize import (
     FunctionPayload,
-    Reach,
     dumps,
     dumps_by_value,
     exception_payload,

@@ -68,7 +68,7 @@ from ._wording import (
     dispatcher_crashed,
     pool_closed,
 )
-from ._worker import InitCall
+from ._worker_start import InitCall
 from ._workers import WorkerTable, close_in_fork_child
 
 __all__ = ["Dispatcher", "join_all_dispatchers", "new_task_id"]

@@ -22,8 +22,9 @@ from ._backend import Work, WorkerBackend
 from ._dispatcher import Dispatcher, new_task_id
 from ._errors import PoolClosedError
 from ._options import PoolOptions
+from ._reach import Reach
 from ._records import Task
-from ._serialize import FunctionPayload, Reach, dumps
+from ._serialize import FunctionPayload, dumps
 
 __all__ = ["SHUTDOWN_MESSAGE", "LocalBackend"]
 

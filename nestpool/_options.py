@@ -19,8 +19,9 @@ from collections.abc import Callable
 from typing import Any
 
 from ._errors import TaskPicklingError
-from ._serialize import CallableByValue, needs_by_value, pickling_error
-from ._worker import ForkContextError, InitCall
+from ._reach import needs_by_value
+from ._serialize import CallableByValue, pickling_error
+from ._worker_start import ForkContextError, InitCall
 
 __all__ = ["START_METHODS", "PoolOptions", "default_start_method", "usable_cpu_count"]
 

@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, Generic, Literal, TypeVar, overload
 
-from ._serialize import needs_by_value
+from ._reach import needs_by_value
 
 __all__ = ["PerWorker", "close_all", "per_worker"]
 

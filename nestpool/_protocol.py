@@ -36,6 +36,8 @@ import pickle
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from ._serialize import dumps, dumps_builtins, exception_payload, pickling_error
+
 __all__ = [
     "SHAPE_ARGS",
     "SHAPE_SINGLE",
@@ -49,6 +51,7 @@ __all__ = [
     "Ready",
     "Result",
     "pack",
+    "pack_outcomes",
     "unpack",
 ]
 
@@ -164,3 +167,56 @@ def unpack(data: bytes) -> Message:
     """The message ``pack`` made."""
     fields: tuple[Any, ...] = pickle.loads(data)
     return _new_tuple(_RECORDS[fields[-1]], fields)
+
+
+def pack_outcomes(
+    name: str, values: list[Any], outcomes: list[tuple[bool, Any]] | None
+) -> tuple[bytes | list[bytes], bool]:
+    """``Result.outcomes`` and ``Result.plain`` for a flush of task ``name``:
+    ``values`` while every item succeeded (``outcomes`` None), else ``outcomes``.
+    Whatever user code raises while they are pickled fails those items alone.
+    """
+    # The outcomes travel as bytes inside the message, so that if the parent
+    # cannot unpickle them it still knows which task and items they were for.
+    # Items that may fail to unpickle in the parent (a type it cannot import
+    # or rebuild) are pickled one by one, so that one bad item of a chunk
+    # fails alone; a flush of builtin values goes as one pickle, and
+    # while every item succeeded as the bare values (``plain``: no outcome
+    # tuple per item: the tiny-task hot path).
+    plain = outcomes is None
+    entries: list[Any] = values if outcomes is None else outcomes
+    blob: bytes | list[bytes] | None = None
+    # BaseException throughout: whatever user code raises while its values are
+    # pickled (SystemExit included) fails those items, never the runner.
+    if len(entries) <= 1:
+        try:
+            blob = dumps(entries)
+        except BaseException:
+            blob = None
+    else:
+        # Builtin values only (no class named in the pickle, so nothing the
+        # parent could fail to rebuild), found at no cost per value.
+        blob = dumps_builtins(entries)
+    if blob is None:
+        if plain:
+            try:
+                blob = [dumps(value) for value in values]
+            except BaseException:
+                plain = False
+                entries = [(True, value) for value in values]
+        if not plain:
+            blob = _dumps_each(name, entries)
+    assert blob is not None
+    return blob, plain
+
+
+def _dumps_each(name: str, outcomes: list[tuple[bool, Any]]) -> list[bytes]:
+    """One pickle per outcome; one that cannot be pickled becomes its error."""
+    blobs: list[bytes] = []
+    for ok, value in outcomes:
+        try:
+            blobs.append(dumps((ok, value)))
+        except BaseException as exc:
+            error = pickling_error(name, "result" if ok else "exception", exc)
+            blobs.append(dumps((False, exception_payload(error, name))))
+    return blobs

@@ -23,7 +23,8 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from ._serialize import FunctionPayload, Reach
+    from ._reach import Reach
+    from ._serialize import FunctionPayload
     from ._subtask_pool import SubtaskPool
 
 __all__ = [
@@ -59,14 +60,14 @@ class TaskOptions:
         #: because the function's module has not finished importing then.
         #: ``factory(reach)``: the pickled function for workers of that reach
         self.factory: Callable[[Reach], FunctionPayload] | None = factory
-        #: by reach (see ``_serialize.Reach``), made on first use
+        #: by reach (see ``_reach.Reach``), made on first use
         self.payloads: dict[str, FunctionPayload] = {}
 
     def get_payload(self, reach: Reach = "spawned") -> FunctionPayload:
         """The pickled function a worker of that reach runs (made once).
 
         Args:
-            reach: the workers it must reach (see ``_serialize.Reach``).
+            reach: the workers it must reach (see ``_reach.Reach``).
         """
         payload = self.payloads.get(reach)
         if payload is None:

@@ -36,21 +36,15 @@ It must never import parent-side modules (``_dispatcher``, ``_pool``, ``_api``).
 
 from __future__ import annotations
 
-import io
 import itertools
-import multiprocessing.context
-import multiprocessing.synchronize
 import os
-import pickle
 import queue
 import signal
-import sys
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
-from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 from . import _routing
@@ -71,111 +65,31 @@ from ._protocol import (
     Ready,
     Result,
     pack,
+    pack_outcomes,
     unpack,
 )
 from ._serialize import (
     ExceptionWithTraceback,
-    dumps,
-    dumps_builtins,
     exception_payload,
     format_remote_traceback,
     loads,
     pickling_error,
 )
 from ._subtask_pool import SubtaskPool, this_process_subtask_pool
+from ._worker_start import (
+    WorkerConfig,
+    die_with_parent,
+    flush_std_streams,
+    forget_forkserver,
+)
 
-__all__ = ["FUNCTION_CACHE", "ForkContextError", "InitCall", "WorkerConfig", "worker_main"]
+__all__ = ["FUNCTION_CACHE", "worker_main"]
 
 FLUSH_SECONDS = 0.005
 #: How many callables a worker keeps by key. The parent records which keys it
 #: sent each worker with the same rule (least recently sent goes first), in
 #: the order of the channel, so both sides always agree on what the worker has.
 FUNCTION_CACHE = 64
-
-
-class WorkerConfig:
-    """What a worker needs to start (a ``multiprocessing.Process`` argument)."""
-
-    __slots__ = ("index", "tasks_per_process", "threads")
-
-    def __init__(self, index: int, threads: int | None, tasks_per_process: int) -> None:
-        self.index = index
-        self.threads = threads
-        self.tasks_per_process = tasks_per_process
-
-    def __getstate__(self) -> tuple[Any, ...]:
-        return (self.index, self.threads, self.tasks_per_process)
-
-    def __setstate__(self, state: tuple[Any, ...]) -> None:
-        self.index, self.threads, self.tasks_per_process = state
-
-
-class InitCall:
-    """The pool's initializer and its arguments, given to each worker as
-    ``multiprocessing.Process`` arguments, the way ``ProcessPoolExecutor``
-    passes them: inherited under fork, pickled by multiprocessing as it starts
-    the process under spawn and forkserver (the only moment it lets a
-    ``Queue`` be pickled), in the same pickle as the process's other
-    arguments, so shared memory they share is handed over once.
-    """
-
-    __slots__ = ("initargs", "initializer")
-
-    def __init__(self, initializer: Callable[..., object], initargs: tuple[Any, ...]) -> None:
-        self.initializer = initializer
-        self.initargs = initargs
-
-    def check(self) -> None:
-        """Pickle it once now, as multiprocessing will when it starts a worker
-        under spawn or forkserver, so that an initializer or an argument that
-        cannot travel fails here, where the caller sees it.
-
-        Raises:
-            Exception: what pickling raised.
-        """
-        context = multiprocessing.context
-        set_spawning = getattr(context, "set_spawning_popen")  # noqa: B009 - not in typeshed
-        set_spawning(_DryRunStart())
-        try:
-            _DryRunPickler(io.BytesIO(), pickle.HIGHEST_PROTOCOL).dump(
-                (self.initializer, self.initargs)
-            )
-        finally:
-            set_spawning(None)
-
-
-class ForkContextError(RuntimeError):
-    """An initializer argument was made by a ``fork`` context (a
-    ``multiprocessing.Queue()`` of the default context on Linux before Python
-    3.14): its semaphores have no name, so only forked workers can use it."""
-
-
-class _DryRunPickler(ForkingPickler):
-    def reducer_override(self, obj: object) -> Any:
-        if (
-            isinstance(obj, multiprocessing.synchronize.SemLock)
-            and sys.platform != "win32"
-            and getattr(getattr(obj, "_semlock", None), "name", "") is None
-        ):
-            raise ForkContextError(
-                f"a {type(obj).__name__} made by a 'fork' context (as multiprocessing's "
-                "default context is on Linux before Python 3.14) can only reach forked "
-                "workers: make it with multiprocessing.get_context(start_method)"
-            )
-        return NotImplemented
-
-
-class _DryRunStart:
-    """Stands in for the process being started while ``InitCall.check`` pickles:
-    file descriptors are named, not handed over."""
-
-    @staticmethod
-    def DupFd(fd: int) -> int:
-        return fd
-
-    @staticmethod
-    def duplicate_for_child(fd: int) -> int:
-        return fd
 
 
 class WorkerRoute:
@@ -231,55 +145,6 @@ class _Channel:
             pass
 
 
-_PR_SET_PDEATHSIG = 1  # <sys/prctl.h>
-
-
-def _die_with_parent() -> None:
-    """Ask the kernel to SIGKILL this worker when the thread that started it ends.
-
-    A second line of defence behind the channel watch: while a task holds the
-    GIL in C code (a regex that backtracks for ever, an extension's loop), the
-    main thread cannot run to notice the end of the channel, and the worker
-    would outlive its parent. The thread that started the worker is
-    the dispatcher's, which ends only after every worker it started, or the
-    forkserver's, which ends with the main process. Linux only.
-    """
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-    except Exception:  # pragma: no cover - no libc prctl: the channel watch remains
-        pass
-
-
-def _forget_forkserver() -> None:
-    """Close this worker's copy of the forkserver's 'alive' pipe.
-
-    The forkserver hands it to every process it forks and exits when all
-    copies are closed; the main process holds one. While a worker holds one
-    too, a dead main process leaves the forkserver running, and a worker stuck
-    in C code (see ``_die_with_parent``: its parent is the forkserver) with it.
-    A task that uses the forkserver itself starts a fresh one of its own.
-    """
-    module = sys.modules.get("multiprocessing.forkserver")
-    server = getattr(module, "_forkserver", None)
-    fd = getattr(server, "_forkserver_alive_fd", None)
-    if server is None or fd is None:
-        return
-    try:
-        os.close(fd)
-    except OSError:
-        pass
-    server._forkserver_alive_fd = None
-    server._forkserver_address = None
-    # A forked worker also inherits the parent's server pid, which it cannot
-    # wait for (not its child): forget it too, or the task's start fails.
-    server._forkserver_pid = None
-
-
 def worker_main(
     conn: Connection,
     marks: Any,
@@ -301,8 +166,8 @@ def worker_main(
     # Forked from the dispatcher's thread, the main thread carries its name.
     threading.current_thread().name = "MainThread"
     use_compute_slots(compute_slots)
-    _die_with_parent()
-    _forget_forkserver()
+    die_with_parent()
+    forget_forkserver()
     channel = _Channel(conn)
     # Before the initializer: a worker killed before this was killed while its
     # interpreter started, which says nothing about the initializer.
@@ -320,7 +185,7 @@ def worker_main(
                 traceback_text=text,
             )
             channel.send(InitFailed(ExceptionWithTraceback(error, text)))
-            _flush_std_streams()
+            flush_std_streams()
             os._exit(1)
 
     runners = config.tasks_per_process
@@ -354,7 +219,7 @@ def worker_main(
         pool.shutdown(wait=True)
     # multiprocessing ends a worker with os._exit, past atexit: close here.
     close_per_worker_instances()
-    _flush_std_streams()
+    flush_std_streams()
 
 
 def _read_channel(
@@ -370,7 +235,7 @@ def _read_channel(
         except (EOFError, OSError):
             # The end of the channel: the parent died (or closed us abruptly).
             # Nobody is left to take results; leave at once, whatever runs.
-            _flush_std_streams()
+            flush_std_streams()
             os._exit(0)
         message = unpack(data)
         if isinstance(message, Call):
@@ -388,15 +253,6 @@ def _read_channel(
             break
     for _ in range(runners):
         calls.put(None)
-
-
-def _flush_std_streams() -> None:
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            if stream is not None:
-                stream.flush()
-        except Exception:
-            pass
 
 
 #: callables unpickled in this process, by key (least recently used goes first)
@@ -616,47 +472,6 @@ def _send_outcomes(
 ) -> None:
     """Send a ``Result``: the items from ``first`` on, as ``values`` while every
     one succeeded, else as ``outcomes`` (``(ok, value_or_exception)`` pairs)."""
-    # The outcomes travel as bytes inside the message, so that if the parent
-    # cannot unpickle them it still knows which task and items they were for.
-    # Items that may fail to unpickle in the parent (a type it cannot import
-    # or rebuild) are pickled one by one, so that one bad item of a chunk
-    # fails alone; a flush of builtin values goes as one pickle, and
-    # while every item succeeded as the bare values (``plain``: no outcome
-    # tuple per item: the tiny-task hot path).
-    plain = outcomes is None
-    entries: list[Any] = values if outcomes is None else outcomes
-    blob: bytes | list[bytes] | None = None
-    # BaseException throughout: whatever user code raises while its values are
-    # pickled (SystemExit included) fails those items, never the runner.
-    if len(entries) <= 1:
-        try:
-            blob = dumps(entries)
-        except BaseException:
-            blob = None
-    else:
-        # Builtin values only (no class named in the pickle, so nothing the
-        # parent could fail to rebuild), found at no cost per value.
-        blob = dumps_builtins(entries)
-    if blob is None:
-        if plain:
-            try:
-                blob = [dumps(value) for value in values]
-            except BaseException:
-                plain = False
-                entries = [(True, value) for value in values]
-        if not plain:
-            blob = _dumps_each(name, entries)
-    assert blob is not None
-    channel.send(Result(task_id, first, len(entries), final, busy, blob, plain))
-
-
-def _dumps_each(name: str, outcomes: list[tuple[bool, Any]]) -> list[bytes]:
-    """One pickle per outcome; one that cannot be pickled becomes its error."""
-    blobs: list[bytes] = []
-    for ok, value in outcomes:
-        try:
-            blobs.append(dumps((ok, value)))
-        except BaseException as exc:
-            error = pickling_error(name, "result" if ok else "exception", exc)
-            blobs.append(dumps((False, exception_payload(error, name))))
-    return blobs
+    size = len(values) if outcomes is None else len(outcomes)
+    packed, plain = pack_outcomes(name, values, outcomes)
+    channel.send(Result(task_id, first, size, final, busy, packed, plain))

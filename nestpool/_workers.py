@@ -32,7 +32,8 @@ from ._errors import InitializerError, describe_exit, signal_name
 from ._protocol import SHAPE_ARGS, SHAPE_SINGLE, SHAPE_UNARY, Call, Exit, Message, pack, unpack
 from ._records import Task, TaskState, WorkerHandle, WorkerState
 from ._wording import start_failed, startup_failure
-from ._worker import FUNCTION_CACHE, InitCall, WorkerConfig, worker_main
+from ._worker import FUNCTION_CACHE, worker_main
+from ._worker_start import InitCall, WorkerConfig
 
 __all__ = ["MAX_STARTUP_DEATHS", "Death", "WorkerTable", "close_in_fork_child"]
 
