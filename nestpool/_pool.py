@@ -20,18 +20,15 @@ import functools
 import itertools
 import multiprocessing
 import multiprocessing.context
-import os
 import threading
-import weakref
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, overload
 
-from . import _routing
+from . import _exit, _routing
 from ._backend import Backend
 from ._calls import map_work, submit_work
-from ._dispatcher import join_all_dispatchers
 from ._errors import PoolClosedError
 from ._inline import InlineBackend
 from ._local import SHUTDOWN_MESSAGE, LocalBackend
@@ -50,14 +47,6 @@ if TYPE_CHECKING:
 __all__ = ["Pool"]
 
 _pool_counter = itertools.count(1)
-_open_pools: weakref.WeakSet[Pool] = weakref.WeakSet()
-
-#: The standard library's words (concurrent.futures.process), as
-#: ``_local.SHUTDOWN_MESSAGE`` is for a pool shut down.
-EXIT_MESSAGE = "cannot schedule new futures after interpreter shutdown"
-#: Set when the interpreter begins to exit (``_shutdown_open_pools``), as
-#: ProcessPoolExecutor's ``_global_shutdown``: no pool takes new work after.
-_global_shutdown = False
 
 
 class Pool(Executor):
@@ -182,7 +171,7 @@ class Pool(Executor):
             self._backend = InlineBackend(options.describe())
         else:
             self._backend = LocalBackend(options, name=self._name, cores=usable_cpu_count())
-        _open_pools.add(self)
+        _exit.open_pools.add(self)
         _routing.register(self)
 
     # ------------------------------------------------------------ properties
@@ -266,7 +255,7 @@ class Pool(Executor):
         other a plain ``RuntimeError`` "after interpreter shutdown"."""
         if self._closed and not self._closed_at_exit:
             return PoolClosedError(SHUTDOWN_MESSAGE)
-        return RuntimeError(EXIT_MESSAGE)
+        return RuntimeError(_exit.EXIT_MESSAGE)
 
     def submit_task(
         self, options: TaskOptions, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -276,7 +265,7 @@ class Pool(Executor):
         Raises:
             RuntimeError: the interpreter is exiting (as ``submit``).
         """
-        if _global_shutdown:
+        if _exit.global_shutdown:
             raise self._refusal()
         return self._backend.submit(options, args, kwargs)
 
@@ -293,7 +282,7 @@ class Pool(Executor):
         Raises:
             RuntimeError: the interpreter is exiting (as ``map``).
         """
-        if _global_shutdown:
+        if _exit.global_shutdown:
             raise self._refusal()
         try:
             return self._backend.map(
@@ -372,7 +361,7 @@ class Pool(Executor):
             >>> future.result()
             1024
         """
-        if self._closed or _global_shutdown:
+        if self._closed or _exit.global_shutdown:
             raise self._refusal()
         work, args, kwargs = submit_work(fn, args, kwargs)
         return self._backend.submit(work, args, kwargs)
@@ -455,7 +444,7 @@ class Pool(Executor):
             raise TypeError("buffersize must be an integer or None")
         if buffersize is not None and buffersize < 1:
             raise ValueError("buffersize must be None or > 0")
-        if self._closed or _global_shutdown:
+        if self._closed or _exit.global_shutdown:
             raise self._refusal()
         work, iterables = map_work(fn, iterables)
         reporter = make_reporter(progress, iterables, work.name)
@@ -493,7 +482,7 @@ class Pool(Executor):
         if subtasks is not None:
             subtasks.shutdown(wait=wait, cancel_futures=cancel_futures)
         _routing.unregister(self)
-        _open_pools.discard(self)
+        _exit.open_pools.discard(self)
         self._backend.shutdown(wait=wait, cancel_futures=cancel_futures)
 
     def terminate(self) -> None:
@@ -510,7 +499,7 @@ class Pool(Executor):
             self._closed = True
             subtasks = self._subtasks
         _routing.unregister(self)
-        _open_pools.discard(self)
+        _exit.open_pools.discard(self)
         if subtasks is not None:
             subtasks.shutdown(wait=False, cancel_futures=True)
         self._backend.terminate()
@@ -545,33 +534,3 @@ class Pool(Executor):
 def _raise_closed() -> Iterator[Any]:
     raise PoolClosedError(SHUTDOWN_MESSAGE)
     yield  # a generator: the error comes at the first next(), as a task's would
-
-
-def _shutdown_open_pools() -> None:
-    # At interpreter exit, as the standard library's executors do: refuse new
-    # work from now on (ProcessPoolExecutor's _python_exit sets its
-    # _global_shutdown first too), finish the work of pools the program left
-    # open, then release their workers.
-    global _global_shutdown
-    _global_shutdown = True
-    for pool in list(_open_pools):
-        pool._closed_at_exit = True
-        try:
-            pool.shutdown(wait=True)
-        except BaseException:  # pragma: no cover - best effort at exit
-            pool.terminate()
-    join_all_dispatchers()
-
-
-# A forked worker inherits the parent's registry but owns none of its pools: on
-# its way out it must not shut them down (their locks may have been held by
-# parent threads at the fork, and it would hang forever in that shutdown).
-os.register_at_fork(after_in_child=_open_pools.clear)
-
-_register_atexit = getattr(threading, "_register_atexit", None)
-if _register_atexit is not None:
-    _register_atexit(_shutdown_open_pools)
-else:  # pragma: no cover
-    import atexit
-
-    atexit.register(_shutdown_open_pools)

@@ -32,7 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
 
-from nestpool._pool import _open_pools
+from nestpool._exit import open_pools
 
 from . import adapter
 
@@ -146,7 +146,7 @@ def _close_leftover_pools() -> int:
     pipe open, and the module cleanup (``multiprocessing.util._cleanup_tests``)
     waits for the tracker to exit: the child would hang after the last test.
     """
-    left = list(_open_pools)
+    left = list(open_pools)
     for pool in left:
         pool.terminate()
     return len(left)
