@@ -1,0 +1,496 @@
+"""A map's units (an item, or a chunk of items) from input to values: how
+big the next one is, which are in flight, and settling them.
+
+What it owns: ``ChunkSizer`` and the chunk-size constants (fixed, or adapted
+to the measured time of an item); ``MapState``, everything a map knows but
+the iterator protocol: pulling input only as room frees up, keeping at most
+``buffersize`` items (or a few chunks per worker slot) in flight, waiting for
+the next unit in input order or as units complete (running an unstarted
+subtask rather than block a helper thread), cancelling what has not started;
+and ``iter_units``, the generator of each unit's values that
+``_collate.ChunkedMap`` chains.
+
+It must never touch processes or the dispatcher's tables (units are submitted
+through a callback), nor hold a reference to the iterator it serves (dropping
+the iterator must drop this state at once and cancel).
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import queue
+import time
+from collections import deque
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from concurrent.futures import CancelledError, Future
+from concurrent.futures import TimeoutError as FuturesTimeoutError
+from concurrent.futures._base import FINISHED
+from typing import Any
+
+from ._compute_slots import IN_NESTPOOL
+from ._futures import SubtaskFuture, cancel_notified, is_helper
+from ._serialize import ChunkValues
+from ._waiting import wait_for
+
+__all__ = [
+    "CHUNKS_PER_SLOT",
+    "CONFIRMED_GROWTH",
+    "FULL_CHUNKS_PER_SLOT",
+    "MAX_AUTO_CHUNK",
+    "TARGET_CHUNK_SECONDS",
+    "ChunkSizer",
+    "Item",
+    "MapState",
+    "SubmitUnit",
+    "iter_units",
+]
+
+Item = tuple[Any, ...]
+#: submit(items) -> (future, is_chunk); a chunk's future holds a list of outcomes.
+SubmitUnit = Callable[[Sequence[Item]], tuple["Future[Any]", bool]]
+#: inputs a unary map takes its chunks from as slices, not item by item
+_SLICEABLE = frozenset({range, list, tuple})
+
+#: auto chunksize aims at chunks of about this many seconds of work
+TARGET_CHUNK_SECONDS = 0.02
+MAX_AUTO_CHUNK = 8192
+#: with no buffersize, this many chunks per worker slot are kept in flight
+CHUNKS_PER_SLOT = 4
+#: ... but no more items than this many full-size automatic chunks per slot:
+#: chunks that large are tiny items, for which one running and one waiting
+#: per slot keep the workers busy, and more only costs the parent memory
+#: (with this bound a map over millions of items keeps the parent within a
+#: few MB).
+FULL_CHUNKS_PER_SLOT = 2
+#: how much larger than the last one a chunk may be once the map's own items
+#: have been measured (before that: twice)
+CONFIRMED_GROWTH = 8
+
+
+class ChunkSizer:
+    """Chooses the next chunk's size: fixed, or adapted to measured item time.
+
+    The automatic size starts at 1 and, once the workers have reported how long
+    an item takes, aims at ``TARGET_CHUNK_SECONDS`` of work per chunk, so tiny
+    tasks are not dominated by dispatch cost and long ones still spread out.
+    Until the map's own first result is back (``confirm()``) it at most
+    doubles from one chunk to the next: the measurement may come from an
+    earlier, quicker call of the task (a warm-up call with no work), which
+    must not put a whole map into one chunk on one worker. Once this map's
+    items have been measured too, it grows up to ``CONFIRMED_GROWTH`` times a
+    chunk, so a map of tiny items reaches full-size chunks in a few steps
+    rather than a dozen round trips.
+    """
+
+    __slots__ = ("cap", "confirmed", "fixed", "last", "measure")
+
+    def __init__(
+        self,
+        chunksize: int | None,
+        measure: Callable[[], float | None] | None,
+        cap: int,
+    ) -> None:
+        self.fixed: int | None = chunksize
+        self.measure: Callable[[], float | None] | None = measure
+        self.cap: int = max(1, cap)
+        self.last: int = 0
+        self.confirmed: bool = False
+
+    def confirm(self) -> None:
+        """The map's own first result is back: the measurement includes it."""
+        self.confirmed = True
+
+    def __call__(self) -> int:
+        if self.fixed is not None:
+            return min(self.fixed, self.cap)
+        seconds = self.measure() if self.measure is not None else None
+        if seconds is None:
+            size = 1
+        elif not seconds:
+            size = min(MAX_AUTO_CHUNK, self.cap)
+        else:
+            size = max(1, min(int(TARGET_CHUNK_SECONDS / seconds), MAX_AUTO_CHUNK, self.cap))
+        growth = CONFIRMED_GROWTH if self.confirmed else 2
+        size = min(size, max(1, growth * self.last))
+        self.last = size
+        return size
+
+
+class _Unit:
+    __slots__ = ("count", "future", "is_chunk")
+
+    def __init__(self, future: Future[Any], count: int, is_chunk: bool) -> None:
+        self.future = future
+        self.count = count
+        self.is_chunk = is_chunk
+
+
+class MapState:
+    """Everything a map knows but the iterator protocol: the input, the units
+    in flight, the refill and the cancellation.
+
+    Kept apart from ``ChunkedMap`` so that the generator of units
+    (``iter_units``) refers to this and never to the iterator: dropping the
+    iterator then drops the generator and this state at once (no reference
+    cycle waiting for the cyclic GC), and ``__del__`` cancels what has not
+    started as soon as the caller lets go of the map.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "buffersize",
+        "current",
+        "deadline",
+        "done",
+        "exhausted",
+        "in_flight",
+        "input_error",
+        "items",
+        "left",
+        "max_items",
+        "max_units",
+        "ordered",
+        "position",
+        "running",
+        "sequence",
+        "size",
+        "sizer",
+        "submit",
+        "window",
+    )
+
+    def __init__(
+        self,
+        iterables: tuple[Iterable[Any], ...],
+        submit: SubmitUnit,
+        sizer: ChunkSizer,
+        *,
+        ordered: bool,
+        buffersize: int | None,
+        max_units: int,
+        timeout: float | None,
+        unary: bool,
+        max_items: int | None,
+    ) -> None:
+        if buffersize is not None and buffersize < 1:
+            raise ValueError("buffersize must be None or > 0")
+        # unary (one iterable, asked for by the submitter): the items are the
+        # input's values themselves, not 1-tuples (no tuple per item to build,
+        # pickle and unpickle on the tiny-task hot path).
+        self.items: Iterator[Any] = iter(iterables[0]) if unary else zip(*iterables, strict=False)
+        #: a unary map over a range, list or tuple takes its chunks as slices
+        #: (a range's slice is a range: no int made or pickled per item in the
+        #: parent; a list's is one copy in C), at ``position``; else None
+        self.sequence: Sequence[Item] | None = None
+        self.position = 0
+        if unary and type(iterables[0]) in _SLICEABLE:
+            self.sequence = iterables[0]  # type: ignore[assignment]
+        self.submit = submit
+        self.sizer = sizer
+        #: the size of the next unit, chosen once: asking the sizer again on
+        #: every refill that finds no room would ramp the size up unused.
+        self.size: int | None = None
+        self.buffersize = buffersize
+        self.max_units = max(1, max_units)
+        self.max_items = max_items
+        self.deadline = None if timeout is None else time.monotonic() + timeout
+        self.ordered = ordered
+        self.window: deque[_Unit] = deque()  # ordered: submitted, in input order
+        self.running: dict[Future[Any], _Unit] = {}  # unordered: submitted
+        self.done: queue.SimpleQueue[Future[Any]] = queue.SimpleQueue()  # unordered
+        #: items taken from the input and not yet handed out (those of the
+        #: unit being handed out included)
+        self.in_flight = 0
+        self.input_error: BaseException | None = None
+        self.exhausted = False
+        #: the unit being handed out: its values (reversed, popped one by one
+        #: so that none is kept alive here once handed out, as the standard
+        #: library's map, CPython issue 14406) and the pops left to make
+        self.current: list[Any] = []
+        self.left: Iterator[list[Any]] = iter(())
+        self.fill()
+
+    def __del__(self) -> None:
+        try:
+            self.cancel()
+        except Exception:  # pragma: no cover - interpreter shutdown
+            pass
+
+    # -------------------------------------------------------------- input
+
+    def fill(self) -> None:
+        """Submit units while there is room and input."""
+        buffersize = self.buffersize
+        while not self.exhausted:
+            if buffersize is None and (
+                (len(self.window) if self.ordered else len(self.running)) >= self.max_units
+                or (self.max_items is not None and self.in_flight >= self.max_items)
+            ):
+                return
+            size = self.size
+            if size is None:
+                size = self.size = self.sizer()
+            if buffersize is not None:
+                room = buffersize - self.in_flight
+                if room < size:
+                    if self.in_flight > 0:
+                        # Wait for room for a whole unit: topping up with
+                        # one-item units as each value is handed out would
+                        # undo the batching (every later unit one item).
+                        return
+                    size = room
+            batch: Sequence[Item]
+            sequence = self.sequence
+            if sequence is not None:
+                start = self.position
+                batch = sequence[start : start + size]
+                self.position = start + len(batch)
+            else:
+                batch = self._take(size)
+            self.size = None
+            if len(batch) < size:
+                self.exhausted = True
+                self.items = iter(())
+                self.sequence = None
+            if not batch:
+                return
+            future: Future[Any]
+            try:
+                future, is_chunk = self.submit(batch)
+            except Exception as exc:
+                # The pool shut down (say): the values already in flight are
+                # still handed out, then this error, in its turn.
+                future = Future()
+                is_chunk = False
+                future.set_running_or_notify_cancel()
+                future.set_exception(exc)
+                del exc
+            unit = _Unit(future, len(batch), is_chunk)
+            self.in_flight += unit.count
+            if self.ordered:
+                self.window.append(unit)
+            else:
+                self.running[future] = unit
+                future.add_done_callback(self.done.put)
+
+    def _take(self, size: int) -> list[Item]:
+        """Up to ``size`` items from the input iterator; an error it raises is
+        kept for its turn, after the items taken before it."""
+        batch: list[Item] = []
+        try:
+            if size == 1:
+                # One item per unit (a subtask's map): no islice per item.
+                batch.append(next(self.items))
+            else:
+                # extend() keeps what it took if the input raises midway.
+                batch.extend(itertools.islice(self.items, size))
+        except StopIteration:
+            pass
+        except BaseException as exc:
+            # The input itself failed: hand out what was taken, then raise it.
+            self.input_error = exc
+            self.exhausted = True
+        return batch
+
+    def finish(self) -> None:
+        """The map is over: no more input, cancel what has not started."""
+        self.exhausted = True
+        self.items = iter(())
+        self.sequence = None
+        self.input_error = None
+        self.cancel()
+
+    def cancel(self) -> None:
+        # cancel_notified: whoever waits on these futures with
+        # concurrent.futures.wait (the Dask backend's shutdown) sees them done.
+        window = self.window
+        while window:
+            cancel_notified(window.popleft().future)
+        running = self.running
+        while running:
+            cancel_notified(running.popitem()[0])
+
+    # -------------------------------------------------------------- output
+
+    def remaining(self) -> float | None:
+        if self.deadline is None:
+            return None
+        return self.deadline - time.monotonic()
+
+    def next_unit(self) -> tuple[list[Any], BaseException | None] | None:
+        """The next unit (ordered: the oldest; unordered: the first completed),
+        waiting for it: its values up to its first failed item, and that
+        item's exception (or None); None at the end of the input."""
+        if self.ordered:
+            window = self.window
+            if not window:
+                return None
+            settled = self.settle(window[0])  # a timeout leaves it to finish()
+            unit = window.popleft()
+        else:
+            if not self.running:
+                return None
+            unit = self.running.pop(self.next_completed())
+            settled = self.settle(unit)
+        self.sizer.confirm()
+        if self.buffersize is None:
+            # Bounded by units: what is taken no longer counts.
+            self.in_flight -= unit.count
+            self.fill()
+        return settled
+
+    def hand_out(self, values: list[Any]) -> Iterator[Any]:
+        """An iterator, all in C, that hands out ``values`` in order and keeps
+        none of them once handed out."""
+        if len(values) > 1:
+            values.reverse()
+        self.current = values
+        # list.pop(values) takes no index to parse: the cheapest C step per value.
+        left = self.left = itertools.repeat(values, len(values))
+        # (pyright cannot type list.pop unbound: its self type, list[T], is unsolved)
+        return map(list.pop, left)  # pyright: ignore[reportUnknownMemberType, reportUnknownArgumentType]
+
+    def drop_current(self) -> None:
+        """Hand out nothing more of the current unit (``close()``)."""
+        deque(self.left, maxlen=0)  # exhausts the pops left, in C
+        self.current.clear()
+
+    def end(self) -> None:
+        error = self.input_error
+        if error is not None:
+            self.input_error = None
+            raise error
+
+    def settle(self, unit: _Unit) -> tuple[list[Any], BaseException | None]:
+        """Wait for ``unit``; its values up to its first failed item, and that
+        item's exception (or None)."""
+        future: Any = unit.future
+        if future._state != FINISHED:
+            try:
+                _exception(future, self.remaining())
+            except CancelledError as cancelled:
+                return [], cancelled
+        # FINISHED, which never changes again: its outcome is read without the
+        # future's lock: a subtask map settles one unit per item, and a task
+        # that held a compute slot finds most of them finished at once: the
+        # lock would add a lock round to nearly every value handed out.
+        exc = future._exception
+        if exc is not None:
+            return [], exc
+        value = future._result
+        if not unit.is_chunk:
+            return [value], None
+        if type(value) is ChunkValues:
+            # Every item succeeded: the values as they are.
+            return value, None
+        values: list[Any] = []
+        for ok, item in value:
+            if not ok:
+                return values, item
+            values.append(item)
+        return values, None
+
+    def next_completed(self) -> Future[Any]:
+        done = self.done
+        while True:
+            try:
+                return done.get_nowait()
+            except queue.Empty:
+                pass
+            # Nothing finished yet: run one unstarted subtask here rather than
+            # block (a pool thread waiting here must never deadlock its pool).
+            if is_helper() and self.run_one_unstarted():
+                continue
+            return self.wait_completed()
+
+    def wait_completed(self) -> Future[Any]:
+        """Block until a unit completes (or the map's timeout passes)."""
+        done = self.done
+        got: list[Future[Any]] = []
+
+        def take(timeout: float | None) -> bool:
+            try:
+                got.append(done.get(timeout=timeout))
+            except queue.Empty:
+                return False
+            return True
+
+        remaining = self.remaining()
+        with IN_NESTPOOL:
+            if not wait_for(take, None if remaining is None else max(0.0, remaining)):
+                raise FuturesTimeoutError()
+        return got[0]
+
+    def run_one_unstarted(self) -> bool:
+        for future in self.running:
+            if isinstance(future, SubtaskFuture) and future.pending_work():
+                future.run_here(helping=True)
+                return True
+        return False
+
+
+def _exception(future: Future[Any], timeout: float | None) -> BaseException | None:
+    """``future.exception(timeout)``, its wait going through ``wait_for``:
+    in slices in the main thread (Ctrl-C), and giving a task thread's compute
+    slot up while it blocks (a ``SubtaskFuture`` does both itself)."""
+    if type(future) is SubtaskFuture or future.done():
+        return future.exception(timeout)
+    with IN_NESTPOOL:
+        wait_for(functools.partial(_done_within, future), timeout)
+    return future.exception(0)  # its value, its exception, or TimeoutError
+
+
+def _done_within(future: Future[Any], timeout: float | None) -> bool:
+    """Wait up to ``timeout`` for ``future``; True if it is done."""
+    try:
+        future.exception(timeout)
+    except FuturesTimeoutError:
+        return False
+    except CancelledError:
+        pass
+    return True
+
+
+def iter_units(state: MapState) -> Generator[Iterator[Any], None, None]:
+    """The values of a map, a unit at a time: an iterator over each unit's
+    values, in turn; an item's exception is raised in its turn, after the
+    values before it, and ends the map (as ``concurrent.futures.Executor.map``
+    does).
+
+    ``ChunkedMap`` (an ``itertools.chain`` over this) hands the values out
+    one by one in C: Python runs here once per unit, not once per item (on
+    the tiny-task hot path a Python call per item would dominate). With a
+    ``buffersize`` the bound counts items exactly, so each value goes out on
+    its own, after its count.
+    """
+    exact = state.buffersize is not None
+    try:
+        while True:
+            settled = state.next_unit()
+            if settled is None:
+                state.end()
+                return
+            values, failure = settled
+            del settled
+            if not exact:
+                if values:
+                    yield state.hand_out(values)
+            else:
+                values.reverse()
+                while values:
+                    # Taken but not yet handed out <= buffersize: this one
+                    # leaves the count as it goes out.
+                    state.in_flight -= 1
+                    state.fill()
+                    yield state.hand_out([values.pop()])
+            del values
+            if failure is not None:
+                try:
+                    raise failure
+                finally:
+                    del failure
+    finally:
+        # The end, an item's error, a timeout, Ctrl-C, close() or a dropped
+        # iterator: what has not started is cancelled.
+        state.finish()
