@@ -3,34 +3,32 @@
 What it owns: the wrapt proxies that keep a decorated function's identity
 (``__name__``, ``__doc__``, ``__wrapped__``, ``inspect.signature``, ``help()``),
 add ``.map`` and ``.sync``, bind correctly on methods, and decide at each call
-where the call runs by one read of ``_routing``. It also decides, once per
-function, how a worker gets the function: by reference (module and qualified
-name) when the worker can import it, by value (cloudpickle) otherwise.
+where the call runs by one read of ``_routing``. How a decorated function
+pickles and reaches a worker is ``_identity``'s; a subtask's ``.map``,
+``_subtask_map``'s.
 
 It never touches processes or threads itself: routes do.
 """
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import itertools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from types import EllipsisType
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, cast, overload
 
 from . import _routing
 from ._async import AsyncMapIterator
-from ._collate import ChunkedMap, ChunkSizer, Item, run_chunk
 from ._errors import PoolClosedError
+from ._identity import TaskMixin
 from ._inline import map_inline, run_inline
 from ._map_iterator import MapIterator, as_map_iterator
 from ._progress import Progress, make_reporter, with_progress
-from ._reach import Reach, needs_by_value
 from ._routing import TaskOptions
-from ._serialize import FunctionPayload, ReducedByNestpool, dumps, dumps_by_value
 from ._signatures import DecoratedFunction
+from ._subtask_map import check_map_options, subtask_amap, subtask_map
 from ._typing import P, R
 
 __all__ = ["ProcessTask", "ThreadSubtask", "process_task", "thread_subtask"]
@@ -57,19 +55,6 @@ else:
     from wrapt import BoundFunctionWrapper as _BoundFunctionWrapper
     from wrapt import FunctionWrapper as _FunctionWrapper
 
-#: units of a subtask map kept in flight per thread when no buffersize is given
-_SUBTASK_UNITS_PER_THREAD = 4
-
-
-def _check_map_options(chunksize: int | None, buffersize: int | None) -> None:
-    if chunksize is not None and (isinstance(chunksize, bool) or chunksize < 1):
-        raise ValueError(f"chunksize must be None or >= 1, got {chunksize!r}")
-    # Checked at run time too, for callers that are not type-checked.
-    if buffersize is not None and not isinstance(buffersize, int):  # pyright: ignore[reportUnnecessaryIsInstance]
-        raise TypeError(f"buffersize must be an integer or None, got {type(buffersize).__name__}")
-    if buffersize is not None and (isinstance(buffersize, bool) or buffersize < 1):
-        raise ValueError(f"buffersize must be None or >= 1, got {buffersize!r}")
-
 
 def _plain_function(fn: Any) -> Callable[..., Any]:
     if isinstance(fn, (staticmethod, classmethod)):
@@ -86,7 +71,7 @@ def _check_decorated(decorator: str, fn: object) -> None:
         )
     plain = _plain_function(fn)
     real_type: type[Any] = type(plain)  # wrapt proxies fake __class__: ask type()
-    if issubclass(real_type, _TaskMixin):
+    if issubclass(real_type, TaskMixin):
         # Calls would return a Future holding a Future: always a mistake.
         kind = "process_task" if real_type._self_kind == "process" else "thread_subtask"
         raise TypeError(
@@ -107,86 +92,6 @@ def _check_decorated(decorator: str, fn: object) -> None:
             "threads. Decorate a synchronous function (one that calls asyncio.run() "
             "if it must), and await nestpool's futures with asyncio.wrap_future()."
         )
-
-
-def resolve_qualname(module: str, qualname: str) -> Any:
-    """Import ``module`` and walk ``qualname`` through it (class ``__dict__`` first,
-    so a decorated method is found as itself, not bound)."""
-    obj: Any = importlib.import_module(module)
-    for part in qualname.split("."):
-        namespace = getattr(obj, "__dict__", {})
-        obj = namespace[part] if part in namespace else getattr(obj, part)
-    return obj
-
-
-def _resolve_task(module: str, qualname: str) -> Any:
-    return resolve_qualname(module, qualname)
-
-
-def _resolve_plain(module: str, qualname: str) -> Callable[..., Any]:
-    """In a worker: the plain function behind the decorated one at that name."""
-    proxy = resolve_qualname(module, qualname)
-    options: TaskOptions = proxy._self_options
-    return options.fn
-
-
-def _rebuild_task(kind: str, fn: Callable[..., Any], name: str, timeout: float | None) -> Any:
-    if kind == "process":
-        return process_task(timeout=timeout, name=name)(fn)
-    return thread_subtask(name=name)(fn)
-
-
-class _PlainRef:
-    """Pickles as 'import this module, find that decorated function, unwrap it'."""
-
-    __slots__ = ("module", "qualname")
-
-    def __init__(self, module: str, qualname: str) -> None:
-        self.module = module
-        self.qualname = qualname
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return _resolve_plain, (self.module, self.qualname)
-
-
-class _TaskMixin(ReducedByNestpool):
-    """What both decorated kinds share: pickling and the payload for workers."""
-
-    _self_options: TaskOptions
-    _self_kind: str
-
-    def _self_locate(self, reach: Reach = "spawned") -> tuple[str, str] | None:
-        options = self._self_options
-        fn = options.fn
-        if needs_by_value(fn, reach):
-            return None
-        module, qualname = fn.__module__, fn.__qualname__
-        try:
-            found = resolve_qualname(module, qualname)
-        except Exception:
-            return None
-        if getattr(found, "_self_options", None) is not options:
-            return None  # another decorator stands over ours: not reachable by name
-        return module, qualname
-
-    def _self_payload(self, reach: Reach) -> FunctionPayload:
-        located = self._self_locate(reach)
-        if located is not None:
-            return FunctionPayload(dumps(_PlainRef(*located)))
-        return FunctionPayload(dumps_by_value(self._self_options.fn, reach))
-
-    def _self_reduce(self, reach: Reach) -> tuple[Any, ...]:
-        located = self._self_locate(reach)
-        if located is not None:
-            return _resolve_task, located
-        options = self._self_options
-        return _rebuild_task, (self._self_kind, options.fn, options.name, options.timeout)
-
-    def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
-        return self._self_reduce("spawned")
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return self._self_reduce("spawned")
 
 
 def _args_with_instance(instance: Any, binding: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -234,7 +139,7 @@ def _process_map(
     buffersize: int | None,
     progress: Progress = None,
 ) -> MapIterator[Any]:
-    _check_map_options(chunksize, buffersize)
+    check_map_options(chunksize, buffersize)
     reporter = make_reporter(progress, iterables, options.name)  # before any work starts
     route = _routing._current
     if route is None:
@@ -284,54 +189,7 @@ def _bound_first(bound: Any) -> tuple[Any, ...]:
     return ()
 
 
-def _subtask_map(
-    fn: Callable[..., Any],
-    iterables: tuple[Iterable[Any], ...],
-    ordered: bool,
-    chunksize: int | None,
-    buffersize: int | None,
-    progress: Progress = None,
-    name: str = "",
-) -> MapIterator[Any]:
-    _check_map_options(chunksize, buffersize)
-    reporter = make_reporter(progress, iterables, name)  # before any work starts
-    route = _routing._current
-    pool = None if route is None else route.subtask_pool()
-    if pool is None:
-        return with_progress(map_inline(fn, iterables), reporter)
-    chunked = chunksize is not None and chunksize > 1
-
-    def submit(items: Sequence[Item]) -> tuple[Future[Any], bool]:
-        if chunked:
-            return pool.submit(run_chunk, (fn, items), {}), True
-        return pool.submit(fn, items[0], {}), False
-
-    iterator: ChunkedMap[Any] = ChunkedMap(
-        iterables,
-        submit,
-        ChunkSizer(chunksize or 1, None, buffersize or (1 << 30)),
-        ordered=ordered,
-        buffersize=buffersize,
-        max_units=_SUBTASK_UNITS_PER_THREAD * pool.max_workers,
-    )
-    return with_progress(iterator, reporter)
-
-
-def _subtask_amap(
-    fn: Callable[..., Any],
-    iterables: tuple[Iterable[Any], ...],
-    ordered: bool,
-    chunksize: int | None,
-    buffersize: int | None,
-    progress: Progress,
-    name: str,
-) -> AsyncMapIterator[Any]:
-    reporter = make_reporter(progress, iterables, name)
-    iterator = _subtask_map(fn, iterables, ordered, chunksize, buffersize)
-    return AsyncMapIterator(iterator, reporter)
-
-
-class ProcessTask(DecoratedFunction, _TaskMixin, _FunctionWrapper, Generic[P, R]):
+class ProcessTask(DecoratedFunction, TaskMixin, _FunctionWrapper, Generic[P, R]):
     """A function decorated with ``@process_task``: CPU-heavy work for a worker.
 
     Calling it returns a ``concurrent.futures.Future[R]``; where the call runs
@@ -474,7 +332,7 @@ class BoundProcessTask(_BoundFunctionWrapper):
         return self.__wrapped__(*args, **kwargs)
 
 
-class ThreadSubtask(DecoratedFunction, _TaskMixin, _FunctionWrapper, Generic[P, R]):
+class ThreadSubtask(DecoratedFunction, TaskMixin, _FunctionWrapper, Generic[P, R]):
     """A function decorated with ``@thread_subtask``: IO-bound work for threads.
 
     Calling it returns a ``concurrent.futures.Future[R]``: with a pool open it
@@ -527,7 +385,7 @@ class ThreadSubtask(DecoratedFunction, _TaskMixin, _FunctionWrapper, Generic[P, 
         progress: Progress,
     ) -> MapIterator[Any]:
         name = self._self_options.name
-        return _subtask_map(
+        return subtask_map(
             self.__wrapped__, iterables, ordered, chunksize, buffersize, progress, name
         )
 
@@ -540,7 +398,7 @@ class ThreadSubtask(DecoratedFunction, _TaskMixin, _FunctionWrapper, Generic[P, 
         progress: Progress,
     ) -> AsyncMapIterator[Any]:
         name = self._self_options.name
-        return _subtask_amap(
+        return subtask_amap(
             self.__wrapped__, iterables, ordered, chunksize, buffersize, progress, name
         )
 
@@ -583,7 +441,7 @@ class BoundThreadSubtask(_BoundFunctionWrapper):
     ) -> MapIterator[Any]:
         """``ThreadSubtask.map`` for a bound method."""
         name = self._self_parent._self_options.name
-        return _subtask_map(
+        return subtask_map(
             self.__wrapped__, iterables, ordered, chunksize, buffersize, progress, name
         )
 
@@ -597,7 +455,7 @@ class BoundThreadSubtask(_BoundFunctionWrapper):
     ) -> AsyncMapIterator[Any]:
         """``ThreadSubtask.amap`` for a bound method."""
         name = self._self_parent._self_options.name
-        return _subtask_amap(
+        return subtask_amap(
             self.__wrapped__, iterables, ordered, chunksize, buffersize, progress, name
         )
 
