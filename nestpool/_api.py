@@ -12,6 +12,7 @@ It never touches processes or threads itself: routes do.
 
 from __future__ import annotations
 
+import enum
 import importlib
 import inspect
 import itertools
@@ -56,6 +57,13 @@ if TYPE_CHECKING:
 else:
     from wrapt import BoundFunctionWrapper as _BoundFunctionWrapper
     from wrapt import FunctionWrapper as _FunctionWrapper
+
+
+class _Keep(enum.Enum):
+    """The default of ``options()``'s arguments: keep the task's own."""
+
+    KEEP = "keep"
+
 
 #: units of a subtask map kept in flight per thread when no buffersize is given
 _SUBTASK_UNITS_PER_THREAD = 4
@@ -130,9 +138,16 @@ def _resolve_plain(module: str, qualname: str) -> Callable[..., Any]:
     return options.fn
 
 
-def _rebuild_task(kind: str, fn: Callable[..., Any], name: str, timeout: float | None) -> Any:
+def _resolve_variant(module: str, qualname: str, timeout: float | None, retries: int) -> Any:
+    """A variant made by ``options()``: the original, found by name, with its options."""
+    return _resolve_task(module, qualname).options(timeout=timeout, retries=retries)
+
+
+def _rebuild_task(
+    kind: str, fn: Callable[..., Any], name: str, timeout: float | None, retries: int = 0
+) -> Any:
     if kind == "process":
-        return process_task(timeout=timeout, name=name)(fn)
+        return process_task(timeout=timeout, retries=retries, name=name)(fn)
     return thread_subtask(name=name)(fn)
 
 
@@ -154,9 +169,13 @@ class _TaskMixin(ReducedByNestpool):
 
     _self_options: TaskOptions
     _self_kind: str
+    #: the decorated function an ``options()`` variant was made from (None
+    #: for the original itself): what workers find by name
+    _self_origin: Any = None
 
     def _self_locate(self, reach: Reach = "spawned") -> tuple[str, str] | None:
-        options = self._self_options
+        origin = self._self_origin
+        options = (self if origin is None else origin)._self_options
         fn = options.fn
         if needs_by_value(fn, reach):
             return None
@@ -177,10 +196,18 @@ class _TaskMixin(ReducedByNestpool):
 
     def _self_reduce(self, reach: Reach) -> tuple[Any, ...]:
         located = self._self_locate(reach)
-        if located is not None:
-            return _resolve_task, located
         options = self._self_options
-        return _rebuild_task, (self._self_kind, options.fn, options.name, options.timeout)
+        if located is not None:
+            if self._self_origin is None:
+                return _resolve_task, located
+            return _resolve_variant, (*located, options.timeout, options.retries)
+        return _rebuild_task, (
+            self._self_kind,
+            options.fn,
+            options.name,
+            options.timeout,
+            options.retries,
+        )
 
     def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
         return self._self_reduce("spawned")
@@ -355,6 +382,7 @@ class ProcessTask(DecoratedFunction, _TaskMixin, _FunctionWrapper, Generic[P, R]
     def __init__(self, fn: Callable[P, R], options: TaskOptions, binding: str) -> None:
         super().__init__(fn, _make_process_call(options, binding))
         self._self_options = options
+        self._self_binding_kind = binding
 
     if TYPE_CHECKING:
         # The checker's view of wrapt's binding (docs/typing.md): through the
@@ -436,6 +464,68 @@ class ProcessTask(DecoratedFunction, _TaskMixin, _FunctionWrapper, Generic[P, R]
             30.0
         """
         return self._self_options.timeout
+
+    @property
+    def retries(self) -> int:
+        """The ``retries=``: more tries for a call whose worker died or that
+        ran past its timeout.
+
+        Example:
+            >>> process_task(retries=3)(crunch.__wrapped__).retries
+            3
+        """
+        return self._self_options.retries
+
+    if TYPE_CHECKING:
+        # Omitted options keep the task's own: the runtime default is a
+        # private sentinel, which the typed signature does not show.
+        def options(
+            self, *, timeout: float | None = ..., retries: int = ...
+        ) -> ProcessTask[P, R]: ...
+
+    else:
+
+        def options(self, *, timeout=_Keep.KEEP, retries=_Keep.KEEP):
+            """This task with other options, for one call, one map, or to keep.
+
+            The variant has the same function, name and identity (``__name__``,
+            ``__wrapped__``, signature); only the options given change. It runs,
+            routes and pickles like the original (by reference to it, plus the
+            options), so it can be sent to workers and called inside them.
+
+            Args:
+                timeout: seconds one call may run in a worker (None: no limit);
+                    as ``@process_task(timeout=...)``. Omitted: the task's own.
+                retries: more tries for a call whose worker died or that ran
+                    past its timeout; as ``@process_task(retries=...)``.
+                    Omitted: the task's own.
+
+            Returns:
+                A ``ProcessTask[P, R]`` with those options.
+
+            Raises:
+                TypeError: an unknown option, or a value of the wrong type.
+                ValueError: a timeout that is not positive, or negative retries.
+
+            Example:
+                >>> with Pool():
+                ...     future = crunch.options(timeout=5.0)(batch)
+                ...     totals = list(crunch.options(retries=2).map(batches))
+            """
+            return self._self_variant(timeout, retries)
+
+    def _self_variant(
+        self, timeout: float | _Keep | None, retries: int | _Keep
+    ) -> ProcessTask[P, R]:
+        options = self._self_options
+        new_timeout = options.timeout if isinstance(timeout, _Keep) else _check_timeout(timeout)
+        new_retries = options.retries if isinstance(retries, _Keep) else _check_retries(retries)
+        origin = self if self._self_origin is None else self._self_origin
+        variant_options = origin._self_options.variant(new_timeout, new_retries)
+        func: Callable[P, R] = origin.__wrapped__
+        variant: ProcessTask[P, R] = ProcessTask(func, variant_options, origin._self_binding_kind)
+        variant._self_origin = origin
+        return variant
 
 
 class BoundProcessTask(_BoundFunctionWrapper):
@@ -647,6 +737,26 @@ def _binding(fn: object) -> str:
     return "function"
 
 
+def _check_timeout(timeout: float | None) -> float | None:
+    if timeout is None:
+        return None
+    # Checked at run time too, for callers that are not type-checked.
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):  # pyright: ignore[reportUnnecessaryIsInstance]
+        raise TypeError(f"timeout must be a number of seconds, got {type(timeout).__name__}")
+    if not timeout > 0:
+        raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
+    return float(timeout)
+
+
+def _check_retries(retries: int) -> int:
+    # Checked at run time too, for callers that are not type-checked.
+    if isinstance(retries, bool) or not isinstance(retries, int):  # pyright: ignore[reportUnnecessaryIsInstance]
+        raise TypeError(f"retries must be an int, got {type(retries).__name__}")
+    if retries < 0:
+        raise ValueError(f"retries must be >= 0, got {retries!r}")
+    return retries
+
+
 def _check_name(name: object) -> None:
     if name is not None and not isinstance(name, str):
         raise TypeError(f"name must be a str, got {type(name).__name__}")
@@ -656,25 +766,31 @@ def _check_name(name: object) -> None:
 def process_task(fn: Callable[P, R], /) -> ProcessTask[P, R]: ...
 @overload
 def process_task(
-    *, timeout: float | None = None, name: str | None = None
+    *, timeout: float | None = None, retries: int = 0, name: str | None = None
 ) -> Callable[[Callable[P, R]], ProcessTask[P, R]]: ...
 def process_task(
     fn: Callable[P, R] | EllipsisType = ...,
     /,
     *,
     timeout: float | None = None,
+    retries: int = 0,
     name: str | None = None,
 ) -> ProcessTask[P, R] | Callable[[Callable[P, R]], ProcessTask[P, R]]:
     """Mark a function as a process task: CPU-heavy work for a worker process.
 
     Use bare (``@process_task``) or with options
-    (``@process_task(timeout=30.0, name="parse")``).
+    (``@process_task(timeout=30.0, retries=2, name="parse")``).
 
     Args:
         fn (Callable[P, R]): the function, in bare use (``@process_task``);
             without it, the call returns the decorator, with its options.
         timeout: seconds one call may run in a worker; past it the worker is
             stopped and replaced and the future fails with ``TaskTimeoutError``.
+        retries: how many more times a call runs, each time on another
+            worker, when its worker died or it ran past ``timeout`` (never
+            when it raised: that is its answer); in a map, per item. The last
+            error says how many tries were made. Only for idempotent tasks:
+            a retried call may have done part of its work already.
         name: the task's name in errors and logs (default: its qualified name).
 
     Returns:
@@ -683,25 +799,24 @@ def process_task(
 
     Raises:
         TypeError: ``fn`` is not callable, or is an async function.
-        ValueError: ``timeout`` is not a positive number.
+        ValueError: ``timeout`` is not a positive number, or ``retries`` is
+            negative.
 
     Example:
         >>> @process_task
         ... def crunch(urls: list[str]) -> int:
         ...     return sum(score(page) for page in fetch.map(urls))
+        >>> @process_task(timeout=60.0, retries=2)   # idempotent: safe to re-run
+        ... def convert(path: str) -> str: ...
     """
-    if timeout is not None:
-        # Checked at run time too, for callers that are not type-checked.
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):  # pyright: ignore[reportUnnecessaryIsInstance]
-            raise TypeError(f"timeout must be a number of seconds, got {type(timeout).__name__}")
-        if not timeout > 0:
-            raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
-        timeout = float(timeout)
+    timeout = _check_timeout(timeout)
+    retries = _check_retries(retries)
     _check_name(name)
 
     def decorate(func: Callable[P, R]) -> ProcessTask[P, R]:
         _check_decorated("process_task", func)
         options, _plain = _options("process", func, name, timeout)
+        options.retries = retries
         task: ProcessTask[P, R] = ProcessTask(func, options, _binding(func))
         options.factory = task._self_payload
         return task
