@@ -600,7 +600,7 @@ def soak_logged(x: int, seconds: float, directory: str) -> int:
     time.sleep(seconds)
     value = sum(range(x % 1000)) + x
     with open(Path(directory) / "done.log", "a") as handle:
-        handle.write(f"{x}\n")
+        handle.write(f"{x} {os.getpid()}\n")
     return value
 
 
