@@ -49,6 +49,7 @@ if TYPE_CHECKING:
         __qualname__: str
         _self_parent: Any
         _self_instance: Any
+        _self_owner: Any
         _self_binding: str
 
         def __init__(self, wrapped: Any, wrapper: Any) -> None: ...
@@ -562,6 +563,11 @@ class BoundProcessTask(_BoundFunctionWrapper):
     def sync(self, *args: Any, **kwargs: Any) -> Any:
         """Call the plain method here and now; return its value."""
         return self.__wrapped__(*args, **kwargs)
+
+    def options(self, *, timeout: Any = _Keep.KEEP, retries: Any = _Keep.KEEP) -> Any:
+        """``ProcessTask.options`` for a bound method: the variant, bound alike."""
+        variant = self._self_parent._self_variant(timeout, retries)
+        return variant.__get__(self._self_instance, self._self_owner)
 
 
 class ThreadSubtask(DecoratedFunction, _TaskMixin, _FunctionWrapper, Generic[P, R]):

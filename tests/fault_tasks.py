@@ -609,3 +609,27 @@ def call_variant(task: Any, x: int) -> int:
     argument; it runs inline here."""
     result: int = task(x, 0.0).result(timeout=30)
     return result
+
+
+class Counter:
+    """Decorated methods, for ``options()`` on methods."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+
+    @process_task(retries=1)
+    def times(self, x: int) -> int:
+        """``k * x``."""
+        return self.k * x
+
+    @classmethod
+    @process_task
+    def plus_one(cls, x: int) -> int:
+        """``x + 1``."""
+        return x + 1
+
+    @staticmethod
+    @process_task
+    def plus_two(x: int) -> int:
+        """``x + 2``."""
+        return x + 2

@@ -151,3 +151,16 @@ def test_a_variant_runs_in_workers_and_inside_them(start_method: str) -> None:
         # Sent to a worker as an argument, and called there: inline in it.
         assert pool.submit(ft.call_variant, variant, 4).result(timeout=60) == 10
         assert pool.submit(variant, 4, 0.0).result(timeout=60) == 10
+
+
+def test_options_on_methods(start_method: str) -> None:
+    """A bound decorated method's variant stays bound (the instance first);
+    class and static methods likewise."""
+    counter = ft.Counter(3)
+    assert counter.times.options(timeout=5).sync(2) == 6
+    with Pool(processes=1, start_method=start_method):
+        assert counter.times.options(timeout=5, retries=1)(2).result(timeout=60) == 6
+        assert list(counter.times.options(retries=1).map([1, 2])) == [3, 6]
+        assert ft.Counter.times.options(retries=1)(counter, 4).result(timeout=60) == 12
+        assert ft.Counter.plus_one.options(retries=1)(1).result(timeout=60) == 2
+        assert ft.Counter.plus_two.options(retries=1)(1).result(timeout=60) == 3

@@ -305,6 +305,10 @@ def check_methods() -> None:
     assert scorer.score("ab").result() == 12
     assert scorer.score.sync("ab") == 12
     assert list(scorer.score.map(["a", "bb"])) == [11, 12]
+    # A bound method's variant stays bound.
+    assert_type(scorer.score.options(retries=1)("ab"), Future[int])
+    assert_type(Scorer.score.options(timeout=2.0)(scorer, "ab"), Future[int])
+    assert scorer.score.options(retries=1)("ab").result() == 12
     assert scorer.tag("x").result() == "x:10"
     assert list(scorer.tag.map(["x"])) == ["x:10"]
     assert Scorer.score(scorer, "ab").result() == 12
