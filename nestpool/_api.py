@@ -2,7 +2,8 @@
 
 What it owns: the wrapt proxies that keep a decorated function's identity
 (``__name__``, ``__doc__``, ``__wrapped__``, ``inspect.signature``, ``help()``),
-add ``.map`` and ``.sync``, bind correctly on methods, and decide at each call
+add ``.map``, ``.sync`` and ``.options`` (a variant with other options, which
+pickles as its original plus those), bind correctly on methods, and decide at each call
 where the call runs by one read of ``_routing``. It also decides, once per
 function, how a worker gets the function: by reference (module and qualified
 name) when the worker can import it, by value (cloudpickle) otherwise.
@@ -366,7 +367,8 @@ class ProcessTask(DecoratedFunction, _TaskMixin, _FunctionWrapper, Generic[P, R]
     follows the routing table (no pool: now, inline; a pool open: a worker
     process; inside a worker: inline there). ``.map`` collates values;
     ``.amap`` does it for asyncio; ``.sync`` calls the plain function here and
-    returns ``R``.
+    returns ``R``; ``.options(timeout=..., retries=...)`` gives the same task
+    with other options.
 
     Example:
         >>> @process_task

@@ -8,7 +8,9 @@ cancellation. A map's chunk resolves once, with every item's outcome: its
 ``Chunk`` record keeps those, and says which items run again when the worker
 running it died (the rest of the chunk, first in the queue) or when its pickle
 did not load in the worker (each item on its own, linked to its chunk by
-``Task.item_of``).
+``Task.item_of``). With ``retries=``, a call that lost its worker (or ran past
+its timeout) goes back in the queue while it has tries left, and a chunk's
+running item runs again on its own, the same way.
 
 What it owns: the table, the pending queue, the per-name item speeds. It
 never touches a process or a pipe; which worker gets a task, and when a task
@@ -120,16 +122,18 @@ class TaskTable:
         ``error``, unless it has a try left (``retries=``): then it runs again,
         a chunk's item on its own, on another worker (this one is gone)."""
         task.leave_worker()
-        if rerun and task.state is TaskState.SENT:
+        if not rerun:
+            self.fail(task, error)
+            return
+        if task.state is TaskState.SENT:
             self._requeue(task)
             return
         chunk = task.chunk
-        if chunk is None or not rerun:
-            if rerun:
-                task.tries += 1
-                if task.tries <= task.retries:
-                    self._requeue(task)
-                    return
+        if chunk is None:
+            task.tries += 1
+            if task.tries <= task.retries:
+                self._requeue(task)
+                return
             self.fail(task, after_tries(error, task.tries, task.retries))
             return
         retry = chunk.running_item(mark)

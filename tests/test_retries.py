@@ -7,11 +7,17 @@ one that raised never does. A map retries per item. A variant made by
 from __future__ import annotations
 
 import pickle
+from concurrent.futures import Future
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from nestpool import Pool, ProcessTask, TaskTimeoutError, WorkerDiedError, process_task
+from nestpool._protocol import Result
+from nestpool._records import Task, TaskState, new_task_id
+from nestpool._serialize import FunctionPayload, dumps
+from nestpool._tasks import TaskTable
 from tests import fault_tasks as ft
 
 pytestmark = pytest.mark.timeout(90)
@@ -164,3 +170,79 @@ def test_options_on_methods(start_method: str) -> None:
         assert ft.Counter.times.options(retries=1)(counter, 4).result(timeout=60) == 12
         assert ft.Counter.plus_one.options(retries=1)(1).result(timeout=60) == 2
         assert ft.Counter.plus_two.options(retries=1)(1).result(timeout=60) == 3
+
+
+# ------------------------------------------------------------ the task table
+
+
+def _running_chunk(tasks: TaskTable, size: int, retries: int) -> Task:
+    pairs: list[tuple[tuple[Any, ...], dict[str, Any]]] = [((x,), {}) for x in range(size)]
+    task = Task(new_task_id(), "t", FunctionPayload(b""), dumps(pairs), Future(), None, pairs)
+    task.retries = retries
+    tasks.add(task)
+    assert tasks.next_to_send() is task
+    task.move(TaskState.SENT)
+    task.move(TaskState.RUNNING)
+    return task
+
+
+def _result(task: Task, first: int, values: list[Any]) -> Result:
+    return Result(task.id, first, len(values), True, 0.0, dumps(values), True)
+
+
+@pytest.mark.parametrize("item_last", [True, False])
+def test_a_chunk_resolves_once_with_its_retried_item_whichever_ends_last(
+    item_last: bool,
+) -> None:
+    tasks = TaskTable()
+    chunk_task = _running_chunk(tasks, 4, retries=1)
+    assert chunk_task.chunk is not None
+    chunk_task.chunk.outcomes[0] = (True, "zero")
+    tasks.lose(chunk_task, WorkerDiedError("died"), 1, rerun=True)
+    # Item 1 runs on its own (a try counted), items 2 and 3 as the chunk.
+    rest, item = list(tasks.pending)
+    assert rest is chunk_task and item.item_of == (chunk_task, 1)
+    assert (item.tries, item.retries) == (1, 1)
+    assert chunk_task.chunk.indices == [2, 3]
+    for task in (rest, item):
+        assert tasks.next_to_send() is task
+        task.move(TaskState.SENT)
+        task.move(TaskState.RUNNING)
+    order = [(rest, _result(rest, 0, ["two", "three"])), (item, _result(item, 0, ["one"]))]
+    if not item_last:
+        order.reverse()
+    tasks.take_result(*order[0])
+    assert not chunk_task.future.done()
+    tasks.take_result(*order[1])
+    outcomes = chunk_task.future.result(timeout=0)
+    assert outcomes == [(True, "zero"), (True, "one"), (True, "two"), (True, "three")]
+    assert not tasks
+
+
+def test_an_item_out_of_tries_fails_alone_with_the_count() -> None:
+    tasks = TaskTable()
+    chunk_task = _running_chunk(tasks, 2, retries=1)
+    tasks.lose(chunk_task, WorkerDiedError("died."), 0, rerun=True)
+    rest, item = list(tasks.pending)
+    for task in (rest, item):
+        assert tasks.next_to_send() is task
+        task.move(TaskState.SENT)
+        task.move(TaskState.RUNNING)
+    tasks.take_result(rest, _result(rest, 0, ["one"]))
+    assert not chunk_task.future.done()
+    tasks.lose(item, WorkerDiedError("died again."), 0, rerun=True)
+    (ok0, error), second = chunk_task.future.result(timeout=0)
+    assert not ok0 and isinstance(error, WorkerDiedError)
+    assert str(error) == (
+        "died again. Failed after 2 tries (1 retry): every try lost its worker or ran out of time."
+    )
+    assert second == (True, "one")
+
+
+def test_terminating_never_retries() -> None:
+    tasks = TaskTable()
+    task = _running_chunk(tasks, 1, retries=3)
+    tasks.lose(task, WorkerDiedError("terminated"), 0, rerun=False)
+    ((ok, error),) = task.future.result(timeout=0)
+    assert not ok and str(error) == "terminated"
+    assert not tasks.pending
