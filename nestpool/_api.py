@@ -66,6 +66,13 @@ class _Keep(enum.Enum):
 
     KEEP = "keep"
 
+    def __repr__(self) -> str:
+        return "<the task's own>"
+
+
+#: typed Any so that ``options()``'s signature shows the options' own types
+_KEEP: Any = _Keep.KEEP
+
 
 #: units of a subtask map kept in flight per thread when no buffersize is given
 _SUBTASK_UNITS_PER_THREAD = 4
@@ -479,50 +486,39 @@ class ProcessTask(DecoratedFunction, _TaskMixin, _FunctionWrapper, Generic[P, R]
         """
         return self._self_options.retries
 
-    if TYPE_CHECKING:
-        # Omitted options keep the task's own: the runtime default is a
-        # private sentinel, which the typed signature does not show.
-        def options(
-            self, *, timeout: float | None = ..., retries: int = ...
-        ) -> ProcessTask[P, R]: ...
+    def options(self, *, timeout: float | None = _KEEP, retries: int = _KEEP) -> ProcessTask[P, R]:
+        """This task with other options, for one call, one map, or to keep.
 
-    else:
+        The variant has the same function, name and identity (``__name__``,
+        ``__wrapped__``, signature); only the options given change. It runs,
+        routes and pickles like the original (by reference to it, plus the
+        options), so it can be sent to workers and called inside them.
 
-        def options(self, *, timeout=_Keep.KEEP, retries=_Keep.KEEP):
-            """This task with other options, for one call, one map, or to keep.
+        Args:
+            timeout: seconds one call may run in a worker (None: no limit);
+                as ``@process_task(timeout=...)``. Omitted: the task's own.
+            retries: more tries for a call whose worker died or that ran
+                past its timeout; as ``@process_task(retries=...)``.
+                Omitted: the task's own.
 
-            The variant has the same function, name and identity (``__name__``,
-            ``__wrapped__``, signature); only the options given change. It runs,
-            routes and pickles like the original (by reference to it, plus the
-            options), so it can be sent to workers and called inside them.
+        Returns:
+            A ``ProcessTask[P, R]`` with those options.
 
-            Args:
-                timeout: seconds one call may run in a worker (None: no limit);
-                    as ``@process_task(timeout=...)``. Omitted: the task's own.
-                retries: more tries for a call whose worker died or that ran
-                    past its timeout; as ``@process_task(retries=...)``.
-                    Omitted: the task's own.
+        Raises:
+            TypeError: an unknown option, or a value of the wrong type.
+            ValueError: a timeout that is not positive, or negative retries.
 
-            Returns:
-                A ``ProcessTask[P, R]`` with those options.
+        Example:
+            >>> with Pool():
+            ...     future = crunch.options(timeout=5.0)(batch)
+            ...     totals = list(crunch.options(retries=2).map(batches))
+        """
+        return self._self_variant(timeout, retries)
 
-            Raises:
-                TypeError: an unknown option, or a value of the wrong type.
-                ValueError: a timeout that is not positive, or negative retries.
-
-            Example:
-                >>> with Pool():
-                ...     future = crunch.options(timeout=5.0)(batch)
-                ...     totals = list(crunch.options(retries=2).map(batches))
-            """
-            return self._self_variant(timeout, retries)
-
-    def _self_variant(
-        self, timeout: float | _Keep | None, retries: int | _Keep
-    ) -> ProcessTask[P, R]:
+    def _self_variant(self, timeout: float | None, retries: int) -> ProcessTask[P, R]:
         options = self._self_options
-        new_timeout = options.timeout if isinstance(timeout, _Keep) else _check_timeout(timeout)
-        new_retries = options.retries if isinstance(retries, _Keep) else _check_retries(retries)
+        new_timeout = options.timeout if timeout is _KEEP else _check_timeout(timeout)
+        new_retries = options.retries if retries is _KEEP else _check_retries(retries)
         origin = self if self._self_origin is None else self._self_origin
         variant_options = origin._self_options.variant(new_timeout, new_retries)
         func: Callable[P, R] = origin.__wrapped__
@@ -566,7 +562,7 @@ class BoundProcessTask(_BoundFunctionWrapper):
         """Call the plain method here and now; return its value."""
         return self.__wrapped__(*args, **kwargs)
 
-    def options(self, *, timeout: Any = _Keep.KEEP, retries: Any = _Keep.KEEP) -> Any:
+    def options(self, *, timeout: Any = _KEEP, retries: Any = _KEEP) -> Any:
         """``ProcessTask.options`` for a bound method: the variant, bound alike."""
         variant = self._self_parent._self_variant(timeout, retries)
         return variant.__get__(self._self_instance, self._self_owner)
