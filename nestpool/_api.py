@@ -2,16 +2,18 @@
 
 What it owns: the wrapt proxies that keep a decorated function's identity
 (``__name__``, ``__doc__``, ``__wrapped__``, ``inspect.signature``, ``help()``),
-add ``.map`` and ``.sync``, bind correctly on methods, and decide at each call
-where the call runs by one read of ``_routing``. How a decorated function
-pickles and reaches a worker is ``_identity``'s; a subtask's ``.map``,
-``_subtask_map``'s.
+add ``.map``, ``.sync`` and ``.options`` (a variant with other options, which
+pickles as its original plus those), bind correctly on methods, and decide
+at each call where the call runs by one read of ``_routing``. How a
+decorated function pickles and reaches a worker is ``_identity``'s; a
+subtask's ``.map``, ``_subtask_map``'s.
 
 It never touches processes or threads itself: routes do.
 """
 
 from __future__ import annotations
 
+import enum
 import inspect
 import itertools
 from collections.abc import Callable, Iterable
@@ -46,6 +48,7 @@ if TYPE_CHECKING:
         __qualname__: str
         _self_parent: Any
         _self_instance: Any
+        _self_owner: Any
         _self_binding: str
 
         def __init__(self, wrapped: Any, wrapper: Any) -> None: ...
@@ -54,6 +57,19 @@ if TYPE_CHECKING:
 else:
     from wrapt import BoundFunctionWrapper as _BoundFunctionWrapper
     from wrapt import FunctionWrapper as _FunctionWrapper
+
+
+class _Keep(enum.Enum):
+    """The default of ``options()``'s arguments: keep the task's own."""
+
+    KEEP = "keep"
+
+    def __repr__(self) -> str:
+        return "<the task's own>"
+
+
+#: typed Any so that ``options()``'s signature shows the options' own types
+_KEEP: Any = _Keep.KEEP
 
 
 def _plain_function(fn: Any) -> Callable[..., Any]:
@@ -196,7 +212,8 @@ class ProcessTask(DecoratedFunction, TaskMixin, _FunctionWrapper, Generic[P, R])
     follows the routing table (no pool: now, inline; a pool open: a worker
     process; inside a worker: inline there). ``.map`` collates values;
     ``.amap`` does it for asyncio; ``.sync`` calls the plain function here and
-    returns ``R``.
+    returns ``R``; ``.options(timeout=..., retries=...)`` gives the same task
+    with other options.
 
     Example:
         >>> @process_task
@@ -213,6 +230,7 @@ class ProcessTask(DecoratedFunction, TaskMixin, _FunctionWrapper, Generic[P, R])
     def __init__(self, fn: Callable[P, R], options: TaskOptions, binding: str) -> None:
         super().__init__(fn, _make_process_call(options, binding))
         self._self_options = options
+        self._self_binding_kind = binding
 
     if TYPE_CHECKING:
         # The checker's view of wrapt's binding (docs/typing.md): through the
@@ -295,6 +313,57 @@ class ProcessTask(DecoratedFunction, TaskMixin, _FunctionWrapper, Generic[P, R])
         """
         return self._self_options.timeout
 
+    @property
+    def retries(self) -> int:
+        """The ``retries=``: more tries for a call whose worker died or that
+        ran past its timeout.
+
+        Example:
+            >>> process_task(retries=3)(crunch.__wrapped__).retries
+            3
+        """
+        return self._self_options.retries
+
+    def options(self, *, timeout: float | None = _KEEP, retries: int = _KEEP) -> ProcessTask[P, R]:
+        """This task with other options, for one call, one map, or to keep.
+
+        The variant has the same function, name and identity (``__name__``,
+        ``__wrapped__``, signature); only the options given change. It runs,
+        routes and pickles like the original (by reference to it, plus the
+        options), so it can be sent to workers and called inside them.
+
+        Args:
+            timeout: seconds one call may run in a worker (None: no limit);
+                as ``@process_task(timeout=...)``. Omitted: the task's own.
+            retries: more tries for a call whose worker died or that ran
+                past its timeout; as ``@process_task(retries=...)``.
+                Omitted: the task's own.
+
+        Returns:
+            A ``ProcessTask[P, R]`` with those options.
+
+        Raises:
+            TypeError: an unknown option, or a value of the wrong type.
+            ValueError: a timeout that is not positive, or negative retries.
+
+        Example:
+            >>> with Pool():
+            ...     future = crunch.options(timeout=5.0)(batch)
+            ...     totals = list(crunch.options(retries=2).map(batches))
+        """
+        return self._self_variant(timeout, retries)
+
+    def _self_variant(self, timeout: float | None, retries: int) -> ProcessTask[P, R]:
+        options = self._self_options
+        new_timeout = options.timeout if timeout is _KEEP else _check_timeout(timeout)
+        new_retries = options.retries if retries is _KEEP else _check_retries(retries)
+        origin = self if self._self_origin is None else self._self_origin
+        variant_options = origin._self_options.variant(new_timeout, new_retries)
+        func: Callable[P, R] = origin.__wrapped__
+        variant: ProcessTask[P, R] = ProcessTask(func, variant_options, origin._self_binding_kind)
+        variant._self_origin = origin
+        return variant
+
 
 class BoundProcessTask(_BoundFunctionWrapper):
     """A ``@process_task`` method bound to its instance (``obj.method``)."""
@@ -330,6 +399,11 @@ class BoundProcessTask(_BoundFunctionWrapper):
     def sync(self, *args: Any, **kwargs: Any) -> Any:
         """Call the plain method here and now; return its value."""
         return self.__wrapped__(*args, **kwargs)
+
+    def options(self, *, timeout: Any = _KEEP, retries: Any = _KEEP) -> Any:
+        """``ProcessTask.options`` for a bound method: the variant, bound alike."""
+        variant = self._self_parent._self_variant(timeout, retries)
+        return variant.__get__(self._self_instance, self._self_owner)
 
 
 class ThreadSubtask(DecoratedFunction, TaskMixin, _FunctionWrapper, Generic[P, R]):
@@ -505,6 +579,26 @@ def _binding(fn: object) -> str:
     return "function"
 
 
+def _check_timeout(timeout: float | None) -> float | None:
+    if timeout is None:
+        return None
+    # Checked at run time too, for callers that are not type-checked.
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):  # pyright: ignore[reportUnnecessaryIsInstance]
+        raise TypeError(f"timeout must be a number of seconds, got {type(timeout).__name__}")
+    if not timeout > 0:
+        raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
+    return float(timeout)
+
+
+def _check_retries(retries: int) -> int:
+    # Checked at run time too, for callers that are not type-checked.
+    if isinstance(retries, bool) or not isinstance(retries, int):  # pyright: ignore[reportUnnecessaryIsInstance]
+        raise TypeError(f"retries must be an int, got {type(retries).__name__}")
+    if retries < 0:
+        raise ValueError(f"retries must be >= 0, got {retries!r}")
+    return retries
+
+
 def _check_name(name: object) -> None:
     if name is not None and not isinstance(name, str):
         raise TypeError(f"name must be a str, got {type(name).__name__}")
@@ -514,25 +608,31 @@ def _check_name(name: object) -> None:
 def process_task(fn: Callable[P, R], /) -> ProcessTask[P, R]: ...
 @overload
 def process_task(
-    *, timeout: float | None = None, name: str | None = None
+    *, timeout: float | None = None, retries: int = 0, name: str | None = None
 ) -> Callable[[Callable[P, R]], ProcessTask[P, R]]: ...
 def process_task(
     fn: Callable[P, R] | EllipsisType = ...,
     /,
     *,
     timeout: float | None = None,
+    retries: int = 0,
     name: str | None = None,
 ) -> ProcessTask[P, R] | Callable[[Callable[P, R]], ProcessTask[P, R]]:
     """Mark a function as a process task: CPU-heavy work for a worker process.
 
     Use bare (``@process_task``) or with options
-    (``@process_task(timeout=30.0, name="parse")``).
+    (``@process_task(timeout=30.0, retries=2, name="parse")``).
 
     Args:
         fn (Callable[P, R]): the function, in bare use (``@process_task``);
             without it, the call returns the decorator, with its options.
         timeout: seconds one call may run in a worker; past it the worker is
             stopped and replaced and the future fails with ``TaskTimeoutError``.
+        retries: how many more times a call runs, each time on another
+            worker, when its worker died or it ran past ``timeout`` (never
+            when it raised: that is its answer); in a map, per item. The last
+            error says how many tries were made. Only for idempotent tasks:
+            a retried call may have done part of its work already.
         name: the task's name in errors and logs (default: its qualified name).
 
     Returns:
@@ -541,25 +641,24 @@ def process_task(
 
     Raises:
         TypeError: ``fn`` is not callable, or is an async function.
-        ValueError: ``timeout`` is not a positive number.
+        ValueError: ``timeout`` is not a positive number, or ``retries`` is
+            negative.
 
     Example:
         >>> @process_task
         ... def crunch(urls: list[str]) -> int:
         ...     return sum(score(page) for page in fetch.map(urls))
+        >>> @process_task(timeout=60.0, retries=2)   # idempotent: safe to re-run
+        ... def convert(path: str) -> str: ...
     """
-    if timeout is not None:
-        # Checked at run time too, for callers that are not type-checked.
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):  # pyright: ignore[reportUnnecessaryIsInstance]
-            raise TypeError(f"timeout must be a number of seconds, got {type(timeout).__name__}")
-        if not timeout > 0:
-            raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
-        timeout = float(timeout)
+    timeout = _check_timeout(timeout)
+    retries = _check_retries(retries)
     _check_name(name)
 
     def decorate(func: Callable[P, R]) -> ProcessTask[P, R]:
         _check_decorated("process_task", func)
         options, _plain = _options("process", func, name, timeout)
+        options.retries = retries
         task: ProcessTask[P, R] = ProcessTask(func, options, _binding(func))
         options.factory = task._self_payload
         return task

@@ -4,7 +4,7 @@ What it owns:
 
 - ``Work``: what one call or one map runs, in every form a backend may want
   it (its name for errors, the plain callable, the pickled callable for
-  workers of a given reach, the per-call timeout). A decorated task's
+  workers of a given reach, the per-call timeout and retries). A decorated task's
   ``TaskOptions`` is one as it is, so a routed call allocates nothing for it.
 - ``Backend``: the protocol ``Pool`` delegates to, as httpx's client does to
   its transport: ``submit``, ``map``, ``shutdown``, ``terminate`` and the few
@@ -65,6 +65,11 @@ class Work(Protocol):
     @property
     def timeout(self) -> float | None:
         """Seconds one call may run, or None."""
+        ...
+
+    @property
+    def retries(self) -> int:
+        """How many more tries a call whose worker died or timed out gets."""
         ...
 
     def get_payload(self, reach: Reach = "spawned") -> FunctionPayload:

@@ -32,12 +32,15 @@ class CallableWork:
     ``TaskOptions`` is its ``Work``): sent by reference, or by value where
     the workers cannot import it."""
 
-    __slots__ = ("fn", "name", "timeout")
+    __slots__ = ("fn", "name", "retries", "timeout")
 
-    def __init__(self, fn: Callable[..., Any], name: str, timeout: float | None) -> None:
+    def __init__(
+        self, fn: Callable[..., Any], name: str, timeout: float | None, retries: int = 0
+    ) -> None:
         self.fn = fn
         self.name = name
         self.timeout = timeout
+        self.retries = retries
 
     def get_payload(self, reach: Reach = "spawned") -> FunctionPayload:
         """The pickled callable a worker of that reach runs (cached while it lives)."""
@@ -79,7 +82,8 @@ def map_work(
         plain = functools.partial(
             _PlainFunction(task_options), *_bound_instance(task), *first, **keywords
         )
-        return CallableWork(plain, task_options.name, task_options.timeout), iterables
+        work = CallableWork(plain, task_options.name, task_options.timeout, task_options.retries)
+        return work, iterables
     return CallableWork(fn, callable_name(fn), None), iterables
 
 

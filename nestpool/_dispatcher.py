@@ -366,7 +366,13 @@ class Dispatcher:
 
     def _expire_timeouts(self) -> None:
         for late in self._deadlines.expired():
-            self._tasks.fail(late.task, late.error)
+            task = late.task
+            if task.retries:
+                # Taken off its worker before the worker is stopped: it runs
+                # again elsewhere (or fails, its tries spent), as after a death.
+                self._tasks.lose(task, late.error, late.worker.marks[task.runner], rerun=True)
+            else:
+                self._tasks.fail(task, late.error)
             self._workers.stop(late.worker, late.reason)
 
     # ------------------------------------------------------------ messages

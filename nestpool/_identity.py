@@ -48,13 +48,20 @@ def _resolve_plain(module: str, qualname: str) -> Callable[..., Any]:
     return options.fn
 
 
-def _rebuild_task(kind: str, fn: Callable[..., Any], name: str, timeout: float | None) -> Any:
+def _resolve_variant(module: str, qualname: str, timeout: float | None, retries: int) -> Any:
+    """A variant made by ``options()``: the original, found by name, with its options."""
+    return _resolve_task(module, qualname).options(timeout=timeout, retries=retries)
+
+
+def _rebuild_task(
+    kind: str, fn: Callable[..., Any], name: str, timeout: float | None, retries: int = 0
+) -> Any:
     # The decorators are _api's, which imports this module; a pickle that
     # names this function has imported nestpool, so _api is loaded by now.
     from ._api import process_task, thread_subtask
 
     if kind == "process":
-        return process_task(timeout=timeout, name=name)(fn)
+        return process_task(timeout=timeout, retries=retries, name=name)(fn)
     return thread_subtask(name=name)(fn)
 
 
@@ -76,9 +83,13 @@ class TaskMixin(ReducedByNestpool):
 
     _self_options: TaskOptions
     _self_kind: str
+    #: the decorated function an ``options()`` variant was made from (None
+    #: for the original itself): what workers find by name
+    _self_origin: Any = None
 
     def _self_locate(self, reach: Reach = "spawned") -> tuple[str, str] | None:
-        options = self._self_options
+        origin = self._self_origin
+        options = (self if origin is None else origin)._self_options
         fn = options.fn
         if needs_by_value(fn, reach):
             return None
@@ -99,10 +110,18 @@ class TaskMixin(ReducedByNestpool):
 
     def _self_reduce(self, reach: Reach) -> tuple[Any, ...]:
         located = self._self_locate(reach)
-        if located is not None:
-            return _resolve_task, located
         options = self._self_options
-        return _rebuild_task, (self._self_kind, options.fn, options.name, options.timeout)
+        if located is not None:
+            if self._self_origin is None:
+                return _resolve_task, located
+            return _resolve_variant, (*located, options.timeout, options.retries)
+        return _rebuild_task, (
+            self._self_kind,
+            options.fn,
+            options.name,
+            options.timeout,
+            options.retries,
+        )
 
     def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
         return self._self_reduce("spawned")

@@ -114,6 +114,7 @@ class LocalBackend(WorkerBackend):
         future: Future[Any],
     ) -> None:
         task = Task(new_task_id(), work.name, payload, packed, future, work.timeout, items, unary)
+        task.retries = work.retries
         try:
             dispatcher = self.get_dispatcher()
         except PoolClosedError as exc:

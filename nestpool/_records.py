@@ -73,9 +73,11 @@ class Task:
         "item_of",
         "name",
         "payload",
+        "retries",
         "runner",
         "state",
         "timeout",
+        "tries",
         "worker",
     )
 
@@ -111,6 +113,11 @@ class Task:
         self.deadline: float | None = None
         #: the index of the worker's runner that acknowledged it
         self.runner = 0
+        #: how many more tries a call (or each item of a chunk) gets when its
+        #: worker dies or it runs past its timeout (``retries=``)
+        self.retries = 0
+        #: tries of this call that ended so (a chunk counts per item)
+        self.tries = 0
 
     def move(self, new: TaskState) -> None:
         """Change state, refusing any transition the table does not allow."""
@@ -141,7 +148,7 @@ class Chunk:
     item. This record keeps every item's outcome and says which items are left.
     """
 
-    __slots__ = ("indices", "items", "outcomes", "unary", "values")
+    __slots__ = ("indices", "items", "outcomes", "tries", "unary", "values")
 
     def __init__(self, items: Sequence[Any], unary: bool) -> None:
         #: the original items (positional-argument tuples, or with ``unary``
@@ -157,6 +164,9 @@ class Chunk:
         #: ``_materialize()`` moves them into ``outcomes`` before anything else
         #: reads those
         self.values: list[Any] | None = []
+        #: by item index: its tries that ended with its worker's death or a
+        #: timeout (only items that got one)
+        self.tries: dict[int, int] = {}
 
     def _materialize(self) -> None:
         values = self.values
@@ -196,18 +206,35 @@ class Chunk:
         self.outcomes[index] = outcome
         return all(outcome is not None for outcome in self.outcomes)
 
-    def lose_running(self, position: int, error: BaseException) -> list[int]:
-        """Its worker died while its mark named item ``position`` of the
-        payload: that item fails with ``error``. Returns the items left to run."""
+    def running_item(self, position: int) -> int | None:
+        """Its worker died (or was stopped) while its mark named item
+        ``position`` of the payload: the index of that item, or None if it
+        has its outcome already."""
         self._materialize()
         indices = self.indices
         current = indices[min(max(position, 0), len(indices) - 1)]
         # The mark still names the item reported last if the worker died
         # between sending its result and marking the next one: that item
         # keeps its value, and the next one had not started.
-        if self.outcomes[current] is None:
-            self.outcomes[current] = (False, error)
-        return [i for i in indices if self.outcomes[i] is None]
+        return current if self.outcomes[current] is None else None
+
+    def count_try(self, index: int) -> int:
+        """Item ``index`` lost its worker once more: its tries so far."""
+        tries = self.tries[index] = self.tries.get(index, 0) + 1
+        return tries
+
+    def unfinished(self, apart: int | None = None) -> list[int]:
+        """The items of the payload without an outcome (but ``apart``)."""
+        return [i for i in self.indices if self.outcomes[i] is None and i != apart]
+
+    def complete(self) -> bool:
+        """True once every item has its outcome (none runs on its own still)."""
+        return all(outcome is not None for outcome in self.outcomes)
+
+    def item_call(self, index: int) -> tuple[Any, dict[str, Any]]:
+        """Item ``index`` as a call of its own: ``(args, kwargs)``."""
+        item = self.items[index]
+        return ((item,) if self.unary else item, {})
 
     def rerun(self, rest: list[int]) -> bytes:
         """The payload that runs items ``rest`` again; from now on the task's

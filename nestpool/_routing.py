@@ -41,7 +41,7 @@ __all__ = [
 class TaskOptions:
     """What a decorated function carries: its name and options, resolved once."""
 
-    __slots__ = ("factory", "fn", "kind", "name", "payloads", "timeout")
+    __slots__ = ("factory", "fn", "kind", "name", "payloads", "retries", "timeout")
 
     def __init__(
         self,
@@ -50,18 +50,28 @@ class TaskOptions:
         timeout: float | None,
         kind: str,
         factory: Callable[[Reach], FunctionPayload] | None = None,
+        retries: int = 0,
     ) -> None:
         self.fn: Callable[..., Any] = fn
         self.name: str = name
         self.timeout: float | None = timeout
+        #: more tries for a call whose worker died or ran past ``timeout``
+        self.retries: int = retries
         #: "process" or "subtask"
         self.kind: str = kind
         #: builds the payload; called on first dispatch, not at decoration,
         #: because the function's module has not finished importing then.
         #: ``factory(reach)``: the pickled function for workers of that reach
         self.factory: Callable[[Reach], FunctionPayload] | None = factory
-        #: by reach (see ``_reach.Reach``), made on first use
+        #: by reach (see ``_reach.Reach``), made on first use (shared with
+        #: the variants ``options()`` makes: they run the same function)
         self.payloads: dict[str, FunctionPayload] = {}
+
+    def variant(self, timeout: float | None, retries: int) -> TaskOptions:
+        """The same function and name with other options (its pickles shared)."""
+        other = TaskOptions(self.fn, self.name, timeout, self.kind, self.factory, retries)
+        other.payloads = self.payloads
+        return other
 
     def get_payload(self, reach: Reach = "spawned") -> FunctionPayload:
         """The pickled function a worker of that reach runs (made once).

@@ -8,7 +8,9 @@ cancellation. A map's chunk resolves once, with every item's outcome: its
 ``Chunk`` record keeps those, and says which items run again when the worker
 running it died (the rest of the chunk, first in the queue) or when its pickle
 did not load in the worker (each item on its own, linked to its chunk by
-``Task.item_of``).
+``Task.item_of``). With ``retries=``, a call that lost its worker (or ran past
+its timeout) goes back in the queue while it has tries left, and a chunk's
+running item runs again on its own, the same way.
 
 What it owns: the table, the pending queue, the per-name item speeds. It
 never touches a process or a pipe; which worker gets a task, and when a task
@@ -25,7 +27,7 @@ from ._futures import cancel_notified, start_unless_cancelled
 from ._protocol import Result
 from ._records import Outcome, Task, TaskState, new_task_id
 from ._serialize import dumps, loads, pickling_error
-from ._wording import not_started
+from ._wording import after_tries, not_started
 
 __all__ = ["TaskTable"]
 
@@ -90,6 +92,9 @@ class TaskTable:
             return
         value = chunk.take_flush(result.first, data, plain, result.final)
         if result.final:
+            if value is chunk.outcomes and not chunk.complete():
+                self._wait_for_items(task)  # an item is being retried on its own
+                return
             self._end(task)
             task.future.set_result(value)
 
@@ -109,23 +114,43 @@ class TaskTable:
             future.set_exception(error)
 
     def lose(self, task: Task, error: BaseException, mark: int, rerun: bool) -> None:
-        """``task``'s worker died; ``mark`` is its runner's mark (the item of a
-        chunk it was running). Unless ``rerun`` is False (the pool is being
-        terminated), what had not started runs again, first in the queue: a
-        task never acknowledged, the items of a chunk after the running one.
-        What was running fails with ``error``."""
+        """``task``'s worker died or was stopped for its timeout; ``mark`` is
+        its runner's mark (the item of a chunk it was running). Unless
+        ``rerun`` is False (the pool is being terminated), what had not
+        started runs again, first in the queue: a task never acknowledged, the
+        items of a chunk after the running one. What was running fails with
+        ``error``, unless it has a try left (``retries=``): then it runs again,
+        a chunk's item on its own, on another worker (this one is gone)."""
         task.leave_worker()
-        if rerun and task.state is TaskState.SENT:
+        if not rerun:
+            self.fail(task, error)
+            return
+        if task.state is TaskState.SENT:
             self._requeue(task)
             return
         chunk = task.chunk
-        if chunk is None or not rerun:
-            self.fail(task, error)
+        if chunk is None:
+            task.tries += 1
+            if task.tries <= task.retries:
+                self._requeue(task)
+                return
+            self.fail(task, after_tries(error, task.tries, task.retries))
             return
-        rest = chunk.lose_running(mark, error)
+        retry = chunk.running_item(mark)
+        if retry is not None:
+            tries = chunk.count_try(retry)
+            if tries > task.retries:
+                chunk.outcomes[retry] = (False, after_tries(error, tries, task.retries))
+                retry = None
+            elif not self._send_item(task, retry, tries):
+                retry = None
+        rest = chunk.unfinished(apart=retry)
         if not rest:
-            self._end(task)
-            task.future.set_result(chunk.outcomes)
+            if retry is None:
+                self._end(task)
+                task.future.set_result(chunk.outcomes)
+            else:
+                self._wait_for_items(task)
             return
         try:
             task.payload = chunk.rerun(rest)
@@ -133,6 +158,37 @@ class TaskTable:
             self.fail(task, pickling_error(task.name, "argument", exc))
             return
         self._requeue(task)
+
+    def _send_item(self, task: Task, index: int, tries: int) -> bool:
+        """Item ``index`` of chunk ``task`` runs again on its own, first in
+        the queue, its outcome going into the chunk; False if it fails now."""
+        assert task.chunk is not None
+        try:
+            payload = dumps([task.chunk.item_call(index)])
+        except BaseException as exc:  # user code, whatever it raises
+            task.chunk.outcomes[index] = (False, pickling_error(task.name, "argument", exc))
+            return False
+        item = Task(
+            new_task_id(),
+            task.name,
+            task.fn_payload,
+            payload,
+            task.future,
+            task.timeout,
+            None,
+            item_of=(task, index),
+        )
+        item.retries, item.tries = task.retries, tries
+        self._tasks[item.id] = item
+        self.pending.appendleft(item)
+        return True
+
+    def _wait_for_items(self, task: Task) -> None:
+        """A chunk with nothing left to run itself waits in the table, held by
+        no worker, for its items running on their own (the last resolves it)."""
+        task.leave_worker()
+        if task.state is TaskState.SENT:  # pragma: no cover - only running chunks get here
+            task.move(TaskState.RUNNING)
 
     def take_args_failure(self, task: Task, error: BaseException) -> None:
         """The function or the arguments of ``task`` did not unpickle in the

@@ -9,6 +9,8 @@ and never touches a task, a worker or a future.
 
 from __future__ import annotations
 
+import copy
+
 from ._errors import (
     InitializerError,
     NestpoolError,
@@ -22,6 +24,7 @@ from ._records import Task
 
 __all__ = [
     "TERMINATED",
+    "after_tries",
     "copy_initializer_error",
     "death_error",
     "dispatcher_crashed",
@@ -74,6 +77,21 @@ def death_error(
         pid=pid,
         exitcode=exitcode,
     )
+
+
+def after_tries(error: BaseException, tries: int, retries: int) -> BaseException:
+    """``error`` (a death or a timeout) as the last of ``tries`` tries of a
+    task with ``retries=``: a copy whose message says so. Unchanged without
+    retries."""
+    if not retries:
+        return error
+    plural = "y" if retries == 1 else "ies"
+    copied = copy.copy(error)
+    copied.args = (
+        f"{error} Failed after {tries} tries ({retries} retr{plural}): "
+        "every try lost its worker or ran out of time.",
+    )
+    return copied
 
 
 def _death_hint(exitcode: int | None) -> str:

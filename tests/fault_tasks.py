@@ -540,3 +540,96 @@ def map_subtasks_raising_at_three(kind: str, log: str) -> tuple[list[int], str]:
     except BaseException as exc:
         return values, type(exc).__name__
     return values, ""
+
+
+# ------------------------------------------------------------------ retries
+
+
+def _tries(directory: str, key: object) -> int:
+    """Log one more run of ``key`` (with this pid); how many runs so far."""
+    with open(Path(directory) / "tries.log", "a") as handle:
+        handle.write(f"{key} {os.getpid()}\n")
+    return sum(1 for line in read_tries(directory) if line[0] == str(key))
+
+
+def read_tries(directory: str) -> list[tuple[str, int]]:
+    """Every (key, pid) that ``_tries`` logged, in order."""
+    path = Path(directory) / "tries.log"
+    if not path.exists():
+        return []
+    return [
+        (key, int(pid)) for key, pid in (line.split() for line in path.read_text().splitlines())
+    ]
+
+
+@process_task(retries=3)
+def die_first(directory: str, deaths: int) -> int:
+    """SIGKILL its own worker on its first ``deaths`` runs; then its pid."""
+    if _tries(directory, "call") <= deaths:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return os.getpid()
+
+
+@process_task(retries=1)
+def raise_counted(directory: str) -> int:
+    """Raise every time: a task that raised is never retried."""
+    _tries(directory, "call")
+    raise ValueError("an answer, not a fault")
+
+
+@process_task
+def die_on_item(x: int, directory: str, bad: int, deaths: int) -> int:
+    """For a map: item ``bad`` SIGKILLs its worker on its first ``deaths``
+    runs; every item logs each run."""
+    if _tries(directory, x) <= deaths and x == bad:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return x * 10
+
+
+@process_task(timeout=0.5, retries=2)
+def stuck_first(directory: str, stuck: int) -> int:
+    """Hang past its timeout on its first ``stuck`` runs; then its pid."""
+    if _tries(directory, "call") <= stuck:
+        time.sleep(60)
+    return os.getpid()
+
+
+@process_task
+def soak_logged(x: int, seconds: float, directory: str) -> int:
+    """The soak's task, logging each run that completed (worker side)."""
+    time.sleep(seconds)
+    value = sum(range(x % 1000)) + x
+    with open(Path(directory) / "done.log", "a") as handle:
+        handle.write(f"{x} {os.getpid()}\n")
+    return value
+
+
+def call_variant(task: Any, x: int) -> int:
+    """In a worker: call a task (an ``options()`` variant) handed over as an
+    argument; it runs inline here."""
+    result: int = task(x, 0.0).result(timeout=30)
+    return result
+
+
+class Counter:
+    """Decorated methods, for ``options()`` on methods."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+
+    @process_task(retries=1)
+    def times(self, x: int) -> int:
+        """``k * x``."""
+        return self.k * x
+
+    @classmethod
+    @process_task
+    def plus_one(cls, x: int) -> int:
+        """``x + 1``."""
+        return x + 1
+
+    @staticmethod
+    @process_task
+    def plus_two(x: int) -> int:
+        """``x + 2``."""
+        return x + 2

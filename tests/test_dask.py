@@ -408,6 +408,18 @@ def test_timeout_fails_the_task_with_task_timeout_error(client: Any) -> None:
     assert "timed" in str(error)
 
 
+def test_options_variants_run_on_dask(client: Any) -> None:
+    """A variant's timeout holds on Dask; its retries are left to the
+    scheduler (docs/dask.md), and a call that raised is not run again."""
+    with Pool(client=client):
+        quick = tasks.timed.options(timeout=10.0, retries=2)
+        assert quick(0.01).result() == 0.01
+        assert list(tasks.add.options(retries=1).map([1, 2], [3, 4])) == [4, 6]
+        error = tasks.timed.options(timeout=0.2, retries=2)(5.0).exception()
+    assert isinstance(error, TaskTimeoutError)
+    assert error.timeout == 0.2
+
+
 def test_local_options_are_refused_with_a_client(client: Any) -> None:
     for options in (
         {"processes": 2},

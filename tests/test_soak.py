@@ -14,6 +14,7 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import Future, wait
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -100,4 +101,78 @@ def test_chaos_soak(start_method: str) -> None:
         f"{len(kills)} workers SIGKILLed, {len(started_workers)} workers started; "
         f"{outcomes['value']} values, {outcomes['WorkerDiedError']} WorkerDiedError, "
         f"0 lost, 0 twice; then {AFTER}/{AFTER} tasks succeeded"
+    )
+
+
+@pytest.mark.parametrize("start_method", ["fork", "forkserver", "spawn"])
+def test_chaos_soak_with_retries(start_method: str, tmp_path: Path) -> None:
+    """The same chaos with ``retries=3``: every task succeeds, each future
+    completes once; how many tasks a worker finished twice is reported (a
+    worker killed between returning and sending its result: why retries are
+    for idempotent tasks)."""
+    calls: Counter[int] = Counter()
+    lock = threading.Lock()
+
+    def count(future: Future[Any]) -> None:
+        with lock:
+            calls[id(future)] += 1
+
+    stop = threading.Event()
+    kills: set[int] = set()
+    started = time.monotonic()
+    task = ft.soak_logged.options(retries=3)
+    with Pool(processes=4, threads=2, start_method=start_method) as pool:
+        started_workers = record_started_workers(pool)
+
+        def killer() -> None:
+            rng = random.Random(4)
+            while not stop.wait(KILL_EVERY):
+                pids = pool.worker_pids()
+                if not pids:
+                    continue
+                pid = rng.choice(pids)
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    continue
+                kills.add(pid)
+
+        chaos = threading.Thread(target=killer, name="soak-killer")
+        chaos.start()
+        try:
+            futures = []
+            for x in range(TASKS):
+                future = task(x, TASK_SECONDS, str(tmp_path))
+                future.add_done_callback(count)
+                futures.append(future)
+            _, not_done = wait(futures, timeout=180)
+        finally:
+            stop.set()
+            chaos.join()
+        assert not not_done, f"{len(not_done)} futures never finished"
+        errors = [f.exception() for f in futures if f.exception() is not None]
+        assert not errors, f"{len(errors)} failed despite retries=3: {errors[:3]!r}"
+        assert [f.result() for f in futures] == [_expected(x) for x in range(TASKS)]
+        chaos_seconds = time.monotonic() - started
+
+    # Each future's callbacks ran exactly once: none completed twice or never.
+    assert len(calls) == TASKS
+    assert set(calls.values()) == {1}
+    runs: dict[str, list[int]] = {}
+    for line in (tmp_path / "done.log").read_text().splitlines():
+        x, pid = line.split()
+        runs.setdefault(x, []).append(int(pid))
+    assert len(runs) == TASKS
+    done = Counter({x: len(pids) for x, pids in runs.items()})
+    finished_twice = sum(1 for n in done.values() if n > 1)
+    # A task finishes twice in workers only when the worker that finished it
+    # first was killed before its result got out (so it ran again).
+    for pids in runs.values():
+        assert all(pid in kills for pid in pids[:-1]), pids
+    print(
+        f"\nchaos soak with retries=3 ({start_method}): {TASKS} tasks in "
+        f"{chaos_seconds:.1f}s, {len(kills)} workers SIGKILLed, "
+        f"{len(started_workers)} workers started; {TASKS}/{TASKS} values, 0 errors, "
+        f"0 lost, 0 futures completed twice; {sum(done.values()) - TASKS} extra runs "
+        f"finished in a worker ({finished_twice} tasks finished twice there)"
     )

@@ -140,6 +140,26 @@ def check_decorated_objects() -> None:
     assert as_callable is halve
 
 
+@process_task(retries=2)
+def retried(x: int) -> str:
+    return str(x)
+
+
+def check_options() -> None:
+    """retries= and options(): a variant is typed as the original."""
+    assert_type(retried.retries, int)
+    assert_type(retried(1), Future[str])
+    variant: ProcessTask[[int], str] = retried.options(timeout=5.0, retries=3)
+    assert (variant.timeout, variant.retries, retried.retries) == (5.0, 3, 2)
+    assert_type(halve.options(timeout=1)(3), Future[float])
+    assert_type(halve.options(retries=1).map(range(3)), MapIterator[float])
+    assert_type(halve.options(timeout=None).sync(3), float)
+    assert_type(crunch.options(retries=0)(["ab"], scale=2), Future[int])
+    assert list(halve.options(retries=1).map(range(3))) == [0.0, 0.5, 1.0]
+    assert halve.options(timeout=1)(3).result() == 1.5
+    assert variant.__name__ == "retried"
+
+
 def check_calls() -> None:
     """Calling gives Future[R]; .sync gives R; .map gives MapIterator[R]."""
     assert_type(crunch(["ab", "c"]), Future[int])
@@ -285,6 +305,10 @@ def check_methods() -> None:
     assert scorer.score("ab").result() == 12
     assert scorer.score.sync("ab") == 12
     assert list(scorer.score.map(["a", "bb"])) == [11, 12]
+    # A bound method's variant stays bound.
+    assert_type(scorer.score.options(retries=1)("ab"), Future[int])
+    assert_type(Scorer.score.options(timeout=2.0)(scorer, "ab"), Future[int])
+    assert scorer.score.options(retries=1)("ab").result() == 12
     assert scorer.tag("x").result() == "x:10"
     assert list(scorer.tag.map(["x"])) == ["x:10"]
     assert Scorer.score(scorer, "ab").result() == 12

@@ -139,8 +139,19 @@ def wrong_decoration() -> None:
     process_task(timeout="1")  # type: ignore[call-overload]
     process_task(timeot=1.0)  # type: ignore[call-overload]
     thread_subtask(timeout=1.0)  # type: ignore[call-overload]
+    thread_subtask(retries=1)  # type: ignore[call-overload]
+    process_task(retries="3")  # type: ignore[call-overload]
     thread_subtask(name=3)  # type: ignore[call-overload]
     process_task(name="x")(None)  # type: ignore[arg-type]
+
+
+def wrong_options() -> None:
+    crunch.options(timeot=1)  # type: ignore[call-arg]
+    crunch.options(retries="2")  # type: ignore[arg-type]
+    crunch.options(timeout=1)(3)  # type: ignore[arg-type]
+    texts: Future[str] = halve.options(retries=1)(1)  # type: ignore[assignment]
+    fetch.options(timeout=1)  # type: ignore[attr-defined]
+    del texts
 
 
 def wrong_pool(pool: Pool) -> None:
