@@ -7,6 +7,10 @@ whose ``>>>`` lines Markdown reads as nested block quotes, run together on one
 line. This renames the header before griffe parses the docstring, so the
 reference shows each example as highlighted Python console code.
 
+It also shows the private "keep the task's own" default of
+``options()``'s arguments as ``...``, as a stub would, so the reference names
+no internal object.
+
 mkdocs.yml loads it (``extensions:`` of the mkdocstrings Python handler);
 scripts/check_site.py fails the docs build if a block-quoted doctest appears.
 """
@@ -28,3 +32,7 @@ class ExampleSections(griffe.Extension):
         docstring = obj.docstring
         if docstring is not None and "Example:" in docstring.value:
             docstring.value = _HEADER.sub(r"\1Examples:", docstring.value)
+        if isinstance(obj, griffe.Function):
+            for parameter in obj.parameters:
+                if str(parameter.default) == "_KEEP":
+                    parameter.default = "..."
