@@ -7,6 +7,7 @@ one that raised never does. A map retries per item. A variant made by
 from __future__ import annotations
 
 import pickle
+import sys
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -168,7 +169,14 @@ def test_options_on_methods(start_method: str) -> None:
         assert counter.times.options(timeout=5, retries=1)(2).result(timeout=60) == 6
         assert list(counter.times.options(retries=1).map([1, 2])) == [3, 6]
         assert ft.Counter.times.options(retries=1)(counter, 4).result(timeout=60) == 12
-        assert ft.Counter.plus_one.options(retries=1)(1).result(timeout=60) == 2
+        if sys.version_info >= (3, 13):
+            # classmethod no longer binds through the task (gh-89519): the
+            # attribute is a bound method over the task, whose options() is
+            # the task's own, unbound: the class goes first.
+            variant = ft.Counter.plus_one.options(retries=1)
+            assert variant(ft.Counter, 1).result(timeout=60) == 2
+        else:
+            assert ft.Counter.plus_one.options(retries=1)(1).result(timeout=60) == 2
         assert ft.Counter.plus_two.options(retries=1)(1).result(timeout=60) == 3
 
 
