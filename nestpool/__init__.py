@@ -9,10 +9,6 @@ table in the docs).
 
 import logging as _logging
 
-from ._api import ProcessTask as ProcessTask
-from ._api import ThreadSubtask as ThreadSubtask
-from ._api import process_task as process_task
-from ._api import thread_subtask as thread_subtask
 from ._async import AsyncMapIterator as AsyncMapIterator
 from ._errors import InitializerError as InitializerError
 from ._errors import NestpoolError as NestpoolError
@@ -26,6 +22,10 @@ from ._map_iterator import MapIterator as MapIterator
 from ._per_worker import PerWorker as PerWorker
 from ._per_worker import per_worker as per_worker
 from ._pool import Pool as Pool
+from ._process_task import ProcessTask as ProcessTask
+from ._process_task import process_task as process_task
+from ._thread_subtask import ThreadSubtask as ThreadSubtask
+from ._thread_subtask import thread_subtask as thread_subtask
 
 __version__ = "0.1.0"
 

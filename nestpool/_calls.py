@@ -157,13 +157,13 @@ def _bound_instance(task: object) -> tuple[Any, ...]:
     ``(cls,)`` for a class method, else ``()``.
 
     The pool runs a decorated task's plain function, which wants the instance
-    (or, for a class method, the class) first (``_api._bound_first``).
+    (or, for a class method, the class) first (``_decorating.bound_first``).
     """
     if isinstance(task, types.MethodType):
         # @classmethod over a decorated function on Python 3.13+, where
         # classmethod no longer binds through the task's __get__: a plain
         # bound method whose __self__ is the class.
         return (task.__self__,)
-    from ._api import _bound_first
+    from ._decorating import bound_first
 
-    return _bound_first(task)
+    return bound_first(task)

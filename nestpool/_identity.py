@@ -9,7 +9,7 @@ functions those pickles name, which a worker calls to find the function again
 (``resolve_qualname``) or to rebuild the task.
 
 It never decides where a call runs and never touches processes, threads or
-the routes: the decorators in ``_api`` do that.
+the routes: the decorators (``_process_task``, ``_thread_subtask``) do that.
 """
 
 from __future__ import annotations
@@ -56,9 +56,10 @@ def _resolve_variant(module: str, qualname: str, timeout: float | None, retries:
 def _rebuild_task(
     kind: str, fn: Callable[..., Any], name: str, timeout: float | None, retries: int = 0
 ) -> Any:
-    # The decorators are _api's, which imports this module; a pickle that
-    # names this function has imported nestpool, so _api is loaded by now.
-    from ._api import process_task, thread_subtask
+    # The decorators' modules import this one; a pickle that names this
+    # function has imported nestpool, so they are loaded by now.
+    from ._process_task import process_task
+    from ._thread_subtask import thread_subtask
 
     if kind == "process":
         return process_task(timeout=timeout, retries=retries, name=name)(fn)

@@ -42,7 +42,8 @@ from ._typing import P, R
 if TYPE_CHECKING:
     from distributed import Client
 
-    from ._api import ProcessTask, ThreadSubtask
+    from ._process_task import ProcessTask
+    from ._thread_subtask import ThreadSubtask
 
 __all__ = ["Pool"]
 

@@ -31,7 +31,7 @@ What it owns, in the worker process::
 - Results of a chunk are flushed at least every ``FLUSH_SECONDS``, so a death
   costs at most that much finished-but-unreported work.
 
-It must never import parent-side modules (``_dispatcher``, ``_pool``, ``_api``).
+It must never import parent-side modules (``_dispatcher``, ``_pool``, the decorators).
 """
 
 from __future__ import annotations
