@@ -13,6 +13,7 @@ import signal
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import Future, wait
 from pathlib import Path
 from typing import Any
@@ -35,47 +36,65 @@ def _expected(x: int) -> int:
     return sum(range(x % 1000)) + x
 
 
-@pytest.mark.parametrize("start_method", ["fork", "forkserver", "spawn"])
-def test_chaos_soak(start_method: str) -> None:
-    calls: Counter[int] = Counter()
-    lock = threading.Lock()
+class _Chaos:
+    """Submits tasks, counting each future's completions, while a thread
+    SIGKILLs a random worker of the pool every ``KILL_EVERY`` seconds."""
 
-    def count(future: Future[Any]) -> None:
-        with lock:
-            calls[id(future)] += 1
+    def __init__(self, pool: Pool) -> None:
+        self.pool = pool
+        self.calls: Counter[int] = Counter()
+        self.kills: set[int] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
 
-    stop = threading.Event()
-    kills: set[int] = set()
-    started = time.monotonic()
-    with Pool(processes=4, threads=2, start_method=start_method) as pool:
-        started_workers = record_started_workers(pool)
+    def _count(self, future: Future[Any]) -> None:
+        with self._lock:
+            self.calls[id(future)] += 1
 
-        def killer() -> None:
-            rng = random.Random(4)
-            while not stop.wait(KILL_EVERY):
-                pids = pool.worker_pids()
-                if not pids:
-                    continue
-                pid = rng.choice(pids)
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    continue
-                kills.add(pid)
+    def _killer(self) -> None:
+        rng = random.Random(4)
+        while not self._stop.wait(KILL_EVERY):
+            pids = self.pool.worker_pids()
+            if not pids:
+                continue
+            pid = rng.choice(pids)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                continue
+            self.kills.add(pid)
 
-        chaos = threading.Thread(target=killer, name="soak-killer")
+    def run(self, submit: Callable[[int], Future[Any]]) -> list[Future[Any]]:
+        """Submit ``TASKS`` calls under the killing; return their futures once
+        all are done (the killing stops then)."""
+        chaos = threading.Thread(target=self._killer, name="soak-killer")
         chaos.start()
         try:
             futures = []
             for x in range(TASKS):
-                future = ft.soak_task(x, TASK_SECONDS)
-                future.add_done_callback(count)
+                future = submit(x)
+                future.add_done_callback(self._count)
                 futures.append(future)
             _, not_done = wait(futures, timeout=180)
         finally:
-            stop.set()
+            self._stop.set()
             chaos.join()
         assert not not_done, f"{len(not_done)} futures never finished"
+        return futures
+
+    def assert_each_completed_once(self) -> None:
+        # Each future's callbacks ran exactly once: none completed twice or never.
+        assert len(self.calls) == TASKS
+        assert set(self.calls.values()) == {1}
+
+
+@pytest.mark.parametrize("start_method", ["fork", "forkserver", "spawn"])
+def test_chaos_soak(start_method: str) -> None:
+    started = time.monotonic()
+    with Pool(processes=4, threads=2, start_method=start_method) as pool:
+        started_workers = record_started_workers(pool)
+        chaos = _Chaos(pool)
+        futures = chaos.run(lambda x: ft.soak_task(x, TASK_SECONDS))
         outcomes: Counter[str] = Counter()
         for x, future in enumerate(futures):
             error = future.exception()
@@ -85,20 +104,18 @@ def test_chaos_soak(start_method: str) -> None:
             else:
                 assert isinstance(error, WorkerDiedError), repr(error)
                 assert error.signal == "SIGKILL"
-                assert error.pid in kills
+                assert error.pid in chaos.kills
                 outcomes["WorkerDiedError"] += 1
         chaos_seconds = time.monotonic() - started
 
         after = [ft.soak_task(x, 0.0) for x in range(AFTER)]
         assert [f.result(timeout=60) for f in after] == [_expected(x) for x in range(AFTER)]
 
-    # Each future's callbacks ran exactly once: none completed twice or never.
-    assert len(calls) == TASKS
-    assert set(calls.values()) == {1}
+    chaos.assert_each_completed_once()
     assert outcomes["value"] + outcomes["WorkerDiedError"] == TASKS
     print(
         f"\nchaos soak ({start_method}): {TASKS} tasks in {chaos_seconds:.1f}s, "
-        f"{len(kills)} workers SIGKILLed, {len(started_workers)} workers started; "
+        f"{len(chaos.kills)} workers SIGKILLed, {len(started_workers)} workers started; "
         f"{outcomes['value']} values, {outcomes['WorkerDiedError']} WorkerDiedError, "
         f"0 lost, 0 twice; then {AFTER}/{AFTER} tasks succeeded"
     )
@@ -110,54 +127,18 @@ def test_chaos_soak_with_retries(start_method: str, tmp_path: Path) -> None:
     completes once; how many tasks a worker finished twice is reported (a
     worker killed between returning and sending its result: why retries are
     for idempotent tasks)."""
-    calls: Counter[int] = Counter()
-    lock = threading.Lock()
-
-    def count(future: Future[Any]) -> None:
-        with lock:
-            calls[id(future)] += 1
-
-    stop = threading.Event()
-    kills: set[int] = set()
     started = time.monotonic()
     task = ft.soak_logged.options(retries=3)
     with Pool(processes=4, threads=2, start_method=start_method) as pool:
         started_workers = record_started_workers(pool)
-
-        def killer() -> None:
-            rng = random.Random(4)
-            while not stop.wait(KILL_EVERY):
-                pids = pool.worker_pids()
-                if not pids:
-                    continue
-                pid = rng.choice(pids)
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    continue
-                kills.add(pid)
-
-        chaos = threading.Thread(target=killer, name="soak-killer")
-        chaos.start()
-        try:
-            futures = []
-            for x in range(TASKS):
-                future = task(x, TASK_SECONDS, str(tmp_path))
-                future.add_done_callback(count)
-                futures.append(future)
-            _, not_done = wait(futures, timeout=180)
-        finally:
-            stop.set()
-            chaos.join()
-        assert not not_done, f"{len(not_done)} futures never finished"
+        chaos = _Chaos(pool)
+        futures = chaos.run(lambda x: task(x, TASK_SECONDS, str(tmp_path)))
         errors = [f.exception() for f in futures if f.exception() is not None]
         assert not errors, f"{len(errors)} failed despite retries=3: {errors[:3]!r}"
         assert [f.result() for f in futures] == [_expected(x) for x in range(TASKS)]
         chaos_seconds = time.monotonic() - started
 
-    # Each future's callbacks ran exactly once: none completed twice or never.
-    assert len(calls) == TASKS
-    assert set(calls.values()) == {1}
+    chaos.assert_each_completed_once()
     runs: dict[str, list[int]] = {}
     for line in (tmp_path / "done.log").read_text().splitlines():
         x, pid = line.split()
@@ -168,10 +149,10 @@ def test_chaos_soak_with_retries(start_method: str, tmp_path: Path) -> None:
     # A task finishes twice in workers only when the worker that finished it
     # first was killed before its result got out (so it ran again).
     for pids in runs.values():
-        assert all(pid in kills for pid in pids[:-1]), pids
+        assert all(pid in chaos.kills for pid in pids[:-1]), pids
     print(
         f"\nchaos soak with retries=3 ({start_method}): {TASKS} tasks in "
-        f"{chaos_seconds:.1f}s, {len(kills)} workers SIGKILLed, "
+        f"{chaos_seconds:.1f}s, {len(chaos.kills)} workers SIGKILLed, "
         f"{len(started_workers)} workers started; {TASKS}/{TASKS} values, 0 errors, "
         f"0 lost, 0 futures completed twice; {sum(done.values()) - TASKS} extra runs "
         f"finished in a worker ({finished_twice} tasks finished twice there)"
