@@ -21,6 +21,7 @@ import itertools
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from typing import Any
 
+from ._item_loop import run_outcomes
 from ._map_iterator import MapIterator
 from ._map_units import (
     CHUNKS_PER_SLOT,
@@ -33,6 +34,8 @@ from ._map_units import (
     SubmitUnit,
     iter_units,
 )
+from ._protocol import SHAPE_ARGS
+from ._records import Outcome
 from ._typing import R
 
 # The chunk-size names are re-exported: the backends and the API import them
@@ -50,8 +53,6 @@ __all__ = [
     "SubmitUnit",
     "run_chunk",
 ]
-
-Outcome = tuple[bool, Any]
 
 
 class ChunkedMap(itertools.chain[R], MapIterator[R]):
@@ -125,13 +126,11 @@ def run_chunk(fn: Callable[..., Any], items: Sequence[Item]) -> list[Outcome]:
     """Run a chunk of items in this thread; each item keeps its own outcome.
 
     Whatever an item raises (``SystemExit`` and ``KeyboardInterrupt`` too)
-    is that item's outcome, as in a process task's chunk: the other items
-    still run.
+    is that item's outcome, as in a process task's chunk (the same loop runs
+    both): the other items still run.
     """
-    outcomes: list[Outcome] = []
-    for args in items:
-        try:
-            outcomes.append((True, fn(*args)))
-        except BaseException as exc:
-            outcomes.append((False, exc))
-    return outcomes
+    return run_outcomes(fn, items, SHAPE_ARGS, _itself)
+
+
+def _itself(exc: BaseException) -> BaseException:
+    return exc

@@ -66,6 +66,8 @@ from ._futures import (
     start_unless_cancelled,
     stop_helping,
 )
+from ._item_loop import run_outcomes
+from ._protocol import SHAPE_SINGLE
 from ._reach import Reach
 from ._serialize import (
     FunctionPayload,
@@ -403,10 +405,10 @@ def _run_items(name: str, fn_payload: bytes, items: list[bytes], timeout: float 
 
 
 def _call(fn: Callable[..., Any], args: Any, kwargs: Any, name: str) -> Outcome:
-    try:
-        return True, fn(*args, **kwargs)
-    except BaseException as exc:
-        return False, exception_payload(exc, name)
+    (outcome,) = run_outcomes(
+        fn, [(args, kwargs)], SHAPE_SINGLE, lambda exc: exception_payload(exc, name)
+    )
+    return outcome
 
 
 def _call_with_timeout(

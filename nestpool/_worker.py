@@ -51,11 +51,10 @@ from . import _routing
 from ._compute_slots import enter_task_thread, task_ended, use_compute_slots
 from ._errors import InitializerError
 from ._futures import become_helper
+from ._item_loop import run_span
 from ._per_worker import close_all as close_per_worker_instances
 from ._protocol import (
-    SHAPE_ARGS,
     SHAPE_SINGLE,
-    SHAPE_UNARY,
     Ack,
     ArgsFailed,
     Booted,
@@ -404,37 +403,20 @@ def _run_chunk(
         end = min(count, index + batch)
         batch_started = clock()
         done: list[Any] = values if outcomes is None else []
-        append = done.append
-        i = index
-        try:
-            if shape == SHAPE_UNARY:
-                for i in range(index, end):
-                    marks[runner] = i
-                    append(fn(items[i]))
-            elif shape == SHAPE_ARGS:
-                for i in range(index, end):
-                    marks[runner] = i
-                    append(fn(*items[i]))
-            else:
-                for i in range(index, end):
-                    marks[runner] = i
-                    args, kwargs = items[i]
-                    append(fn(*args, **kwargs))
-                    del args, kwargs
-        except BaseException as exc:
+        end, exc = run_span(fn, items, index, end, shape, done, marks, runner)
+        if exc is not None:
             if outcomes is None:
                 outcomes = [(True, v) for v in values]
             else:
                 outcomes.extend(zip(itertools.repeat(True), done))
             outcomes.append((False, exception_payload(exc, name)))
             del exc
-            end = i + 1
-        else:
-            if outcomes is not None:
-                outcomes.extend(zip(itertools.repeat(True), done))
+            end += 1
+        elif outcomes is not None:
+            outcomes.extend(zip(itertools.repeat(True), done))
         executed = end - index
         index = end
-        del done, append
+        del done
         now = clock()
         # The next batch: FLUSH_SECONDS of work at the speed just measured.
         per_item = (now - batch_started) / executed
