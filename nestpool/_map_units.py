@@ -2,13 +2,13 @@
 big the next one is, which are in flight, and settling them.
 
 What it owns: ``ChunkSizer`` and the chunk-size constants (fixed, or adapted
-to the measured time of an item and, when known, the input's length); ``MapState``, everything a map knows but
-the iterator protocol: pulling input only as room frees up, keeping at most
-``buffersize`` items (or a few chunks per worker slot) in flight, waiting for
-the next unit in input order or as units complete (running an unstarted
-subtask rather than block a helper thread), cancelling what has not started;
-and ``iter_units``, the generator of each unit's values that
-``_collate.ChunkedMap`` chains.
+to the measured time of an item and, when known, the input's length);
+``MapState``, everything a map knows but the iterator protocol: pulling
+input only as room frees up, keeping at most ``buffersize`` items (or a few
+chunks per worker slot) in flight, waiting for the next unit in input order
+or as units complete (running an unstarted subtask rather than block a
+helper thread), cancelling what has not started; and ``iter_units``, the
+generator of each unit's values that ``_collate.ChunkedMap`` chains.
 
 It must never touch processes or the dispatcher's tables (units are submitted
 through a callback), nor hold a reference to the iterator it serves (dropping
