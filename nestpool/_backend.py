@@ -210,8 +210,9 @@ class WorkerBackend:
         timeout: float | None,
     ) -> ChunkedMap[Any]:
         """Map ``work`` over the workers: lazy and bounded, one chunk of items
-        per unit. ``chunksize=None`` starts with one item and, once the
-        workers have reported how long an item takes, batches tiny items."""
+        per unit. ``chunksize=None`` sizes the chunks from how long an item
+        took on the workers and, for an input of known length, from that
+        length and the slots (``ChunkSizer``)."""
         if work.timeout is not None and (chunksize is None or self.chunk_shares_deadline):
             chunksize = 1  # a timeout is per call: never batch timed calls
         self.ready()
@@ -225,7 +226,7 @@ class WorkerBackend:
         return ChunkedMap(
             iterables,
             functools.partial(self.submit_unit, work, unary=unary),
-            ChunkSizer(chunksize, functools.partial(self.item_seconds, work.name), cap),
+            ChunkSizer(chunksize, functools.partial(self.item_seconds, work.name), cap, slots),
             ordered=ordered,
             buffersize=buffersize,
             max_units=CHUNKS_PER_SLOT * slots,
