@@ -45,11 +45,12 @@ touch the tables: other threads only put work in the inbox and wake it.
 from __future__ import annotations
 
 import logging
-import multiprocessing.connection
+import math
 import multiprocessing.context
 import multiprocessing.util
 import os
 import queue
+import select
 import threading
 import weakref
 from typing import Any
@@ -137,6 +138,34 @@ class _Wakeup:
                 pass
 
 
+class _PollSet:
+    """What ``multiprocessing.connection.wait`` does, with one ``select.poll``
+    kept while the watched pipes and sentinels stay the same: ``wait`` makes
+    a selector and registers every fd on each call, several microseconds per
+    turn of the loop, and a task's round trip takes about two turns."""
+
+    def __init__(self) -> None:
+        self._watched: list[Any] = []
+        self._poll = select.poll()
+        self._by_fd: dict[int, Any] = {}
+
+    def wait(self, watched: list[Any], timeout: float | None) -> list[Any]:
+        """The objects of ``watched`` (fds, or objects with ``fileno()``)
+        that are ready to read or have ended, after at most ``timeout``."""
+        if watched != self._watched:
+            self._poll = select.poll()
+            self._by_fd = {}
+            for obj in watched:
+                fd = obj if isinstance(obj, int) else obj.fileno()
+                self._poll.register(fd, select.POLLIN)
+                self._by_fd[fd] = obj
+            self._watched = watched
+        # As selectors.PollSelector: milliseconds, rounded up.
+        ms = None if timeout is None else max(0, math.ceil(timeout * 1e3))
+        by_fd = self._by_fd
+        return [by_fd[fd] for fd, _ in self._poll.poll(ms)]
+
+
 #: every dispatcher whose thread may still run, joined at interpreter exit
 _live: weakref.WeakSet[Dispatcher] = weakref.WeakSet()
 
@@ -171,6 +200,7 @@ class Dispatcher:
         self.broken: InitializerError | None = None
         self._inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self._wakeup = _Wakeup()
+        self._poll_set = _PollSet()
         multiprocessing.util.register_after_fork(self._wakeup, close_in_fork_child)
         self._tasks = TaskTable()
         self._workers = WorkerTable(
@@ -355,7 +385,7 @@ class Dispatcher:
     def _wait_and_collect(self) -> None:
         watched: list[Any] = [self._wakeup.reader, *self._workers.watched()]
         timeout = self._deadlines.wait_seconds()
-        for ready in multiprocessing.connection.wait(watched, timeout):
+        for ready in self._poll_set.wait(watched, timeout):
             worker = self._workers.by_conn(ready)
             if worker is not None:
                 self._collect_results(worker)

@@ -24,6 +24,7 @@ import multiprocessing
 import multiprocessing.context
 import multiprocessing.process
 import multiprocessing.util
+import select
 from collections import deque
 from collections.abc import Iterator
 from typing import Any, NamedTuple, cast
@@ -239,8 +240,12 @@ class WorkerTable:
         conn = worker.conn
         if conn not in self._by_conn:
             return
+        # One poll object per read-out, not conn.poll(), which makes and
+        # fills a selector per message.
+        ready = select.poll()
         try:
-            while conn.poll():
+            ready.register(conn.fileno(), select.POLLIN)
+            while ready.poll(0):
                 yield unpack(conn.recv_bytes())
         except (EOFError, OSError):
             # The worker closed its end: it is exiting; its sentinel follows.
