@@ -24,6 +24,7 @@ from ._per_worker import per_worker as per_worker
 from ._pool import Pool as Pool
 from ._process_task import ProcessTask as ProcessTask
 from ._process_task import process_task as process_task
+from ._stop import stop as stop
 from ._thread_subtask import ThreadSubtask as ThreadSubtask
 from ._thread_subtask import thread_subtask as thread_subtask
 
@@ -47,6 +48,7 @@ __all__ = [
     "gather",
     "per_worker",
     "process_task",
+    "stop",
     "thread_subtask",
 ]
 

@@ -107,6 +107,10 @@ class AsyncMapIterator(AsyncIterator[R], Generic[R]):
         self._finished = True
         step = self._step
         if step is not None and not step.done():
+            # The wait in progress may be for a call that never ends: cancel
+            # what is in flight now (a stop_on_cancel task's running calls are
+            # stopped), so that the wait ends and the map with it.
+            self._iterator._cancel_units()
             step.add_done_callback(_retrieve)
             step.add_done_callback(lambda _done: self._close_sync())
             return

@@ -72,6 +72,11 @@ class Work(Protocol):
         """How many more tries a call whose worker died or timed out gets."""
         ...
 
+    @property
+    def stop_on_cancel(self) -> bool:
+        """True when ``cancel()`` on a running call's future stops its worker."""
+        ...
+
     def get_payload(self, reach: Reach = "spawned") -> FunctionPayload:
         """The pickled callable a worker of that reach runs."""
         ...
@@ -179,11 +184,16 @@ class WorkerBackend:
         with its value, or, for a chunk, with the list of its outcomes."""
         raise NotImplementedError
 
+    def new_future(self, work: Work) -> Future[Any]:
+        """The future of one call or chunk of ``work`` (a backend that can stop
+        a running call gives one that ``nestpool.stop`` reaches)."""
+        return Future()
+
     # ------------------------------------------------------------ shared part
 
     def submit(self, work: Work, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Future[Any]:
         """Send one call; return its future."""
-        future: Future[Any] = Future()
+        future = self.new_future(work)
         try:
             payload = work.get_payload(self.reach)
         except BaseException as exc:
@@ -240,7 +250,7 @@ class WorkerBackend:
     ) -> tuple[Future[Any], bool]:
         """Send one chunk of a map (``_collate.SubmitUnit``: always a chunk
         here, its future resolved with the list of the items' outcomes)."""
-        future: Future[Any] = Future()
+        future = self.new_future(work)
         try:
             payload = work.get_payload(self.reach)
         except BaseException as exc:

@@ -32,15 +32,21 @@ class CallableWork:
     ``TaskOptions`` is its ``Work``): sent by reference, or by value where
     the workers cannot import it."""
 
-    __slots__ = ("fn", "name", "retries", "timeout")
+    __slots__ = ("fn", "name", "retries", "stop_on_cancel", "timeout")
 
     def __init__(
-        self, fn: Callable[..., Any], name: str, timeout: float | None, retries: int = 0
+        self,
+        fn: Callable[..., Any],
+        name: str,
+        timeout: float | None,
+        retries: int = 0,
+        stop_on_cancel: bool = False,
     ) -> None:
         self.fn = fn
         self.name = name
         self.timeout = timeout
         self.retries = retries
+        self.stop_on_cancel = stop_on_cancel
 
     def get_payload(self, reach: Reach = "spawned") -> FunctionPayload:
         """The pickled callable a worker of that reach runs (cached while it lives)."""
@@ -82,7 +88,13 @@ def map_work(
         plain = functools.partial(
             _PlainFunction(task_options), *_bound_instance(task), *first, **keywords
         )
-        work = CallableWork(plain, task_options.name, task_options.timeout, task_options.retries)
+        work = CallableWork(
+            plain,
+            task_options.name,
+            task_options.timeout,
+            task_options.retries,
+            task_options.stop_on_cancel,
+        )
         return work, iterables
     return CallableWork(fn, callable_name(fn), None), iterables
 

@@ -121,6 +121,11 @@ class ChunkedMap(itertools.chain[R], MapIterator[R]):
         except ValueError:  # pragma: no cover - closed while running elsewhere
             pass
 
+    def _cancel_units(self) -> None:
+        """Cancel the units in flight now, while another thread may be in
+        ``next()`` (``MapState.cancel_units``)."""
+        self._state.cancel_units()
+
 
 def run_chunk(fn: Callable[..., Any], items: Sequence[Item]) -> list[Outcome]:
     """Run a chunk of items in this thread; each item keeps its own outcome.

@@ -177,6 +177,13 @@ def check_retries(retries: int) -> int:
     return retries
 
 
+def check_flag(value: bool) -> bool:
+    # Checked at run time too, for callers that are not type-checked.
+    if not isinstance(value, bool):  # pyright: ignore[reportUnnecessaryIsInstance]
+        raise TypeError(f"stop_on_cancel must be a bool, got {type(value).__name__}")
+    return value
+
+
 def check_name(name: object) -> None:
     if name is not None and not isinstance(name, str):
         raise TypeError(f"name must be a str, got {type(name).__name__}")

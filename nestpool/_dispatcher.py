@@ -53,6 +53,7 @@ import queue
 import select
 import threading
 import weakref
+from concurrent.futures import Future
 from typing import Any
 
 from ._errors import InitializerError
@@ -68,6 +69,7 @@ from ._wording import (
     death_error,
     dispatcher_crashed,
     pool_closed,
+    stop_reason,
 )
 from ._worker_start import InitCall
 from ._workers import WorkerTable, close_in_fork_child
@@ -265,6 +267,15 @@ class Dispatcher:
             while not cancelled.is_set() and not self._ended.is_set():
                 cancelled.wait(POLL_SECONDS)
 
+    def stop(self, future: Future[Any]) -> None:
+        """Its user stopped ``future`` (already cancelled, by ``_stop``): kill
+        the worker running its task, replace it, and run that worker's other
+        tasks again elsewhere. Nothing to do once the pool has closed."""
+        with self._closing_lock:
+            if not self._closed:
+                self._inbox.put(("stop", future))
+                self._wakeup.wake()
+
     def terminate(self) -> None:
         """Stop now: cancel what has not started, kill the workers, fail what ran."""
         self._inbox.put(("terminate", None))
@@ -334,10 +345,19 @@ class Dispatcher:
                 if value is not None:
                     self._tasks.cancel_pending()
                     value.set()
+            elif kind == "stop":
+                self._stop(value)
             elif kind == "terminate":
                 self._shutting_down = self._terminating = True
                 self._tasks.cancel_pending()
                 self._workers.stop_all(TERMINATED)
+
+    def _stop(self, future: Future[Any]) -> None:
+        for task, worker in self._tasks.stop(future):
+            if worker is not None:
+                # Even a task sent but not acknowledged: it is in the worker's
+                # queue and would start.
+                self._workers.stop(worker, stop_reason(task), rerun=True)
 
     def _add_task(self, task: Task) -> None:
         if self.broken is not None:
@@ -451,6 +471,9 @@ class Dispatcher:
         terminating = self._terminating
         death = self._workers.bury(worker, replace=not terminating and self.broken is None)
         for task in death.tasks:
+            if worker.rerun_held and not terminating:
+                self._tasks.rerun(task)
+                continue
             error = death_error(
                 task, worker.pid, death.exitcode, worker.kill_reason, death.running, terminating
             )

@@ -48,13 +48,25 @@ def _resolve_plain(module: str, qualname: str) -> Callable[..., Any]:
     return options.fn
 
 
-def _resolve_variant(module: str, qualname: str, timeout: float | None, retries: int) -> Any:
+def _resolve_variant(
+    module: str,
+    qualname: str,
+    timeout: float | None,
+    retries: int,
+    stop_on_cancel: bool = False,
+) -> Any:
     """A variant made by ``options()``: the original, found by name, with its options."""
-    return _resolve_task(module, qualname).options(timeout=timeout, retries=retries)
+    task = _resolve_task(module, qualname)
+    return task.options(timeout=timeout, retries=retries, stop_on_cancel=stop_on_cancel)
 
 
 def _rebuild_task(
-    kind: str, fn: Callable[..., Any], name: str, timeout: float | None, retries: int = 0
+    kind: str,
+    fn: Callable[..., Any],
+    name: str,
+    timeout: float | None,
+    retries: int = 0,
+    stop_on_cancel: bool = False,
 ) -> Any:
     # The decorators' modules import this one; a pickle that names this
     # function has imported nestpool, so they are loaded by now.
@@ -62,7 +74,9 @@ def _rebuild_task(
     from ._thread_subtask import thread_subtask
 
     if kind == "process":
-        return process_task(timeout=timeout, retries=retries, name=name)(fn)
+        return process_task(
+            timeout=timeout, retries=retries, stop_on_cancel=stop_on_cancel, name=name
+        )(fn)
     return thread_subtask(name=name)(fn)
 
 
@@ -115,13 +129,19 @@ class TaskMixin(ReducedByNestpool):
         if located is not None:
             if self._self_origin is None:
                 return _resolve_task, located
-            return _resolve_variant, (*located, options.timeout, options.retries)
+            return _resolve_variant, (
+                *located,
+                options.timeout,
+                options.retries,
+                options.stop_on_cancel,
+            )
         return _rebuild_task, (
             self._self_kind,
             options.fn,
             options.name,
             options.timeout,
             options.retries,
+            options.stop_on_cancel,
         )
 
     def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:

@@ -14,6 +14,7 @@ nor the pool's options and routing (``Pool``'s).
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Sequence
 from concurrent.futures import Future
 from typing import Any
@@ -25,6 +26,7 @@ from ._options import PoolOptions
 from ._reach import Reach
 from ._records import Task
 from ._serialize import FunctionPayload, dumps
+from ._stop import TaskFuture
 
 __all__ = ["SHUTDOWN_MESSAGE", "LocalBackend"]
 
@@ -121,7 +123,12 @@ class LocalBackend(WorkerBackend):
             future.set_running_or_notify_cancel()
             future.set_exception(exc)
             return
+        if isinstance(future, TaskFuture):
+            future._stopper = weakref.WeakMethod(dispatcher.stop)
         dispatcher.submit(task)
+
+    def new_future(self, work: Work) -> Future[Any]:
+        return TaskFuture(work.stop_on_cancel)
 
     # ------------------------------------------------------------ Backend
 

@@ -56,6 +56,11 @@ class MapIterator(Iterator[R], Generic[R]):
             >>> totals.close()   # no more batches are sent to workers
         """
 
+    def _cancel_units(self) -> None:
+        """Cancel the calls in flight now, safely while another thread is in
+        ``next()`` (``amap``'s ``aclose()``); the next ``next()`` ends the map.
+        Here: nothing (a map run in the caller has nothing in flight)."""
+
     def __enter__(self) -> MapIterator[R]:
         return self
 

@@ -397,6 +397,18 @@ class MapState:
         while running:
             cancel_notified(running.popitem()[0])
 
+    def cancel_units(self) -> None:
+        """Cancel every unit in flight, from any thread, while another thread
+        may be inside the map (an ``amap`` closed while it waits): the units
+        stay where they are for that thread, which finds its own cancelled
+        and ends the map. A unit of a ``stop_on_cancel`` task that is running
+        is stopped (``_stop``). ``list()`` of a deque or dict runs in C, under
+        the GIL: a snapshot the other thread cannot change halfway."""
+        for unit in list(self.window):
+            cancel_notified(unit.future)
+        for future in list(self.running):
+            cancel_notified(future)
+
     # -------------------------------------------------------------- output
 
     def remaining(self) -> float | None:

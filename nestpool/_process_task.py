@@ -28,6 +28,7 @@ from ._decorating import (
     args_with_instance,
     binding_of,
     check_decorated,
+    check_flag,
     check_name,
     check_retries,
     check_timeout,
@@ -219,7 +220,24 @@ class ProcessTask(DecoratedFunction, TaskMixin, _FunctionWrapper, Generic[P, R])
         """
         return self._self_options.retries
 
-    def options(self, *, timeout: float | None = _KEEP, retries: int = _KEEP) -> ProcessTask[P, R]:
+    @property
+    def stop_on_cancel(self) -> bool:
+        """The ``stop_on_cancel=``: ``cancel()`` on a running call's future
+        stops its worker (see ``nestpool.stop``).
+
+        Example:
+            >>> crunch.options(stop_on_cancel=True).stop_on_cancel
+            True
+        """
+        return self._self_options.stop_on_cancel
+
+    def options(
+        self,
+        *,
+        timeout: float | None = _KEEP,
+        retries: int = _KEEP,
+        stop_on_cancel: bool = _KEEP,
+    ) -> ProcessTask[P, R]:
         """This task with other options, for one call, one map, or to keep.
 
         The variant has the same function, name and identity (``__name__``,
@@ -233,6 +251,10 @@ class ProcessTask(DecoratedFunction, TaskMixin, _FunctionWrapper, Generic[P, R])
             retries: more tries for a call whose worker died or that ran
                 past its timeout; as ``@process_task(retries=...)``.
                 Omitted: the task's own.
+            stop_on_cancel: ``cancel()`` on a running call's future stops
+                its worker, as ``nestpool.stop`` does, so that asyncio's
+                cancellation reaches it; as
+                ``@process_task(stop_on_cancel=...)``. Omitted: the task's own.
 
         Returns:
             A ``ProcessTask[P, R]`` with those options.
@@ -246,14 +268,17 @@ class ProcessTask(DecoratedFunction, TaskMixin, _FunctionWrapper, Generic[P, R])
             ...     future = crunch.options(timeout=5.0)(batch)
             ...     totals = list(crunch.options(retries=2).map(batches))
         """
-        return self._self_variant(timeout, retries)
+        return self._self_variant(timeout, retries, stop_on_cancel)
 
-    def _self_variant(self, timeout: float | None, retries: int) -> ProcessTask[P, R]:
+    def _self_variant(
+        self, timeout: float | None, retries: int, stop_on_cancel: bool = _KEEP
+    ) -> ProcessTask[P, R]:
         options = self._self_options
         new_timeout = options.timeout if timeout is _KEEP else check_timeout(timeout)
         new_retries = options.retries if retries is _KEEP else check_retries(retries)
+        new_stop = options.stop_on_cancel if stop_on_cancel is _KEEP else check_flag(stop_on_cancel)
         origin = self if self._self_origin is None else self._self_origin
-        variant_options = origin._self_options.variant(new_timeout, new_retries)
+        variant_options = origin._self_options.variant(new_timeout, new_retries, new_stop)
         func: Callable[P, R] = origin.__wrapped__
         variant: ProcessTask[P, R] = ProcessTask(func, variant_options, origin._self_binding_kind)
         variant._self_origin = origin
@@ -295,9 +320,11 @@ class BoundProcessTask(_BoundFunctionWrapper):
         """Call the plain method here and now; return its value."""
         return self.__wrapped__(*args, **kwargs)
 
-    def options(self, *, timeout: Any = _KEEP, retries: Any = _KEEP) -> Any:
+    def options(
+        self, *, timeout: Any = _KEEP, retries: Any = _KEEP, stop_on_cancel: Any = _KEEP
+    ) -> Any:
         """``ProcessTask.options`` for a bound method: the variant, bound alike."""
-        variant = self._self_parent._self_variant(timeout, retries)
+        variant = self._self_parent._self_variant(timeout, retries, stop_on_cancel)
         return variant.__get__(self._self_instance, self._self_owner)
 
 
@@ -310,7 +337,11 @@ if not TYPE_CHECKING:
 def process_task(fn: Callable[P, R], /) -> ProcessTask[P, R]: ...
 @overload
 def process_task(
-    *, timeout: float | None = None, retries: int = 0, name: str | None = None
+    *,
+    timeout: float | None = None,
+    retries: int = 0,
+    stop_on_cancel: bool = False,
+    name: str | None = None,
 ) -> Callable[[Callable[P, R]], ProcessTask[P, R]]: ...
 def process_task(
     fn: Callable[P, R] | EllipsisType = ...,
@@ -318,6 +349,7 @@ def process_task(
     *,
     timeout: float | None = None,
     retries: int = 0,
+    stop_on_cancel: bool = False,
     name: str | None = None,
 ) -> ProcessTask[P, R] | Callable[[Callable[P, R]], ProcessTask[P, R]]:
     """Mark a function as a process task: CPU-heavy work for a worker process.
@@ -335,6 +367,12 @@ def process_task(
             when it raised: that is its answer); in a map, per item. The last
             error says how many tries were made. Only for idempotent tasks:
             a retried call may have done part of its work already.
+        stop_on_cancel: ``cancel()`` on the future of a running call stops
+            it (its worker is killed and replaced, the future ends
+            cancelled), as ``nestpool.stop`` does, so that asyncio's
+            cancellation reaches the worker. Off by default: ``cancel()``
+            then keeps the standard library's meaning (a running call
+            cannot be cancelled).
         name: the task's name in errors and logs (default: its qualified name).
 
     Returns:
@@ -355,12 +393,14 @@ def process_task(
     """
     timeout = check_timeout(timeout)
     retries = check_retries(retries)
+    stop_on_cancel = check_flag(stop_on_cancel)
     check_name(name)
 
     def decorate(func: Callable[P, R]) -> ProcessTask[P, R]:
         check_decorated("process_task", func)
         options, _plain = make_options("process", func, name, timeout)
         options.retries = retries
+        options.stop_on_cancel = stop_on_cancel
         task: ProcessTask[P, R] = ProcessTask(func, options, binding_of(func))
         options.factory = task._self_payload
         return task

@@ -115,6 +115,9 @@ class _ProgressIterator(MapIterator[R]):
         self._reporter.close()
         self._iterator.close()
 
+    def _cancel_units(self) -> None:
+        self._iterator._cancel_units()
+
 
 def with_progress(iterator: MapIterator[R], reporter: Reporter | None) -> MapIterator[R]:
     """Wrap a map's iterator so that it reports progress (or return it as is)."""

@@ -225,6 +225,7 @@ class Chunk:
 
     def unfinished(self, apart: int | None = None) -> list[int]:
         """The items of the payload without an outcome (but ``apart``)."""
+        self._materialize()
         return [i for i in self.indices if self.outcomes[i] is None and i != apart]
 
     def complete(self) -> bool:
@@ -281,6 +282,7 @@ class WorkerHandle:
         "marks",
         "pid",
         "process",
+        "rerun_held",
         "sent_count",
         "state",
         "tasks",
@@ -297,6 +299,9 @@ class WorkerHandle:
         self.tasks: dict[int, Task] = {}  # sent or running here
         self.sent_count = 0
         self.kill_reason: str | None = None
+        #: killed because its user stopped one of its tasks (``nestpool.stop``):
+        #: the other tasks it held run again elsewhere, counting no try
+        self.rerun_held = False
         #: the worker said ``Booted``: its own code (and so the initializer) ran
         self.booted = False
         #: keys of the callables this worker has, least recently sent first

@@ -41,7 +41,16 @@ __all__ = [
 class TaskOptions:
     """What a decorated function carries: its name and options, resolved once."""
 
-    __slots__ = ("factory", "fn", "kind", "name", "payloads", "retries", "timeout")
+    __slots__ = (
+        "factory",
+        "fn",
+        "kind",
+        "name",
+        "payloads",
+        "retries",
+        "stop_on_cancel",
+        "timeout",
+    )
 
     def __init__(
         self,
@@ -51,12 +60,15 @@ class TaskOptions:
         kind: str,
         factory: Callable[[Reach], FunctionPayload] | None = None,
         retries: int = 0,
+        stop_on_cancel: bool = False,
     ) -> None:
         self.fn: Callable[..., Any] = fn
         self.name: str = name
         self.timeout: float | None = timeout
         #: more tries for a call whose worker died or ran past ``timeout``
         self.retries: int = retries
+        #: ``cancel()`` on a running call's future stops its worker (``_stop``)
+        self.stop_on_cancel: bool = stop_on_cancel
         #: "process" or "subtask"
         self.kind: str = kind
         #: builds the payload; called on first dispatch, not at decoration,
@@ -67,9 +79,11 @@ class TaskOptions:
         #: the variants ``options()`` makes: they run the same function)
         self.payloads: dict[str, FunctionPayload] = {}
 
-    def variant(self, timeout: float | None, retries: int) -> TaskOptions:
+    def variant(self, timeout: float | None, retries: int, stop_on_cancel: bool) -> TaskOptions:
         """The same function and name with other options (its pickles shared)."""
-        other = TaskOptions(self.fn, self.name, timeout, self.kind, self.factory, retries)
+        other = TaskOptions(
+            self.fn, self.name, timeout, self.kind, self.factory, retries, stop_on_cancel
+        )
         other.payloads = self.payloads
         return other
 

@@ -20,12 +20,12 @@ has run too long, are the dispatcher's and ``_timeouts``' decisions.
 from __future__ import annotations
 
 from collections import deque
-from concurrent.futures import CancelledError
+from concurrent.futures import CancelledError, Future, InvalidStateError
 from typing import Any
 
 from ._futures import cancel_notified, start_unless_cancelled
 from ._protocol import Result
-from ._records import Outcome, Task, TaskState, new_task_id
+from ._records import Outcome, Task, TaskState, WorkerHandle, new_task_id
 from ._serialize import dumps, loads, pickling_error
 from ._wording import after_tries, not_started
 
@@ -96,7 +96,7 @@ class TaskTable:
                 self._wait_for_items(task)  # an item is being retried on its own
                 return
             self._end(task)
-            task.future.set_result(value)
+            _resolve(task.future, True, value)
 
     def fail(self, task: Task, error: BaseException) -> None:
         """End a task with ``error``: a call's future raises it; each item of a
@@ -109,9 +109,9 @@ class TaskTable:
         if future.done() or not start_unless_cancelled(future):
             return
         if task.chunk is not None:
-            future.set_result(task.chunk.fail_unfinished(error))
+            _resolve(future, True, task.chunk.fail_unfinished(error))
         else:
-            future.set_exception(error)
+            _resolve(future, False, error)
 
     def lose(self, task: Task, error: BaseException, mark: int, rerun: bool) -> None:
         """``task``'s worker died or was stopped for its timeout; ``mark`` is
@@ -148,7 +148,7 @@ class TaskTable:
         if not rest:
             if retry is None:
                 self._end(task)
-                task.future.set_result(chunk.outcomes)
+                _resolve(task.future, True, chunk.outcomes)
             else:
                 self._wait_for_items(task)
             return
@@ -222,7 +222,41 @@ class TaskTable:
             )
         if complete:
             self._end(task)
-            task.future.set_result(chunk.outcomes)
+            _resolve(task.future, True, chunk.outcomes)
+
+    def stop(self, future: Future[Any]) -> list[tuple[Task, WorkerHandle | None]]:
+        """Its user stopped ``future`` (cancelled already, ``_stop``): every
+        task resolving it (a call; a chunk and its items sent on their own)
+        ends now, and is returned with the worker that held it, to be
+        stopped. A result it still sends is dropped; it never runs again."""
+        stopped = [(task, task.worker) for task in self._tasks.values() if task.future is future]
+        for task, _worker in stopped:
+            self._end(task)
+        return stopped
+
+    def rerun(self, task: Task) -> None:
+        """``task``'s worker was killed because its user stopped another task
+        in it: what ``task`` had not finished runs again, from the start, first
+        in the queue, counting no try (its own work was not at fault)."""
+        task.leave_worker()
+        chunk = task.chunk
+        if chunk is None or task.state is TaskState.SENT:
+            self._requeue(task)
+            return
+        rest = chunk.unfinished()
+        if not rest:
+            if chunk.complete():
+                self._end(task)
+                _resolve(task.future, True, chunk.outcomes)
+            else:
+                self._wait_for_items(task)  # an item is being retried on its own
+            return
+        try:
+            task.payload = chunk.rerun(rest)
+        except BaseException as exc:  # user code, whatever it raises
+            self.fail(task, pickling_error(task.name, "argument", exc))
+            return
+        self._requeue(task)
 
     def cancel_pending(self) -> None:
         """Cancel every task that has not been sent (an item of a chunk sent
@@ -261,10 +295,7 @@ class TaskTable:
         chunk sent on its own, into the chunk (which resolves with its last)."""
         self._end(task)
         if task.item_of is None:
-            if ok:
-                task.future.set_result(value)
-            else:
-                task.future.set_exception(value)
+            _resolve(task.future, ok, value)
             return
         parent, index = task.item_of
         if parent.state is TaskState.DONE:
@@ -272,11 +303,26 @@ class TaskTable:
         assert parent.chunk is not None
         if parent.chunk.record(index, (ok, value)):
             self._end(parent)
-            parent.future.set_result(parent.chunk.outcomes)
+            _resolve(parent.future, True, parent.chunk.outcomes)
 
     def _record_speed(self, name: str, seconds: float) -> None:
         previous = self.item_seconds.get(name)
         self.item_seconds[name] = seconds if previous is None else 0.7 * previous + 0.3 * seconds
+
+
+def _resolve(future: Future[Any], ok: bool, value: Any) -> None:
+    """Put an outcome in ``future``, unless its user stopped it meanwhile: a
+    running future is cancelled by ``nestpool.stop`` in the user's thread
+    (so that waiters see it at once), which may come just before the
+    dispatcher resolves it. The outcome is then dropped, as the user asked."""
+    try:
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+    except InvalidStateError:
+        if not future.cancelled():  # pragma: no cover - a bug in nestpool
+            raise
 
 
 def _unpickle_outcomes(name: str, result: Result) -> tuple[list[Any], bool]:

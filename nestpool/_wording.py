@@ -32,6 +32,7 @@ __all__ = [
     "pool_closed",
     "start_failed",
     "startup_failure",
+    "stop_reason",
     "timeout_error",
     "timeout_stop_reason",
 ]
@@ -121,6 +122,14 @@ def timeout_stop_reason(task: Task) -> str:
     return (
         f"it was stopped because task {task.name!r} (id {task.id}) in the same "
         f"worker ran past its timeout of {task.timeout}s"
+    )
+
+
+def stop_reason(task: Task) -> str:
+    """Why a worker was stopped when its user stopped one of its tasks."""
+    return (
+        f"task {task.name!r} (id {task.id}) in it was stopped by its user "
+        "(nestpool.stop, or cancel() with stop_on_cancel)"
     )
 
 

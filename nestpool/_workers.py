@@ -278,11 +278,14 @@ class WorkerTable:
                 self.retire(worker)
         return bool(live)
 
-    def stop(self, worker: WorkerHandle, reason: str | None = None) -> None:
+    def stop(self, worker: WorkerHandle, reason: str | None = None, *, rerun: bool = False) -> None:
         """Kill it now; ``reason`` (why the pool stopped it) goes into its
-        tasks' errors."""
+        tasks' errors, or, with ``rerun`` (a task of it was stopped by its
+        user), into the log: its other tasks then run again elsewhere."""
         if reason is not None:
             worker.kill_reason = reason
+        if rerun:
+            worker.rerun_held = True
         _kill(worker.process)
 
     def stop_all(self, reason: str | None = None) -> None:
