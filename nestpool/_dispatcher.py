@@ -28,6 +28,8 @@ Data flow::
   marks) fails, finished items keep their values, and the rest run again
   elsewhere.
 - Timeouts use the same path: the worker is killed and replaced.
+- So does ``stop`` (``nestpool.stop``): the worker is killed and replaced,
+  and its other tasks run again elsewhere rather than fail.
 - Only an initializer that fails (or workers that keep dying before they are
   ready) breaks the pool: it stops starting workers and fails pending and new
   work with ``InitializerError``. A worker SIGKILLed before it said

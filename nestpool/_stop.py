@@ -93,8 +93,8 @@ def stop(future: Future[Any]) -> bool:
 
     Returns:
         True if the future is now cancelled (it was, it had not started, or
-        it was stopped); False if it is done, or running where it cannot be
-        stopped.
+            it was stopped); False if it is done, or running where it cannot
+            be stopped.
 
     Example:
         >>> with Pool():

@@ -223,3 +223,15 @@ def test_the_per_worker_crawler_runs_as_written(tmp_path: Path) -> None:
     assert lines[0] == str(total), explain(done)
     assert re.fullmatch(r"(\d) connections for \1 workers", lines[1]), explain(done)
     assert hits == dict.fromkeys(PAGES, 1), f"requests per page: {dict(hits)}"
+
+
+@pytest.mark.timeout(180)
+def test_the_stop_example_runs_as_written(tmp_path: Path) -> None:
+    """docs/faults.md's program: a running task that cancel() leaves alone is
+    stopped by nestpool.stop, and asyncio's timeout stops a stop_on_cancel
+    task (the program would sleep an hour otherwise)."""
+    done = run_program(program(DOCS / "faults.md", "## Stopping a running task"), tmp_path)
+    assert done.returncode == 0, explain(done)
+    lines = ["finished", "False", "True", "True", "gave up", "rendered"]
+    assert done.stdout.split("\n")[:-1] == lines, explain(done)
+    assert done.stderr == "", explain(done)

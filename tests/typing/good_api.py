@@ -19,6 +19,7 @@ from typing import TypeVar
 
 from typing_extensions import assert_type
 
+import nestpool
 from nestpool import (
     AsyncMapIterator,
     MapIterator,
@@ -158,6 +159,21 @@ def check_options() -> None:
     assert list(halve.options(retries=1).map(range(3))) == [0.0, 0.5, 1.0]
     assert halve.options(timeout=1)(3).result() == 1.5
     assert variant.__name__ == "retried"
+
+
+@process_task(stop_on_cancel=True)
+def stoppable(x: int) -> str:
+    return str(x)
+
+
+def check_stop() -> None:
+    """stop_on_cancel= and nestpool.stop: typed like the other options."""
+    assert_type(stoppable.stop_on_cancel, bool)
+    assert_type(stoppable(1), Future[str])
+    variant: ProcessTask[[int], float] = halve.options(stop_on_cancel=True)
+    assert variant.stop_on_cancel and not halve.stop_on_cancel
+    assert_type(nestpool.stop(halve(3)), bool)
+    assert_type(nestpool.stop(fetch("u")), bool)
 
 
 def check_calls() -> None:

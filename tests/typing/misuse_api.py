@@ -14,6 +14,7 @@ import asyncio
 from collections.abc import Iterator
 from concurrent.futures import Future
 
+import nestpool
 from nestpool import (
     AsyncMapIterator,
     MapIterator,
@@ -151,6 +152,9 @@ def wrong_options() -> None:
     crunch.options(timeout=1)(3)  # type: ignore[arg-type]
     texts: Future[str] = halve.options(retries=1)(1)  # type: ignore[assignment]
     fetch.options(timeout=1)  # type: ignore[attr-defined]
+    crunch.options(stop_on_cancel="yes")  # type: ignore[arg-type]
+    fetch.options(stop_on_cancel=True)  # type: ignore[attr-defined]
+    nestpool.stop(crunch)  # type: ignore[arg-type]
     del texts
 
 
