@@ -21,19 +21,16 @@ import itertools
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from typing import Any
 
-from ._item_loop import run_outcomes
-from ._map_iterator import MapIterator
-from ._map_units import (
+from ._chunk_sizing import (
     CHUNKS_PER_SLOT,
     CONFIRMED_GROWTH,
     FULL_CHUNKS_PER_SLOT,
     MAX_AUTO_CHUNK,
     ChunkSizer,
-    Item,
-    MapState,
-    SubmitUnit,
-    iter_units,
 )
+from ._item_loop import run_outcomes
+from ._map_iterator import MapIterator
+from ._map_units import Item, MapState, SubmitUnit, iter_units
 from ._protocol import SHAPE_ARGS
 from ._records import Outcome
 from ._typing import R

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from nestpool import Pool
+from nestpool._chunk_sizing import TARGET_CHUNK_SECONDS, planned_chunk
 from nestpool._collate import (
     CHUNKS_PER_SLOT,
     CONFIRMED_GROWTH,
@@ -19,7 +20,7 @@ from nestpool._collate import (
     MAX_AUTO_CHUNK,
     ChunkSizer,
 )
-from nestpool._map_units import TARGET_CHUNK_SECONDS, MapState, planned_chunk
+from nestpool._map_units import MapState
 from tests.helpers import local_engine
 
 from . import collate_tasks as ct
