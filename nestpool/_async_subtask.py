@@ -128,8 +128,7 @@ def async_amap(
 
 
 class AsyncSubtask(DecoratedFunction, TaskMixin, _FunctionWrapper, Generic[P, R]):
-    """An ``async def`` decorated with ``@thread_subtask``: IO-bound work for an
-    event loop.
+    """An ``async def`` decorated with ``@thread_subtask``: IO work for an event loop.
 
     Calling it returns a ``concurrent.futures.Future[R]``, ``R`` being what the
     coroutine returns: with a pool open it is scheduled on this process's

@@ -237,8 +237,7 @@ def thread_subtask(
     *,
     name: str | None = None,
 ) -> Any:
-    """Mark a function as a subtask: IO-bound work for a thread pool, or, for an
-    ``async def``, for an event loop.
+    """Mark a function as a subtask: IO-bound work for a thread pool (or an event loop).
 
     Use bare (``@thread_subtask``) or with a name (``@thread_subtask(name=...)``);
     there is no ``timeout``: a thread cannot be stopped.
