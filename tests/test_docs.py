@@ -223,3 +223,16 @@ def test_the_per_worker_crawler_runs_as_written(tmp_path: Path) -> None:
     assert lines[0] == str(total), explain(done)
     assert re.fullmatch(r"(\d) connections for \1 workers", lines[1]), explain(done)
     assert hits == dict.fromkeys(PAGES, 1), f"requests per page: {dict(hits)}"
+
+
+@pytest.mark.timeout(120)
+def test_the_asyncio_crawler_runs_as_written(tmp_path: Path) -> None:
+    """The async-subtask crawler of docs/asyncio.md serves its own pages,
+    fetches each once with every batch in flight at once on its worker's
+    event loop, and prints the total the page says."""
+    heading = "## A crawler with an async client"
+    done = run_program(program(DOCS / "asyncio.md", heading), tmp_path)
+    assert done.returncode == 0, explain(done)
+    assert done.stdout == "19900\n", explain(done)
+    assert done.stderr == "", explain(done)
+    assert "It prints `19900`" in (DOCS / "asyncio.md").read_text()
