@@ -19,6 +19,9 @@
 - ``crawl.py``: every page was crawled and the three runs found the same
   pages, links and words; each run printed its throughput, and the speed-up
   over the single-process runs is printed.
+- ``async_crawl.py``: the crawl of ``crawl.py`` with async subtasks finds the
+  same pages, links and words as with thread subtasks; both runs printed
+  their throughput, and the comparison is printed.
 - ``hash_tree.py``: every file was hashed and every digest matches ``hashlib``;
   both runs printed their throughput, and the speed-up over serial is printed.
 
@@ -207,6 +210,24 @@ def check_crawl(run: Run) -> str:
     return f"{crawled[1]} pages, the same links, words and digest in all three runs"
 
 
+def check_async_crawl(run: Run) -> str:
+    out = run.out
+    crawled = re.search(r"^pages crawled: (\d+) of (\d+)$", out, re.M)
+    expect(crawled is not None, "no 'pages crawled' line")
+    assert crawled is not None
+    expect(crawled[1] == crawled[2], f"crawled {crawled[1]} of {crawled[2]} pages")
+    runs = re.findall(r"pages=(\d+) links=(\d+) words=(\d+) digest=(\w+)", out)
+    expect(len(runs) == 2 and len(set(runs)) == 1, f"the runs disagree: {runs}")
+    expect("results match the thread-subtask run: True" in out, "results differ")
+    speeds = re.findall(r"time=[0-9.]+s throughput=(\d+) pages/s$", out, re.M)
+    expect(len(speeds) == 2, f"{len(speeds)} throughput lines, not 2")
+    expect(
+        re.search(r"^async subtasks against thread subtasks: [0-9.]+x$", out, re.M) is not None,
+        "no comparison with the thread-subtask run",
+    )
+    return f"{crawled[1]} pages, the same with async subtasks as with thread subtasks"
+
+
 def check_hash_tree(run: Run) -> str:
     out = run.out
     hashed = re.search(r"^files hashed: (\d+) of (\d+)$", out, re.M)
@@ -227,6 +248,7 @@ CHECKS: dict[str, Callable[[Run], str]] = {
     "collate.py": check_collate,
     "nested.py": check_nested,
     "crawl.py": check_crawl,
+    "async_crawl.py": check_async_crawl,
     "hash_tree.py": check_hash_tree,
 }
 

@@ -34,6 +34,7 @@ from collections import Counter
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from nestpool import Pool, gather, process_task, thread_subtask
 
@@ -142,16 +143,18 @@ def batches(paths: list[str]) -> Iterator[list[str]]:
         yield paths[start : start + BATCH]
 
 
-def crawl(base: str) -> tuple[int, int, int, str]:
-    """Crawl from the home page, level by level; return pages, links, words and
-    a digest of everything found (the same whichever way the crawl ran)."""
+def crawl(base: str, batch_task: Any = None) -> tuple[int, int, int, str]:
+    """Crawl from the home page, level by level, a batch per process task
+    (``crawl_batch``, or ``batch_task``); return pages, links, words and a
+    digest of everything found (the same whichever way the crawl ran)."""
+    task = crawl_batch if batch_task is None else batch_task
     seen = {"/page/0"}
     frontier = ["/page/0"]
     pages = links = words = 0
     digests: dict[str, str] = {}
     while frontier:
         next_frontier: list[str] = []
-        level = crawl_batch.map([base] * len(frontier), list(batches(frontier)))
+        level = task.map([base] * len(frontier), list(batches(frontier)))
         for batch in level:
             for path, page_links, page_words, digest in batch:
                 pages += 1
@@ -173,13 +176,15 @@ def worker_pid() -> int:
     return os.getpid()
 
 
-def timed_crawl(label: str, base: str, pool: Pool) -> tuple[tuple[int, int, int, str], float]:
+def timed_crawl(
+    label: str, base: str, pool: Pool, batch_task: Any = None
+) -> tuple[tuple[int, int, int, str], float]:
     with pool:
         # Start the workers before timing (with another task: a map sizes its
         # chunks from how long the task's earlier calls took).
         gather([worker_pid() for _ in range(pool.processes)])
         start = time.perf_counter()
-        result = crawl(base)
+        result = crawl(base, batch_task)
         seconds = time.perf_counter() - start
     pages, links, words, digest = result
     print(

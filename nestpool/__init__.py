@@ -1,7 +1,7 @@
 """nestpool: a thread pool inside every worker process, typed and fault-tolerant.
 
 Decorate CPU-heavy functions with ``@process_task`` and IO-bound ones with
-``@thread_subtask``, open ``with Pool(...)``, and call them: calls return
+``@thread_subtask`` (an ``async def`` too), open ``with Pool(...)``, and call them: calls return
 ``concurrent.futures.Future``s, or collated values through ``.map`` and
 ``gather``. Where a call runs is decided by where it happens (see the routing
 table in the docs).
@@ -10,6 +10,7 @@ table in the docs).
 import logging as _logging
 
 from ._async import AsyncMapIterator as AsyncMapIterator
+from ._async_subtask import AsyncSubtask as AsyncSubtask
 from ._errors import InitializerError as InitializerError
 from ._errors import NestpoolError as NestpoolError
 from ._errors import PoolClosedError as PoolClosedError
@@ -32,6 +33,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AsyncMapIterator",
+    "AsyncSubtask",
     "InitializerError",
     "MapIterator",
     "NestpoolError",

@@ -2,7 +2,8 @@
 wrapt's binding rules, and the typed stand-ins for wrapt's proxies.
 
 What it owns: refusing what cannot be decorated (a non-callable, a task
-decorated twice, an async function for ``@process_task``), validating
+decorated twice, an async function for ``@process_task``, an async
+generator function), validating
 ``timeout``, ``retries`` and ``name``, building a task's ``TaskOptions``,
 and working out what a bound decorated method passes first to its plain
 function. ``_process_task`` and ``_thread_subtask`` build on it.
@@ -76,19 +77,32 @@ def check_decorated(decorator: str, fn: object) -> None:
             f"@{kind}. Decorate the plain function once (its .sync calls it "
             "undecorated)."
         )
-    # An object whose calls return coroutines: its class's __call__ is async.
-    call = None if inspect.isroutine(plain) else inspect.getattr_static(real_type, "__call__", None)
-    if (
-        inspect.iscoroutinefunction(plain)
-        or inspect.isasyncgenfunction(plain)
-        or (call is not None and inspect.iscoroutinefunction(call))
-    ):
+    if is_async(plain) and decorator == "process_task":
+        raise TypeError(
+            f"@process_task cannot decorate {getattr(plain, '__qualname__', plain)!r}: it is "
+            "an async function, and a process task is a plain function run in a worker "
+            "process. Decorate the async function with @thread_subtask instead: it then "
+            "runs on the event loop of the process that calls it (a worker's own loop "
+            "inside a process task), and a process task can call it."
+        )
+    if inspect.isasyncgenfunction(plain):
         raise TypeError(
             f"@{decorator} cannot decorate {getattr(plain, '__qualname__', plain)!r}: it is "
-            "an async function, and nestpool runs plain functions in processes and "
-            "threads. Decorate a synchronous function (one that calls asyncio.run() "
-            "if it must), and await nestpool's futures with asyncio.wrap_future()."
+            "an async generator function, whose calls give no single value to put in a "
+            "future. Decorate an async def that returns its values (a list, say)."
         )
+
+
+def is_async(fn: object) -> bool:
+    """True for a coroutine function, or an object whose calls return coroutines
+    (its class's ``__call__`` is async)."""
+    plain = _plain_function(fn)
+    if inspect.iscoroutinefunction(plain):
+        return True
+    if inspect.isroutine(plain):
+        return False
+    call = inspect.getattr_static(type(plain), "__call__", None)
+    return call is not None and inspect.iscoroutinefunction(call)
 
 
 def args_with_instance(instance: Any, binding: str, args: tuple[Any, ...]) -> tuple[Any, ...]:

@@ -16,6 +16,7 @@ from typing import Any, Literal, cast, overload
 
 from ._compute_slots import IN_NESTPOOL
 from ._futures import SubtaskFuture, is_helper
+from ._subtask_loop import refuse_wait_on_loop
 from ._typing import FutureLike, T
 from ._waiting import OneShotEvent, wait_event
 
@@ -117,6 +118,7 @@ def _wait_all(fs: list[Future[Any]], *, stop_on_failure: bool) -> Future[Any] | 
     """Wait until every future is done, or (``stop_on_failure``) one fails;
     return the first that failed, or None."""
     unique = list(dict.fromkeys(fs))
+    refuse_wait_on_loop("gather()", unique)  # else a deadlock on the loop's own thread
     gathering = _Gathering(len(unique), stop_on_failure)
     for f in unique:
         f.add_done_callback(gathering)  # runs at once for one already done

@@ -2,7 +2,8 @@
 
 What it owns: the wrapt proxy of a subtask (identity, ``.map``, ``.amap``,
 ``.sync``, binding on methods) and the decision at each call: the thread
-pool of the process's open pool or worker, else a run here and now. A
+pool of the process's open pool or worker, else a run here and now. An
+``async def`` becomes an ``AsyncSubtask`` (``_async_subtask``) instead. A
 subtask's ``.map`` is ``_subtask_map``'s; the thread pool is
 ``_subtask_pool``'s.
 
@@ -11,14 +12,23 @@ It never touches processes; threads only through the subtask pool.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from concurrent.futures import Future
 from types import EllipsisType
-from typing import TYPE_CHECKING, Any, Concatenate, Generic, overload
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, Protocol, overload
 
 from . import _routing
 from ._async import AsyncMapIterator
-from ._decorating import P2, S, WrappedAnnotations, check_decorated, check_name, make_options
+from ._async_subtask import AsyncSubtask
+from ._decorating import (
+    P2,
+    S,
+    WrappedAnnotations,
+    check_decorated,
+    check_name,
+    is_async,
+    make_options,
+)
 from ._errors import PoolClosedError
 from ._identity import TaskMixin
 from ._inline import run_inline
@@ -36,7 +46,13 @@ else:
     from wrapt import BoundFunctionWrapper as _BoundFunctionWrapper
     from wrapt import FunctionWrapper as _FunctionWrapper
 
-__all__ = ["BoundThreadSubtask", "ThreadSubtask", "thread_subtask"]
+__all__ = [
+    "AsyncSubtask",
+    "BoundThreadSubtask",
+    "SubtaskDecorator",
+    "ThreadSubtask",
+    "thread_subtask",
+]
 
 
 def _make_subtask_call(options: TaskOptions) -> Callable[..., Any]:
@@ -192,22 +208,43 @@ if not TYPE_CHECKING:
     ThreadSubtask.__annotations__ = WrappedAnnotations()
 
 
+class SubtaskDecorator(Protocol):
+    """What ``thread_subtask(name=...)`` returns: the decorator, with its options."""
+
+    @overload
+    def __call__(  # type: ignore[overload-overlap]
+        self, fn: Callable[P, Coroutine[Any, Any, R]], /
+    ) -> AsyncSubtask[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> ThreadSubtask[P, R]: ...
+    def __call__(self, fn: Callable[..., Any], /) -> Any: ...
+
+
+# The async overload comes first: a coroutine function is also a Callable[P, R]
+# (with R a coroutine), and a call must give Future[R] of the awaited R. (mypy
+# flags the overlap; the first match is the one that applies, as intended.)
+@overload
+def thread_subtask(  # type: ignore[overload-overlap]
+    fn: Callable[P, Coroutine[Any, Any, R]], /
+) -> AsyncSubtask[P, R]: ...
 @overload
 def thread_subtask(fn: Callable[P, R], /) -> ThreadSubtask[P, R]: ...
 @overload
+def thread_subtask(*, name: str | None = None) -> SubtaskDecorator: ...
 def thread_subtask(
-    *, name: str | None = None
-) -> Callable[[Callable[P, R]], ThreadSubtask[P, R]]: ...
-def thread_subtask(
-    fn: Callable[P, R] | EllipsisType = ...,
+    fn: Callable[..., Any] | EllipsisType = ...,
     /,
     *,
     name: str | None = None,
-) -> ThreadSubtask[P, R] | Callable[[Callable[P, R]], ThreadSubtask[P, R]]:
-    """Mark a function as a thread subtask: IO-bound work for a thread pool.
+) -> Any:
+    """Mark a function as a subtask: IO-bound work for a thread pool (or an event loop).
 
     Use bare (``@thread_subtask``) or with a name (``@thread_subtask(name=...)``);
     there is no ``timeout``: a thread cannot be stopped.
+
+    On an ``async def`` it makes an async subtask (``AsyncSubtask``): the same
+    routing, with each process's own persistent event loop in place of its
+    thread pool, and ``Future[R]`` of what the coroutine returns.
 
     Args:
         fn (Callable[P, R]): the function, in bare use (``@thread_subtask``);
@@ -215,25 +252,34 @@ def thread_subtask(
         name: the subtask's name in errors and logs.
 
     Returns:
-        A ``ThreadSubtask``: calling it returns ``Future[R]``, run on the thread
-            pool of the process where the call happens; ``.map`` returns a
-            ``MapIterator[R]``; ``.sync`` calls the plain function.
+        A ``ThreadSubtask`` (an ``AsyncSubtask`` for an ``async def``): calling
+            it returns ``Future[R]``, run on the thread pool (the event loop) of
+            the process where the call happens; ``.map`` returns a
+            ``MapIterator[R]``; ``.sync`` calls the plain function (runs the
+            coroutine to completion) and returns ``R``.
 
     Raises:
-        TypeError: ``fn`` is not callable, or is an async function.
+        TypeError: ``fn`` is not callable, or is an async generator function.
 
     Example:
         >>> @thread_subtask
         ... def fetch(url: str) -> bytes:
         ...     with urllib.request.urlopen(url) as response:
         ...         return response.read()
+        >>> @thread_subtask
+        ... async def fetch_async(client: httpx.AsyncClient, url: str) -> bytes:
+        ...     return (await client.get(url)).content
     """
     check_name(name)
 
-    def decorate(func: Callable[P, R]) -> ThreadSubtask[P, R]:
+    def decorate(func: Callable[..., Any]) -> Any:
         check_decorated("thread_subtask", func)
         options, _plain = make_options("subtask", func, name, None)
-        task: ThreadSubtask[P, R] = ThreadSubtask(func, options)
+        task: ThreadSubtask[..., Any] | AsyncSubtask[..., Any]
+        if is_async(func):
+            task = AsyncSubtask(func, options)
+        else:
+            task = ThreadSubtask(func, options)
         options.factory = task._self_payload
         return task
 

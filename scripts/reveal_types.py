@@ -42,6 +42,9 @@ def fetch(url: str) -> bytes: ...
 @thread_subtask(name="lookup")
 def lookup(key: str) -> int | None: ...
 
+@thread_subtask
+async def fetch_async(url: str) -> bytes: ...
+
 class Model:
     @process_task
     def predict(self, x: float) -> float: ...
@@ -102,6 +105,14 @@ ROWS: list[tuple[str, str]] = [
     ("thread subtask", "fetch.sync('u')"),
     ("thread subtask", "fetch.__wrapped__"),
     ("thread subtask", "fetch.task_name"),
+    ("async subtask", "fetch_async"),
+    ("async subtask", "fetch_async('u')"),
+    ("async subtask", "fetch_async.map(['u'])"),
+    ("async subtask", "fetch_async.amap(['u'])"),
+    ("async subtask", "fetch_async.sync('u')"),
+    ("async subtask", "fetch_async.__wrapped__"),
+    ("async subtask", "gather([fetch_async('u'), fetch_async('v')])"),
+    ("async subtask", "asyncio.wrap_future(fetch_async('u'))"),
     ("method", "Model.predict"),
     ("method", "model.predict"),
     ("method", "model.predict(1.0)"),
@@ -144,6 +155,7 @@ ROWS: list[tuple[str, str]] = [
     ("asyncio", "loop.run_in_executor(pool, crunch.sync, ['u'])"),
     ("classes", "ProcessTask"),
     ("classes", "ThreadSubtask"),
+    ("classes", "AsyncSubtask"),
     ("classes", "MapIterator"),
     ("classes", "MapIterator[int].close"),
     ("classes", "AsyncMapIterator"),

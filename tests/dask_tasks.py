@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
@@ -152,3 +153,29 @@ class UnpicklableError(Exception):
 def fail_unpicklably(message: str) -> None:
     """Raise an exception that cannot be pickled, from a Dask worker."""
     raise UnpicklableError(message)
+
+
+@thread_subtask
+async def where_async_subtask() -> dict[str, Any]:
+    """Where an async subtask ran: pid, thread, and the running loop."""
+    await asyncio.sleep(0.01)
+    return {
+        "pid": os.getpid(),
+        "thread": threading.current_thread().name,
+        "ident": threading.get_ident(),
+        "loop": id(asyncio.get_running_loop()),
+    }
+
+
+@process_task
+def where_async() -> dict[str, Any]:
+    """Where a process task ran on Dask, and where its async subtasks ran."""
+    import distributed
+
+    dask_loop = distributed.get_worker().loop.asyncio_loop
+    return {
+        "pid": os.getpid(),
+        "dask_loop": id(dask_loop),
+        "dask_loop_thread": getattr(dask_loop, "_thread_id", None),
+        "subs": gather([where_async_subtask() for _ in range(4)]),
+    }

@@ -89,9 +89,9 @@ def _children() -> list[Any]:
 @pytest.fixture(autouse=True)
 def no_nestpool_threads() -> Iterator[None]:
     yield
-    assert wait_until(
-        lambda: not [t for t in threading.enumerate() if t.name.startswith("nestpool")], 10
-    )
+    from .conftest import _stray_threads
+
+    assert wait_until(lambda: not _stray_threads(), 10)
 
 
 def _worker_pids(client: Any) -> set[int]:
@@ -135,6 +135,24 @@ def test_subtasks_use_one_persistent_pool_per_worker_process(client: Any) -> Non
     # One pool per worker process, created once and reused by every task.
     assert all(len(ids) == 1 for ids in pools.values())
     assert set(pools) <= _worker_pids(client)
+
+
+def test_async_subtasks_run_on_the_dask_workers_own_nestpool_loop(client: Any) -> None:
+    with Pool(client=client):
+        results = [f.result() for f in [tasks.where_async() for _ in range(8)]]
+    workers = _worker_pids(client)
+    loops: dict[int, set[tuple[int, int]]] = {}
+    for result in results:
+        assert result["pid"] in workers
+        for sub in result["subs"]:
+            assert sub["pid"] == result["pid"]
+            # nestpool's own loop thread, not Dask's event loop
+            assert sub["thread"].startswith("nestpool-loop-")
+            assert sub["loop"] != result["dask_loop"]
+            assert sub["ident"] != result["dask_loop_thread"]
+            loops.setdefault(sub["pid"], set()).add((sub["ident"], sub["loop"]))
+    # one loop per Dask worker process, kept across tasks
+    assert all(len(found) == 1 for found in loops.values())
 
 
 def test_any_dask_task_sends_subtasks_to_the_workers_pool(client: Any) -> None:

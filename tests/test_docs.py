@@ -235,3 +235,16 @@ def test_the_stop_example_runs_as_written(tmp_path: Path) -> None:
     lines = ["finished", "False", "True", "True", "gave up", "rendered"]
     assert done.stdout.split("\n")[:-1] == lines, explain(done)
     assert done.stderr == "", explain(done)
+
+
+@pytest.mark.timeout(120)
+def test_the_asyncio_crawler_runs_as_written(tmp_path: Path) -> None:
+    """The async-subtask crawler of docs/asyncio.md serves its own pages,
+    fetches each once with every batch in flight at once on its worker's
+    event loop, and prints the total the page says."""
+    heading = "## A crawler with an async client"
+    done = run_program(program(DOCS / "asyncio.md", heading), tmp_path)
+    assert done.returncode == 0, explain(done)
+    assert done.stdout == "19900\n", explain(done)
+    assert done.stderr == "", explain(done)
+    assert "It prints `19900`" in (DOCS / "asyncio.md").read_text()

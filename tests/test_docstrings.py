@@ -47,7 +47,13 @@ def _public() -> Iterator[tuple[str, Any]]:
 #: (mkdocs.yml's filters).
 ROUTE_PROTOCOL = {"Pool.map_task", "Pool.submit_task", "Pool.subtask_pool"}
 #: classes users get from nestpool (a decorator, a map), never construct
-NOT_CONSTRUCTED = {"ProcessTask", "ThreadSubtask", "MapIterator", "AsyncMapIterator"}
+NOT_CONSTRUCTED = {
+    "ProcessTask",
+    "ThreadSubtask",
+    "AsyncSubtask",
+    "MapIterator",
+    "AsyncMapIterator",
+}
 
 PUBLIC = {name: obj for name, obj in _public() if name not in ROUTE_PROTOCOL}
 

@@ -17,7 +17,14 @@ from typing import Any
 
 import pytest
 
-from nestpool import Pool, ProcessTask, ThreadSubtask, process_task, thread_subtask
+from nestpool import (
+    AsyncSubtask,
+    Pool,
+    ProcessTask,
+    ThreadSubtask,
+    process_task,
+    thread_subtask,
+)
 from tests import core_tasks, helpers
 
 pytestmark = pytest.mark.timeout(60)
@@ -246,25 +253,45 @@ class _AsyncCallable:
         return 1
 
 
-@pytest.mark.parametrize(
-    "decorator",
-    [process_task, thread_subtask, process_task(timeout=1.0), thread_subtask(name="n")],
-)
+@pytest.mark.parametrize("decorator", [process_task, process_task(timeout=1.0)])
 @pytest.mark.parametrize(
     "fn",
     [
         _coroutine_function,
-        _async_generator,
         staticmethod(_coroutine_function),
         _AsyncCallable(),  # an object whose calls return coroutines
     ],
 )
-def test_decorating_an_async_function_is_a_type_error(
+def test_a_process_task_of_an_async_function_is_a_type_error(
     decorator: Callable[[Any], Any], fn: Any
 ) -> None:
     with pytest.raises(TypeError, match="it is an async function") as info:
         decorator(fn)
-    assert "asyncio.wrap_future()" in str(info.value)
+    assert "@thread_subtask" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "decorator",
+    [process_task, thread_subtask, process_task(timeout=1.0), thread_subtask(name="n")],
+)
+def test_decorating_an_async_generator_function_is_a_type_error(
+    decorator: Callable[[Any], Any],
+) -> None:
+    with pytest.raises(TypeError, match="it is an async generator function"):
+        decorator(_async_generator)
+
+
+@pytest.mark.parametrize("decorator", [thread_subtask, thread_subtask(name="n")])
+@pytest.mark.parametrize(
+    "fn", [_coroutine_function, staticmethod(_coroutine_function), _AsyncCallable()]
+)
+def test_a_thread_subtask_of_an_async_function_is_an_async_subtask(
+    decorator: Callable[[Any], Any], fn: Any
+) -> None:
+    task = decorator(fn)
+    assert type(task) is AsyncSubtask
+    if not isinstance(fn, staticmethod):
+        assert task().result() == 1
 
 
 @pytest.mark.parametrize("outer", [process_task, thread_subtask])

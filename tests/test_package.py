@@ -38,6 +38,7 @@ EXTRA_NAMES = {
     "PoolClosedError",
     "ProcessTask",
     "ThreadSubtask",
+    "AsyncSubtask",
     "MapIterator",
     "AsyncMapIterator",
     "PerWorker",

@@ -318,6 +318,7 @@ def _checks(module: ModuleType) -> list[Callable[[], None]]:
         "check_results",
         "check_methods",
         "check_per_worker",
+        "check_async_subtasks",
     ]
     return [getattr(module, name) for name in names]
 

@@ -13,15 +13,16 @@ import concurrent.futures
 import contextlib
 import functools
 import multiprocessing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import Future
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from typing_extensions import assert_type
 
 import nestpool
 from nestpool import (
     AsyncMapIterator,
+    AsyncSubtask,
     MapIterator,
     PerWorker,
     Pool,
@@ -416,3 +417,73 @@ def check_per_worker() -> None:
     assert_type(per_thread_dict, PerWorker[dict[str, int]])
     assert_type(per_thread_dict(), dict[str, int])
     assert counter_list() is counter_list()
+
+
+@thread_subtask
+async def fetch_async(url: str, retries: int = 0) -> bytes:
+    """A bare async subtask: R is what the coroutine returns."""
+    await asyncio.sleep(0)
+    return url.encode() * (retries + 1)
+
+
+@thread_subtask(name="lookup_async")
+async def lookup_async(key: str, *, default: int = 0) -> int:
+    """An async subtask with options and a keyword-only argument."""
+    return len(key) + default
+
+
+class Crawler:
+    """An async subtask as a method: through an instance, `self` is bound."""
+
+    @thread_subtask
+    async def get(self, url: str) -> str:
+        return url.upper()
+
+
+@process_task
+def crawl(urls: list[str]) -> int:
+    """A process task that fans out to async subtasks."""
+    pages = fetch_async.map(urls)
+    assert_type(pages, MapIterator[bytes])
+    futures = [lookup_async(url, default=1) for url in urls]
+    assert_type(futures, list[Future[int]])
+    return sum(len(page) for page in pages) + sum(gather(futures))
+
+
+def check_async_subtasks() -> None:
+    """An async def keeps its parameters; calls give Future of the awaited type."""
+    subtask: AsyncSubtask[[str, int], bytes] = fetch_async
+    with_name: AsyncSubtask[..., int] = lookup_async
+    assert subtask is fetch_async and with_name is lookup_async
+    assert_type(fetch_async.task_name, str)
+    wrapped: Callable[[str, int], Coroutine[Any, Any, bytes]] = fetch_async.__wrapped__
+    assert asyncio.run(wrapped("u", 0)) == b"u"
+    assert_type(fetch_async("u"), Future[bytes])
+    assert_type(fetch_async("u", retries=1), Future[bytes])
+    assert_type(lookup_async("k", default=2), Future[int])
+    assert_type(crawl(["a"]), Future[int])
+    assert fetch_async("u", retries=1).result() == b"uu"
+    assert lookup_async("k", default=2).result() == 3
+    assert crawl(["a", "bb"]).result() == 3 + 5
+    assert_type(fetch_async.sync("u"), bytes)
+    assert fetch_async.sync("u") == b"u"
+    assert_type(fetch_async.map(["a", "b"]), MapIterator[bytes])
+    assert_type(fetch_async.map(["a"], [1], ordered=False, buffersize=2), MapIterator[bytes])
+    assert_type(list(lookup_async.map(["k"])), list[int])
+    assert list(fetch_async.map(["a", "b"])) == [b"a", b"b"]
+    assert_type(gather([fetch_async("a"), fetch_async("b")]), list[bytes])
+    assert gather([fetch_async("a"), fetch_async("b")]) == [b"a", b"b"]
+    crawler = Crawler()
+    assert_type(crawler.get("u"), Future[str])
+    assert_type(crawler.get.sync("u"), str)
+    assert_type(crawler.get.map(["u"]), MapIterator[str])
+    assert crawler.get("u").result() == "U" and list(crawler.get.map(["v"])) == ["V"]
+
+    async def consume() -> tuple[list[bytes], bytes]:
+        pages = fetch_async.amap(["u", "v"])
+        assert_type(pages, AsyncMapIterator[bytes])
+        one = await asyncio.wrap_future(fetch_async("w"))
+        assert_type(one, bytes)
+        return [p async for p in pages], one
+
+    assert asyncio.run(consume()) == ([b"u", b"v"], b"w")

@@ -11,8 +11,9 @@ ignores reported) must flag each of these lines too. This file is never run.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from concurrent.futures import Future
+from typing import Any
 
 import nestpool
 from nestpool import (
@@ -50,6 +51,25 @@ class Scorer:
     @process_task
     def score(self, word: str) -> int:
         return len(word)
+
+
+@thread_subtask
+async def fetch_async(url: str) -> bytes:
+    return url.encode()
+
+
+def wrong_async_subtasks(words: list[str]) -> None:
+    fetch_async(b"url")  # type: ignore[arg-type]
+    fetch_async("u", "v")  # type: ignore[call-arg]
+    fetch_async.sync(3)  # type: ignore[arg-type]
+    fetch_async.map([b"u"])  # type: ignore[list-item]
+    fetch_async.amap([1])  # type: ignore[list-item]
+    # the future holds what the coroutine returns, not the coroutine
+    coro: Future[Coroutine[Any, Any, bytes]] = fetch_async("u")  # type: ignore[assignment]
+    text: str = fetch_async("u").result()  # type: ignore[assignment]
+    plain: str = fetch_async.sync("u")  # type: ignore[assignment]
+    texts: MapIterator[str] = fetch_async.map(words)  # type: ignore[assignment]
+    del coro, text, plain, texts
 
 
 def plain_pow(base: int, exponent: int) -> int:
