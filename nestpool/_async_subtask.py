@@ -21,7 +21,6 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, overload
 
 from . import _routing
-from ._async import AsyncMapIterator
 from ._collate import ChunkedMap, ChunkSizer, Item
 from ._decorating import P2, S, WrappedAnnotations
 from ._identity import TaskMixin
@@ -29,7 +28,7 @@ from ._inline import map_inline
 from ._map_iterator import MapIterator
 from ._progress import Progress, make_reporter, with_progress
 from ._routing import TaskOptions
-from ._signatures import DecoratedFunction
+from ._signatures import BoundCollating, DecoratedFunction
 from ._subtask_loop import (
     ASYNC_MAP_IN_FLIGHT,
     on_loop_thread,
@@ -47,7 +46,7 @@ else:
     from wrapt import BoundFunctionWrapper as _BoundFunctionWrapper
     from wrapt import FunctionWrapper as _FunctionWrapper
 
-__all__ = ["AsyncSubtask", "BoundAsyncSubtask", "async_amap", "async_map"]
+__all__ = ["AsyncSubtask", "BoundAsyncSubtask", "async_map"]
 
 _SYNC_ON_LOOP = (
     "{name}.sync() cannot run on nestpool's event loop thread: the loop would wait "
@@ -112,21 +111,6 @@ def async_map(
     return with_progress(iterator, reporter)
 
 
-def async_amap(
-    fn: Callable[..., Any],
-    iterables: tuple[Iterable[Any], ...],
-    ordered: bool,
-    chunksize: int | None,
-    buffersize: int | None,
-    progress: Progress,
-    name: str,
-) -> AsyncMapIterator[Any]:
-    """The ``amap`` of an async subtask: its map, consumed with ``async for``."""
-    reporter = make_reporter(progress, iterables, name)
-    iterator = async_map(fn, iterables, ordered, chunksize, buffersize, name=name, from_amap=True)
-    return AsyncMapIterator(iterator, reporter)
-
-
 class AsyncSubtask(DecoratedFunction, TaskMixin, _FunctionWrapper, Generic[P, R]):
     """An ``async def`` decorated with ``@thread_subtask``: IO work for an event loop.
 
@@ -173,30 +157,26 @@ class AsyncSubtask(DecoratedFunction, TaskMixin, _FunctionWrapper, Generic[P, R]
         ) -> AsyncSubtask[P, R]: ...
         def __get__(self, instance: Any, owner: Any = None) -> Any: ...
 
-    def _self_map(
+    def _self_collate(
         self,
+        bound: Any,
         iterables: tuple[Iterable[Any], ...],
         ordered: bool,
         chunksize: int | None,
         buffersize: int | None,
         progress: Progress,
+        from_amap: bool,
     ) -> MapIterator[Any]:
         name = self._self_options.name
         return async_map(
-            self.__wrapped__, iterables, ordered, chunksize, buffersize, progress, name
-        )
-
-    def _self_amap(
-        self,
-        iterables: tuple[Iterable[Any], ...],
-        ordered: bool,
-        chunksize: int | None,
-        buffersize: int | None,
-        progress: Progress,
-    ) -> AsyncMapIterator[Any]:
-        name = self._self_options.name
-        return async_amap(
-            self.__wrapped__, iterables, ordered, chunksize, buffersize, progress, name
+            bound.__wrapped__,
+            iterables,
+            ordered,
+            chunksize,
+            buffersize,
+            progress,
+            name,
+            from_amap=from_amap,
         )
 
     def sync(self, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -236,36 +216,8 @@ class AsyncSubtask(DecoratedFunction, TaskMixin, _FunctionWrapper, Generic[P, R]
         return self._self_options.name
 
 
-class BoundAsyncSubtask(_BoundFunctionWrapper):
+class BoundAsyncSubtask(BoundCollating, _BoundFunctionWrapper):
     """An async ``@thread_subtask`` method bound to its instance."""
-
-    def map(
-        self,
-        *iterables: Iterable[Any],
-        ordered: bool = True,
-        chunksize: int | None = None,
-        buffersize: int | None = None,
-        progress: Progress = None,
-    ) -> MapIterator[Any]:
-        """``AsyncSubtask.map`` for a bound method."""
-        name = self._self_parent._self_options.name
-        return async_map(
-            self.__wrapped__, iterables, ordered, chunksize, buffersize, progress, name
-        )
-
-    def amap(
-        self,
-        *iterables: Iterable[Any],
-        ordered: bool = True,
-        chunksize: int | None = None,
-        buffersize: int | None = None,
-        progress: Progress = None,
-    ) -> AsyncMapIterator[Any]:
-        """``AsyncSubtask.amap`` for a bound method."""
-        name = self._self_parent._self_options.name
-        return async_amap(
-            self.__wrapped__, iterables, ordered, chunksize, buffersize, progress, name
-        )
 
     def sync(self, *args: Any, **kwargs: Any) -> Any:
         """Run the bound coroutine method to completion here; return its value."""

@@ -19,7 +19,6 @@ from types import EllipsisType
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, overload
 
 from . import _routing
-from ._async import AsyncMapIterator
 from ._decorating import (
     _KEEP,
     P2,
@@ -40,7 +39,7 @@ from ._inline import map_inline, run_inline
 from ._map_iterator import MapIterator, as_map_iterator
 from ._progress import Progress, make_reporter, with_progress
 from ._routing import TaskOptions
-from ._signatures import DecoratedFunction
+from ._signatures import BoundCollating, DecoratedFunction
 from ._subtask_map import check_map_options
 from ._typing import P, R
 
@@ -70,14 +69,16 @@ def _make_process_call(options: TaskOptions, binding: str) -> Callable[..., Any]
 
 def _process_map(
     options: TaskOptions,
+    bound: Any,
     iterables: tuple[Iterable[Any], ...],
     ordered: bool,
     chunksize: int | None,
     buffersize: int | None,
-    progress: Progress = None,
+    progress: Progress,
 ) -> MapIterator[Any]:
     check_map_options(chunksize, buffersize)
     reporter = make_reporter(progress, iterables, options.name)  # before any work starts
+    iterables = with_instance(bound, iterables)
     route = _routing._current
     if route is None:
         iterator = map_inline(options.fn, iterables)
@@ -86,19 +87,6 @@ def _process_map(
             route.map_task(options, iterables, ordered, chunksize, buffersize)
         )
     return with_progress(iterator, reporter)
-
-
-def _process_amap(
-    options: TaskOptions,
-    iterables: tuple[Iterable[Any], ...],
-    ordered: bool,
-    chunksize: int | None,
-    buffersize: int | None,
-    progress: Progress,
-) -> AsyncMapIterator[Any]:
-    reporter = make_reporter(progress, iterables, options.name)
-    iterator = _process_map(options, iterables, ordered, chunksize, buffersize)
-    return AsyncMapIterator(iterator, reporter)
 
 
 class ProcessTask(DecoratedFunction, TaskMixin, _FunctionWrapper, Generic[P, R]):
@@ -152,26 +140,18 @@ class ProcessTask(DecoratedFunction, TaskMixin, _FunctionWrapper, Generic[P, R])
         ) -> ProcessTask[P, R]: ...
         def __get__(self, instance: Any, owner: Any = None) -> Any: ...
 
-    def _self_map(
+    def _self_collate(
         self,
+        bound: Any,
         iterables: tuple[Iterable[Any], ...],
         ordered: bool,
         chunksize: int | None,
         buffersize: int | None,
         progress: Progress,
+        from_amap: bool,
     ) -> MapIterator[Any]:
-        return _process_map(self._self_options, iterables, ordered, chunksize, buffersize, progress)
-
-    def _self_amap(
-        self,
-        iterables: tuple[Iterable[Any], ...],
-        ordered: bool,
-        chunksize: int | None,
-        buffersize: int | None,
-        progress: Progress,
-    ) -> AsyncMapIterator[Any]:
-        return _process_amap(
-            self._self_options, iterables, ordered, chunksize, buffersize, progress
+        return _process_map(
+            self._self_options, bound, iterables, ordered, chunksize, buffersize, progress
         )
 
     def sync(self, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -285,40 +265,8 @@ class ProcessTask(DecoratedFunction, TaskMixin, _FunctionWrapper, Generic[P, R])
         return variant
 
 
-class BoundProcessTask(_BoundFunctionWrapper):
+class BoundProcessTask(BoundCollating, _BoundFunctionWrapper):
     """A ``@process_task`` method bound to its instance (``obj.method``)."""
-
-    def map(
-        self,
-        *iterables: Iterable[Any],
-        ordered: bool = True,
-        chunksize: int | None = None,
-        buffersize: int | None = None,
-        progress: Progress = None,
-    ) -> MapIterator[Any]:
-        """``ProcessTask.map`` for a bound method: the instance goes first."""
-        iterables = with_instance(self, iterables)
-        return _process_map(
-            self._self_parent._self_options, iterables, ordered, chunksize, buffersize, progress
-        )
-
-    def amap(
-        self,
-        *iterables: Iterable[Any],
-        ordered: bool = True,
-        chunksize: int | None = None,
-        buffersize: int | None = None,
-        progress: Progress = None,
-    ) -> AsyncMapIterator[Any]:
-        """``ProcessTask.amap`` for a bound method: the instance goes first."""
-        iterables = with_instance(self, iterables)
-        return _process_amap(
-            self._self_parent._self_options, iterables, ordered, chunksize, buffersize, progress
-        )
-
-    def sync(self, *args: Any, **kwargs: Any) -> Any:
-        """Call the plain method here and now; return its value."""
-        return self.__wrapped__(*args, **kwargs)
 
     def options(
         self, *, timeout: Any = _KEEP, retries: Any = _KEEP, stop_on_cancel: Any = _KEEP

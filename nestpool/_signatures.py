@@ -14,21 +14,34 @@ with defaults or keyword-only parameters against it. From six iterables on, the
 items are not checked (``Iterable[Any]``), as in typeshed's ``builtins.map``;
 with none, the map is empty, as ``Executor.map(fn)``.
 
-At run time the methods only hand over to ``_self_map`` / ``_self_amap`` of the
-class; they never decide where anything runs.
+At run time the methods only hand over to ``_self_collate`` of the class (bound
+methods too, through ``BoundCollating``); they never decide where anything runs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
-from typing import Any, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
 
 from ._async import AsyncMapIterator
 from ._map_iterator import MapIterator
-from ._progress import Progress
+from ._progress import Progress, make_reporter
 
-__all__ = ["DecoratedFunction", "Takes1", "Takes2", "Takes3", "Takes4", "Takes5", "TakesAny"]
+if TYPE_CHECKING:
+    from ._routing import TaskOptions
+
+__all__ = [
+    "BoundCollating",
+    "DecoratedFunction",
+    "Takes1",
+    "Takes2",
+    "Takes3",
+    "Takes4",
+    "Takes5",
+    "TakesAny",
+    "collate_amap",
+]
 
 R = TypeVar("R")
 A1 = TypeVar("A1")
@@ -83,31 +96,31 @@ class TakesAny(Protocol[_R]):
 
 
 class DecoratedFunction:
-    """``map`` and ``amap`` of ``ProcessTask`` and ``ThreadSubtask``, typed per
-    iterable; each class supplies ``_self_map`` and ``_self_amap``.
+    """``map`` and ``amap`` of the decorated-function classes, typed per
+    iterable; each class supplies ``_self_collate``.
 
     (Named for mypy's messages, which name the class that defines a method:
     'No overload variant of "map" of "DecoratedFunction" matches ...'.)
     """
 
-    def _self_map(
-        self,
-        iterables: tuple[Iterable[Any], ...],
-        ordered: bool,
-        chunksize: int | None,
-        buffersize: int | None,
-        progress: Progress,
-    ) -> MapIterator[Any]:
-        raise NotImplementedError  # pragma: no cover - each class has its own
+    _self_options: TaskOptions
 
-    def _self_amap(
+    def _self_collate(
         self,
+        bound: Any,
         iterables: tuple[Iterable[Any], ...],
         ordered: bool,
         chunksize: int | None,
         buffersize: int | None,
         progress: Progress,
-    ) -> AsyncMapIterator[Any]:
+        from_amap: bool,
+    ) -> MapIterator[Any]:
+        """The map of this task's calls over ``iterables``.
+
+        Args:
+            bound: this task, or its bound method (whose instance goes first).
+            from_amap: the map is consumed by ``amap`` from an event loop.
+        """
         raise NotImplementedError  # pragma: no cover - each class has its own
 
     @overload
@@ -248,7 +261,7 @@ class DecoratedFunction:
             >>> total = sum(crunch.map(batches, progress=True))  # with a tqdm bar
             >>> pages = list(fetch.map(urls, ordered=False))     # as they complete
         """
-        return self._self_map(iterables, ordered, chunksize, buffersize, progress)
+        return self._self_collate(self, iterables, ordered, chunksize, buffersize, progress, False)
 
     @overload
     def amap(
@@ -375,4 +388,57 @@ class DecoratedFunction:
             ...         async for total in crunch.amap(batches):
             ...             print(total)
         """
-        return self._self_amap(iterables, ordered, chunksize, buffersize, progress)
+        return collate_amap(self, self, iterables, ordered, chunksize, buffersize, progress)
+
+
+def collate_amap(
+    task: DecoratedFunction,
+    bound: Any,
+    iterables: tuple[Iterable[Any], ...],
+    ordered: bool,
+    chunksize: int | None,
+    buffersize: int | None,
+    progress: Progress,
+) -> AsyncMapIterator[Any]:
+    """``amap``: the task's map, consumed with ``async for``; its progress is
+    reported as values reach the loop."""
+    reporter = make_reporter(progress, iterables, task._self_options.name)
+    iterator = task._self_collate(bound, iterables, ordered, chunksize, buffersize, None, True)
+    return AsyncMapIterator(iterator, reporter)
+
+
+class BoundCollating:
+    """``map``, ``amap`` and ``sync`` of a decorated method bound to its
+    instance: the same as its unbound task's, over this binding."""
+
+    _self_parent: Any
+    __wrapped__: Any
+
+    def map(
+        self,
+        *iterables: Iterable[Any],
+        ordered: bool = True,
+        chunksize: int | None = None,
+        buffersize: int | None = None,
+        progress: Progress = None,
+    ) -> MapIterator[Any]:
+        """The task's ``map`` for a bound method."""
+        task: DecoratedFunction = self._self_parent
+        return task._self_collate(self, iterables, ordered, chunksize, buffersize, progress, False)
+
+    def amap(
+        self,
+        *iterables: Iterable[Any],
+        ordered: bool = True,
+        chunksize: int | None = None,
+        buffersize: int | None = None,
+        progress: Progress = None,
+    ) -> AsyncMapIterator[Any]:
+        """The task's ``amap`` for a bound method."""
+        return collate_amap(
+            self._self_parent, self, iterables, ordered, chunksize, buffersize, progress
+        )
+
+    def sync(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the plain method here and now; return its value."""
+        return self.__wrapped__(*args, **kwargs)

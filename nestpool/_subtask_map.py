@@ -2,7 +2,7 @@
 decorated ``.map`` makes of its options.
 
 What it owns: ``check_map_options`` (``chunksize`` and ``buffersize``, for
-process tasks' maps too), and ``subtask_map``/``subtask_amap``: a map of a
+process tasks' maps too), and ``subtask_map``: a map of a
 subtask on the thread pool of the process it is called in (the route's
 subtask pool), item by item or in chunks, collated by ``_collate``; inline,
 in the caller, when there is no pool or it has no threads.
@@ -18,13 +18,12 @@ from concurrent.futures import Future
 from typing import Any
 
 from . import _routing
-from ._async import AsyncMapIterator
 from ._collate import ChunkedMap, ChunkSizer, Item, run_chunk
 from ._inline import map_inline
 from ._map_iterator import MapIterator
 from ._progress import Progress, make_reporter, with_progress
 
-__all__ = ["check_map_options", "subtask_amap", "subtask_map"]
+__all__ = ["check_map_options", "subtask_map"]
 
 #: units of a subtask map kept in flight per thread when no buffersize is given
 SUBTASK_UNITS_PER_THREAD = 4
@@ -71,17 +70,3 @@ def subtask_map(
         max_units=SUBTASK_UNITS_PER_THREAD * pool.max_workers,
     )
     return with_progress(iterator, reporter)
-
-
-def subtask_amap(
-    fn: Callable[..., Any],
-    iterables: tuple[Iterable[Any], ...],
-    ordered: bool,
-    chunksize: int | None,
-    buffersize: int | None,
-    progress: Progress,
-    name: str,
-) -> AsyncMapIterator[Any]:
-    reporter = make_reporter(progress, iterables, name)
-    iterator = subtask_map(fn, iterables, ordered, chunksize, buffersize)
-    return AsyncMapIterator(iterator, reporter)

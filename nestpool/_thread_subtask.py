@@ -18,7 +18,6 @@ from types import EllipsisType
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, Protocol, overload
 
 from . import _routing
-from ._async import AsyncMapIterator
 from ._async_subtask import AsyncSubtask
 from ._decorating import (
     P2,
@@ -35,8 +34,8 @@ from ._inline import run_inline
 from ._map_iterator import MapIterator
 from ._progress import Progress
 from ._routing import TaskOptions
-from ._signatures import DecoratedFunction
-from ._subtask_map import subtask_amap, subtask_map
+from ._signatures import BoundCollating, DecoratedFunction
+from ._subtask_map import subtask_map
 from ._typing import P, R
 
 if TYPE_CHECKING:
@@ -115,30 +114,19 @@ class ThreadSubtask(DecoratedFunction, TaskMixin, _FunctionWrapper, Generic[P, R
         ) -> ThreadSubtask[P, R]: ...
         def __get__(self, instance: Any, owner: Any = None) -> Any: ...
 
-    def _self_map(
+    def _self_collate(
         self,
+        bound: Any,
         iterables: tuple[Iterable[Any], ...],
         ordered: bool,
         chunksize: int | None,
         buffersize: int | None,
         progress: Progress,
+        from_amap: bool,
     ) -> MapIterator[Any]:
         name = self._self_options.name
         return subtask_map(
-            self.__wrapped__, iterables, ordered, chunksize, buffersize, progress, name
-        )
-
-    def _self_amap(
-        self,
-        iterables: tuple[Iterable[Any], ...],
-        ordered: bool,
-        chunksize: int | None,
-        buffersize: int | None,
-        progress: Progress,
-    ) -> AsyncMapIterator[Any]:
-        name = self._self_options.name
-        return subtask_amap(
-            self.__wrapped__, iterables, ordered, chunksize, buffersize, progress, name
+            bound.__wrapped__, iterables, ordered, chunksize, buffersize, progress, name
         )
 
     def sync(self, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -167,40 +155,8 @@ class ThreadSubtask(DecoratedFunction, TaskMixin, _FunctionWrapper, Generic[P, R
         return self._self_options.name
 
 
-class BoundThreadSubtask(_BoundFunctionWrapper):
+class BoundThreadSubtask(BoundCollating, _BoundFunctionWrapper):
     """A ``@thread_subtask`` method bound to its instance."""
-
-    def map(
-        self,
-        *iterables: Iterable[Any],
-        ordered: bool = True,
-        chunksize: int | None = None,
-        buffersize: int | None = None,
-        progress: Progress = None,
-    ) -> MapIterator[Any]:
-        """``ThreadSubtask.map`` for a bound method."""
-        name = self._self_parent._self_options.name
-        return subtask_map(
-            self.__wrapped__, iterables, ordered, chunksize, buffersize, progress, name
-        )
-
-    def amap(
-        self,
-        *iterables: Iterable[Any],
-        ordered: bool = True,
-        chunksize: int | None = None,
-        buffersize: int | None = None,
-        progress: Progress = None,
-    ) -> AsyncMapIterator[Any]:
-        """``ThreadSubtask.amap`` for a bound method."""
-        name = self._self_parent._self_options.name
-        return subtask_amap(
-            self.__wrapped__, iterables, ordered, chunksize, buffersize, progress, name
-        )
-
-    def sync(self, *args: Any, **kwargs: Any) -> Any:
-        """Call the plain method here and now; return its value."""
-        return self.__wrapped__(*args, **kwargs)
 
 
 if not TYPE_CHECKING:
