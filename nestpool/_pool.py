@@ -26,7 +26,7 @@ from concurrent.futures import Executor, Future
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, overload
 
-from . import _exit, _routing
+from . import _async_pool, _exit, _routing
 from ._backend import Backend
 from ._calls import map_work, submit_work
 from ._errors import PoolClosedError
@@ -505,6 +505,15 @@ class Pool(Executor):
             subtasks.shutdown(wait=False, cancel_futures=True)
         self._backend.terminate()
 
+    def _start_engine(self) -> None:
+        """Start what runs the process tasks (it may block: a helper thread
+        of ``async with`` calls it); nothing once closed."""
+        if not self._closed:
+            try:
+                self._backend.ready()
+            except PoolClosedError:
+                pass  # shut down meanwhile
+
     def __enter__(self) -> Pool:
         return self
 
@@ -514,10 +523,12 @@ class Pool(Executor):
         exc_val: BaseException | None,
         exc_tb: TracebackType | None,
     ) -> None:
-        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
-            # Ctrl-C: leave promptly, leave no worker behind. Any other
-            # exception (SystemExit too) lets running tasks finish, as
-            # concurrent.futures does: a task may be writing a file.
+        if exc_type is not None and issubclass(exc_type, _async_pool.STOPPING):
+            # Ctrl-C, or the cancellation of the asyncio task that holds the
+            # block (Ctrl-C under asyncio.run): leave promptly, leave no
+            # worker behind. Any other exception (SystemExit too) lets running
+            # tasks finish, as concurrent.futures does: a task may be writing
+            # a file.
             self.terminate()
             return
         try:
@@ -526,6 +537,17 @@ class Pool(Executor):
             # Ctrl-C while waiting for the work to finish.
             self.terminate()
             raise
+
+    async def __aenter__(self) -> Pool:
+        return await _async_pool.enter(self)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        await _async_pool.leave(self, exc_type)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
