@@ -75,7 +75,13 @@ async def _terminate(pool: Pool) -> None:
     """Stop the workers now (``Pool.terminate``, in a helper thread) and wait
     until they are gone, whatever further cancellations arrive meanwhile:
     leaving before that would leave workers behind."""
-    stopping = _off_loop(pool.terminate, f"{pool._name}-terminate")
+    try:
+        stopping = _off_loop(pool.terminate, f"{pool._name}-terminate")
+    except BaseException:
+        # Ctrl-C landed in the thread's start: stop them here (terminating
+        # twice is harmless), then let it go on.
+        pool.terminate()
+        raise
     while True:
         try:
             await asyncio.shield(stopping)
@@ -95,9 +101,8 @@ async def enter(pool: Pool) -> Pool:
     task is cancelled, the pool is terminated before the cancellation goes
     on: the block never runs, so nothing else would close it.
     """
-    starting = _off_loop(pool._start_engine, f"{pool._name}-enter")
     try:
-        await starting
+        await _off_loop(pool._start_engine, f"{pool._name}-enter")
     except BaseException:
         await _terminate(pool)
         raise
@@ -106,16 +111,23 @@ async def enter(pool: Pool) -> Pool:
 
 async def leave(pool: Pool, exc_type: type[BaseException] | None) -> None:
     """``Pool.__aexit__``: leave as ``with`` does, without blocking the loop;
-    on cancellation or Ctrl-C, stop the workers at once."""
-    if exc_type is not None and issubclass(exc_type, STOPPING):
-        await _terminate(pool)
-        return
-    shutdown = functools.partial(pool.shutdown, wait=True, cancel_futures=exc_type is not None)
-    waiting = _off_loop(shutdown, f"{pool._name}-exit")
+    on cancellation or Ctrl-C, stop the workers at once.
+
+    On Python 3.10, and at a second Ctrl-C on later versions, the
+    ``KeyboardInterrupt`` may be raised anywhere in the loop's thread, this
+    function's own steps included: every step is inside the ``try``, so that
+    whatever ends the wait stops the workers.
+    """
     try:
-        await waiting
+        if exc_type is None or not issubclass(exc_type, STOPPING):
+            shutdown = functools.partial(
+                pool.shutdown, wait=True, cancel_futures=exc_type is not None
+            )
+            await _off_loop(shutdown, f"{pool._name}-exit")
+            return
     except BaseException:
         # Cancelled while the work finishes (Ctrl-C, a timeout): stop now. The
         # shutdown's thread ends once the workers are gone.
         await _terminate(pool)
         raise
+    await _terminate(pool)
