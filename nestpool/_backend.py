@@ -128,6 +128,15 @@ class Backend(Protocol):
         """Stop now: cancel what has not started, stop what runs if it can."""
         ...
 
+    def ready(self) -> None:
+        """Start what runs the work, if it is not running yet (it may block:
+        ``async with`` calls it in a helper thread).
+
+        Raises:
+            PoolClosedError: it never will run (the pool was shut down).
+        """
+        ...
+
     def describe(self) -> str:
         """The backend's part of the pool's repr."""
         ...

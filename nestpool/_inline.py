@@ -111,5 +111,8 @@ class InlineBackend:
     def terminate(self) -> None:
         pass
 
+    def ready(self) -> None:
+        pass
+
     def describe(self) -> str:
         return self._description

@@ -7,8 +7,11 @@ process engine, or Dask) and handing every call, map, shutdown and terminate
 to it; registering itself as the process's route while open (``_routing``);
 the parent's own subtask thread pool; refusing work once closed; leaving the
 ``with`` block as ``concurrent.futures`` users expect (normally: wait; by an
-exception: cancel what has not started; by Ctrl-C: stop the workers at once,
-so the program leaves promptly and no worker outlives it).
+exception: cancel what has not started; by Ctrl-C, or the cancellation of the
+asyncio task that holds it: stop the workers at once, so the program leaves
+promptly and no worker outlives it). ``async with`` does the same without
+blocking the event loop (``_async_pool``); ``map`` is its base class's
+(``_pool_map``).
 
 It never asks which backend it holds, and never touches worker processes,
 the dispatcher or Dask itself: those are the backends'.
@@ -22,19 +25,18 @@ import multiprocessing
 import multiprocessing.context
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Executor, Future
+from concurrent.futures import Future
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, overload
 
-from . import _exit, _routing
+from . import _async_pool, _exit, _routing
 from ._backend import Backend
-from ._calls import map_work, submit_work
+from ._calls import submit_work
 from ._errors import PoolClosedError
 from ._inline import InlineBackend
 from ._local import SHUTDOWN_MESSAGE, LocalBackend
-from ._map_iterator import MapIterator
 from ._options import PoolOptions, usable_cpu_count
-from ._progress import make_reporter, with_progress
+from ._pool_map import ExecutorMap
 from ._routing import TaskOptions
 from ._subtask_pool import SubtaskPool
 from ._typing import P, R
@@ -50,7 +52,7 @@ __all__ = ["Pool"]
 _pool_counter = itertools.count(1)
 
 
-class Pool(Executor):
+class Pool(ExecutorMap):
     """A pool of worker processes, each with its own persistent thread pool.
 
     While it is open, ``@process_task`` calls made in this process (from any
@@ -367,98 +369,6 @@ class Pool(Executor):
         work, args, kwargs = submit_work(fn, args, kwargs)
         return self._backend.submit(work, args, kwargs)
 
-    @overload
-    def map(
-        self,
-        fn: ProcessTask[..., R] | ThreadSubtask[..., R],
-        *iterables: Iterable[Any],
-        timeout: float | None = None,
-        chunksize: int = 1,
-        buffersize: int | None = None,
-        progress: bool | Callable[[int], object] | None = None,
-    ) -> MapIterator[R]: ...
-    @overload
-    def map(
-        self,
-        fn: functools.partial[Future[R]],
-        *iterables: Iterable[Any],
-        timeout: float | None = None,
-        chunksize: int = 1,
-        buffersize: int | None = None,
-        progress: bool | Callable[[int], object] | None = None,
-    ) -> MapIterator[R]: ...
-    @overload
-    def map(
-        self,
-        fn: Callable[..., R],
-        *iterables: Iterable[Any],
-        timeout: float | None = None,
-        chunksize: int = 1,
-        buffersize: int | None = None,
-        progress: bool | Callable[[int], object] | None = None,
-    ) -> MapIterator[R]: ...
-    def map(
-        self,
-        fn: Callable[..., Any],
-        *iterables: Iterable[Any],
-        timeout: float | None = None,
-        chunksize: int = 1,
-        buffersize: int | None = None,
-        progress: bool | Callable[[int], object] | None = None,
-    ) -> MapIterator[Any]:
-        """Like ``concurrent.futures.Executor.map``, lazy and bounded.
-
-        Returns an iterator of ``fn``'s values in input order. Work starts at
-        the call; input is pulled only as results are taken, with at most
-        ``buffersize`` items in flight (default: a few chunks per worker slot).
-
-        Args:
-            fn: a picklable callable (by value for lambdas and ``__main__``);
-                a decorated task, or a ``functools.partial`` of one, runs its
-                plain function.
-            *iterables: zipped into the arguments of each call.
-            timeout: seconds from the call; iterating past it raises
-                ``TimeoutError`` (``concurrent.futures.TimeoutError``).
-            chunksize: items sent to a worker at once.
-            buffersize: the most items in flight at once (as Python 3.14).
-            progress: True shows a tqdm progress bar (the ``nestpool[progress]``
-                extra); a callable is called as ``progress(done)`` after each
-                value is handed out, in the consuming thread.
-
-        Raises:
-            ValueError: ``chunksize`` < 1 or ``buffersize`` < 1.
-            TypeError: ``buffersize`` is not an int or None.
-            PoolClosedError: the pool was shut down, or the interpreter is
-                exiting (as ``submit``).
-            ImportError: ``progress=True`` and tqdm is not installed.
-
-        Example:
-            >>> list(pool.map(pow, [2, 3], [5, 2]))
-            [32, 9]
-            >>> sizes = list(pool.map(len, pages, progress=True))   # a tqdm bar
-        """
-        # The checks and messages of ProcessPoolExecutor.map (Python 3.14).
-        if chunksize < 1:
-            raise ValueError("chunksize must be >= 1.")
-        # Checked at run time too, for callers that are not type-checked.
-        if buffersize is not None and not isinstance(buffersize, int):  # pyright: ignore[reportUnnecessaryIsInstance]
-            raise TypeError("buffersize must be an integer or None")
-        if buffersize is not None and buffersize < 1:
-            raise ValueError("buffersize must be None or > 0")
-        if self._closed or _exit.global_shutdown:
-            raise self._refusal()
-        work, iterables = map_work(fn, iterables)
-        reporter = make_reporter(progress, iterables, work.name)
-        iterator = self._backend.map(
-            work,
-            iterables,
-            ordered=True,
-            chunksize=chunksize,
-            buffersize=buffersize,
-            timeout=timeout,
-        )
-        return with_progress(iterator, reporter)
-
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stop taking work and release the workers when the work is done.
 
@@ -505,6 +415,15 @@ class Pool(Executor):
             subtasks.shutdown(wait=False, cancel_futures=True)
         self._backend.terminate()
 
+    def _start_engine(self) -> None:
+        """Start what runs the process tasks (it may block: a helper thread
+        of ``async with`` calls it); nothing once closed."""
+        if not self._closed:
+            try:
+                self._backend.ready()
+            except PoolClosedError:
+                pass  # shut down meanwhile
+
     def __enter__(self) -> Pool:
         return self
 
@@ -514,10 +433,12 @@ class Pool(Executor):
         exc_val: BaseException | None,
         exc_tb: TracebackType | None,
     ) -> None:
-        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
-            # Ctrl-C: leave promptly, leave no worker behind. Any other
-            # exception (SystemExit too) lets running tasks finish, as
-            # concurrent.futures does: a task may be writing a file.
+        if exc_type is not None and issubclass(exc_type, _async_pool.STOPPING):
+            # Ctrl-C, or the cancellation of the asyncio task that holds the
+            # block (Ctrl-C under asyncio.run): leave promptly, leave no
+            # worker behind. Any other exception (SystemExit too) lets running
+            # tasks finish, as concurrent.futures does: a task may be writing
+            # a file.
             self.terminate()
             return
         try:
@@ -526,6 +447,17 @@ class Pool(Executor):
             # Ctrl-C while waiting for the work to finish.
             self.terminate()
             raise
+
+    async def __aenter__(self) -> Pool:
+        return await _async_pool.enter(self)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        await _async_pool.leave(self, exc_type)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"

@@ -248,3 +248,15 @@ def test_the_asyncio_crawler_runs_as_written(tmp_path: Path) -> None:
     assert done.stdout == "19900\n", explain(done)
     assert done.stderr == "", explain(done)
     assert "It prints `19900`" in (DOCS / "asyncio.md").read_text()
+
+
+@pytest.mark.timeout(120)
+def test_the_async_with_program_runs_as_written(tmp_path: Path) -> None:
+    """The program of docs/progress.md's ``async with Pool`` section prints
+    what the page shows: the values, then that the block held by a task that
+    timed out was left at the timeout (its 30-second task was not waited for)."""
+    heading = "### `async with Pool`"
+    done = run_program(program(DOCS / "progress.md", heading), tmp_path)
+    assert done.returncode == 0, explain(done)
+    assert done.stdout == block(DOCS / "progress.md", heading, "text"), explain(done)
+    assert done.stderr == "", explain(done)

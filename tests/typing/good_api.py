@@ -398,6 +398,14 @@ def check_pool_object() -> None:
         assert_type(drop_in, Pool)
         assert drop_in.start_method == "spawn"
 
+    # async with: the same pool, entered and left without blocking the loop.
+    async def held() -> int:
+        async with Pool(processes=0, threads=0) as held_pool:
+            assert_type(held_pool, Pool)
+            return await asyncio.wrap_future(crunch(["ab"]))
+
+    assert asyncio.run(held()) == 2
+
 
 @per_worker
 def counter_list() -> list[int]:
