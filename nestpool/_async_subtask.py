@@ -37,6 +37,7 @@ from ._subtask_loop import (
     this_process_loop,
 )
 from ._subtask_map import check_map_options
+from ._subtask_pool import SubtaskPool
 from ._typing import P, R
 
 if TYPE_CHECKING:
@@ -54,18 +55,22 @@ _SYNC_ON_LOOP = (
 )
 
 
-def _runs_inline() -> bool:
-    # No pool open here, or one with threads=0 (run subtasks inline): the
-    # coroutine runs to completion at the call.
+def _held_by() -> SubtaskPool | None:
+    """The subtask pool whose work an async subtask called here is: that of
+    the pool open in this process, or of this worker; None with no pool (or
+    one with threads=0, which runs subtasks inline): the coroutine then runs
+    to completion at the call."""
     route = _routing._current
-    return route is None or route.subtask_pool() is None
+    return None if route is None else route.subtask_pool()
 
 
 def _call(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    route = _routing._current
-    if route is None or route.subtask_pool() is None:
+    pool = _held_by()
+    if pool is None:
         return run_now(wrapped, args, kwargs)
-    return this_process_loop().submit(wrapped, args, kwargs)
+    future = this_process_loop().submit(wrapped, args, kwargs)
+    pool.hold(future)  # leaving the pool's `with` block waits for it
+    return future
 
 
 def _value_now(fn: Callable[..., Any], *args: Any) -> Any:
@@ -90,13 +95,16 @@ def async_map(
         # Iterating it here could only block the loop on its own work.
         refuse_wait_on_loop(f"{name}.map()")
     reporter = make_reporter(progress, iterables, name)  # before any work starts
-    if _runs_inline():
+    pool = _held_by()
+    if pool is None:
         return with_progress(map_inline(functools.partial(_value_now, fn), iterables), reporter)
-    loop = this_process_loop()
-    submit = loop.submit
+    submit = this_process_loop().submit
+    hold = pool.hold
 
     def submit_unit(items: Sequence[Item]) -> tuple[Future[Any], bool]:
-        return submit(fn, items[0], {}), False
+        future = submit(fn, items[0], {})
+        hold(future)
+        return future, False
 
     # chunksize has no use here: each item is a coroutine of its own, and
     # submitting one costs no thread hop (the loop drains them in batches).

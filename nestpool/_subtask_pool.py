@@ -14,6 +14,7 @@ read or write a future's private fields: claiming and recording an outcome is
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import os
@@ -21,12 +22,15 @@ import queue
 import threading
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import wait as futures_wait
 from typing import Any
 
 from ._errors import PoolClosedError
 from ._futures import SubtaskFuture, become_helper, cancel_notified, stop_helping
+from ._subtask_loop import on_loop_thread
 from ._typing import R
-from ._waiting import POLL_SECONDS
+from ._waiting import POLL_SECONDS, wait_for
 
 __all__ = ["SubtaskPool", "default_threads", "this_process_subtask_pool"]
 
@@ -74,6 +78,9 @@ class SubtaskPool:
         self._ended = threading.Condition(self._lock)
         self._live = 0
         self._shutdown = False
+        #: futures of work run elsewhere for this pool (async subtasks on the
+        #: process's event loop) that shutdown(wait=True) waits for too
+        self._held: set[Future[Any]] = set()
 
     def submit(
         self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -128,8 +135,24 @@ class SubtaskPool:
         """The idents of the pool's live threads (for tests and diagnostics)."""
         return {t.ident for t in self._threads if t.ident is not None and t.is_alive()}
 
+    def hold(self, future: Future[Any]) -> None:
+        """Count ``future`` (work run outside the pool's threads, such as an
+        async subtask on the process's event loop) as this pool's work: a
+        shutdown that waits waits for it too. A no-op once shut down."""
+        if self._shutdown:
+            return
+        held = self._held
+        held.add(future)
+        future.add_done_callback(held.discard)
+
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        """Stop taking work; optionally cancel what has not started; join threads."""
+        """Stop taking work; optionally cancel what has not started; join threads.
+
+        With ``wait``, the work it holds (``hold``) is waited for first, while
+        its threads still take the thread subtasks that work may call.
+        """
+        if wait and self._held:
+            _wait_all(self._held)
         with self._lock:
             self._shutdown = True
             threads = list(self._threads)
@@ -151,6 +174,19 @@ class SubtaskPool:
             with self._ended:
                 while self._live > me:
                     self._ended.wait(POLL_SECONDS)
+
+
+def _wait_all(held: set[Future[Any]]) -> None:
+    if on_loop_thread():
+        return  # the loop's work cannot end while its own thread waits here
+    # A copy per turn: each done future leaves the set from its callback, and
+    # the work waited for may hold more.
+    while held:
+        wait_for(functools.partial(_all_done, list(held)))
+
+
+def _all_done(futures: list[Future[Any]], timeout: float | None) -> bool:
+    return not futures_wait(futures, timeout).not_done
 
 
 def _thread_main(pool: SubtaskPool) -> None:

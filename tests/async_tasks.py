@@ -205,3 +205,18 @@ def close_map_in_worker(n: int) -> tuple[int, int]:
 @process_task
 def raise_in_worker() -> None:
     explode("in a worker").result()
+
+
+@thread_subtask
+async def note_after(seconds: float, path: str) -> str:
+    await asyncio.sleep(seconds)
+    with open(path, "a") as note:
+        note.write(f"{os.getpid()}\n")
+    return "noted"
+
+
+@process_task
+def fire_and_forget(path: str) -> int:
+    """Calls an async subtask and returns without waiting for it."""
+    note_after(0.3, path)
+    return os.getpid()

@@ -15,6 +15,7 @@ import os
 import threading
 import traceback
 from concurrent.futures import CancelledError, Future, as_completed, wait
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -328,3 +329,29 @@ def test_fork_child_makes_its_own_loop() -> None:
     finally:
         os.close(read)
         os.waitpid(pid, 0)
+
+
+# ------------------------------------------------------------ pool exit
+
+
+def test_leaving_the_pool_waits_for_its_async_subtasks(tmp_path: Path) -> None:
+    # As for thread subtasks: work called under the pool is the pool's work.
+    note = tmp_path / "note"
+    with Pool(processes=1, threads=2):
+        future = tasks.note_after(0.3, str(note))
+        mapped = tasks.nap.map([0.2, 0.2], ["a", "b"])
+    assert future.done()
+    assert future.result() == "noted"
+    assert note.read_text() == f"{os.getpid()}\n"
+    assert list(mapped) == ["a", "b"]
+
+
+@pytest.mark.parametrize("start_method", ["fork", "forkserver", "spawn"])
+def test_a_worker_waits_for_its_async_subtasks_before_it_exits(
+    start_method: str, tmp_path: Path
+) -> None:
+    note = tmp_path / "note"
+    with Pool(processes=1, threads=2, start_method=start_method):
+        pid = tasks.fire_and_forget(str(note)).result(timeout=30)
+    # The task returned at once; its worker's normal exit let the subtask end.
+    assert note.read_text() == f"{pid}\n"
