@@ -20,9 +20,11 @@ Data flow::
 - Each worker has its own duplex pipe, so a worker that dies mid-write can only
   break its own channel, never another's (the reason ``ProcessPoolExecutor``
   breaks the whole pool on one death).
-- A worker acknowledges each task it starts, so on its death exactly the tasks
-  it was running fail (``WorkerDiedError``); tasks it had received but not
-  started are sent to another worker, and a replacement is started.
+- A worker marks each task it starts (its id in a shared array, read after a
+  death; an ``Ack`` message too when the task has a timeout, which starts
+  then), so on its death exactly the tasks it was running fail
+  (``WorkerDiedError``); tasks it had received but not started are sent to
+  another worker, and a replacement is started.
 - A chunk (many items of one ``map``) records per-item outcomes; when its worker
   dies, the item that was running (read from the worker's shared array of
   marks) fails, finished items keep their values, and the rest run again
@@ -453,6 +455,11 @@ class Dispatcher:
         # Messages the worker wrote before it died are still in the pipe:
         # read them first, so finished work keeps its result.
         self._collect_results(worker)
+        # The calls it started without an ``Ack`` (no timeout): RUNNING now,
+        # as if the Ack had come, so that they are not run again elsewhere.
+        for task_id, runner in self._workers.started(worker):
+            if task_id in worker.tasks:
+                self._tasks.start(task_id, runner)
         terminating = self._terminating
         death = self._workers.bury(worker, replace=not terminating and self.broken is None)
         for task in death.tasks:

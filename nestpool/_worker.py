@@ -167,7 +167,8 @@ def worker_main(
 
     Args:
         marks: shared array: per runner, the index of the item it runs; then
-            1 while this worker holds a compute slot.
+            1 while this worker holds a compute slot; then per runner the id
+            of the task it started last (``Call.ack``).
         compute_slots: the pool's semaphore of compute slots, or None (see
             ``_compute_slots``, "compute slots").
         initializer: the pool's initializer, called with ``initargs``.
@@ -378,6 +379,7 @@ def _runner(
     # C call, cheap enough to make before every item of a chunk.
     marks = memoryview(marks_array).cast("B").cast("q")
     enter_task_thread(marks, runners)  # the process's "holds a compute slot" flag
+    started = runners + 1  # then, per runner, the id of the task it started last
     while True:
         handed = next_call()
         if handed is None:
@@ -385,7 +387,9 @@ def _runner(
         call, pickled = handed
         del handed
         marks[runner] = 0
-        channel.send(Ack(call.task_id, runner))
+        marks[started + runner] = call.task_id
+        if call.ack:
+            channel.send(Ack(call.task_id, runner))
         try:
             _run_call(runner, call, pickled, channel, marks)
         finally:
