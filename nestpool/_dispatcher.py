@@ -20,9 +20,11 @@ Data flow::
 - Each worker has its own duplex pipe, so a worker that dies mid-write can only
   break its own channel, never another's (the reason ``ProcessPoolExecutor``
   breaks the whole pool on one death).
-- A worker acknowledges each task it starts, so on its death exactly the tasks
-  it was running fail (``WorkerDiedError``); tasks it had received but not
-  started are sent to another worker, and a replacement is started.
+- A worker marks each task it starts (its id in a shared array, read after a
+  death; an ``Ack`` message too when the task has a timeout, which starts
+  then), so on its death exactly the tasks it was running fail
+  (``WorkerDiedError``); tasks it had received but not started are sent to
+  another worker, and a replacement is started.
 - A chunk (many items of one ``map``) records per-item outcomes; when its worker
   dies, the item that was running (read from the worker's shared array of
   marks) fails, finished items keep their values, and the rest run again
@@ -84,53 +86,48 @@ logger = logging.getLogger("nestpool")
 class _Wakeup:
     """A self-pipe: other threads write a byte to end the dispatcher's wait.
 
-    ``pending`` saves a write per submit while a byte is already waiting. It
-    must never be True while the pipe is empty, or every later ``wake()``
-    skips its write and the dispatcher sleeps through new work (a lost
-    wake-up, and Ctrl-C would wait for ever). So ``wake()`` writes *before* it sets
-    the flag (a KeyboardInterrupt between the two leaves an extra byte, which
-    is harmless), and ``clear()`` drains *before* it resets the flag, both
-    under one lock: otherwise ``clear()`` could reset the flag, then drain a
-    byte that a ``wake()`` wrote after the reset, and leave the flag set over
-    an empty pipe. Submitters put their work in the inbox before ``wake()``,
-    and the dispatcher reads the inbox after ``clear()``, so nothing is missed.
+    A byte is written only while the dispatcher sleeps, or is about to:
+    ``sleeping`` is set and reset by the dispatcher thread alone, around its
+    ``poll``. Before it blocks it sets ``sleeping`` and then looks at its
+    inbox once more (``Dispatcher._wait_and_collect``); a submitter puts its
+    work in the inbox and then reads ``sleeping``. Whichever order the two
+    threads take, the work is seen: either the submitter finds ``sleeping``
+    set and writes a byte, or the dispatcher finds the work in its inbox and
+    does not block. While the dispatcher is busy a submit costs no write at
+    all, and no lock is shared: a lock held across the write made the woken
+    dispatcher wait for the submitter's thread (and that thread for the GIL)
+    on every wake-up. A submitter that writes just as the dispatcher wakes
+    for another reason leaves a byte behind: harmless, one extra turn. A
+    Ctrl-C inside ``wake()`` leaves no state behind (there is no flag to
+    leave stale), so the next ``wake()`` (the pool's terminate) still writes.
     """
 
     def __init__(self) -> None:
         self.reader, self.writer = os.pipe()
         os.set_blocking(self.reader, False)
-        self.pending = False
-        self._lock = threading.Lock()
+        #: True while the dispatcher is (about to be) blocked in its poll
+        self.sleeping = False
 
     def wake(self) -> None:
-        if self.pending:
-            # A byte is waiting (or clear() is draining, and the dispatcher
-            # reads the inbox after it): no write needed.
-            return
-        with self._lock:
-            if not self.pending:
-                try:
-                    os.write(self.writer, b"\0")
-                except OSError:  # closed at the very end of shutdown
-                    return
-                self.pending = True
+        if self.sleeping:
+            try:
+                os.write(self.writer, b"\0")
+            except OSError:  # closed at the very end of shutdown (or full)
+                pass
 
     def clear(self) -> None:
-        with self._lock:
-            try:
-                while os.read(self.reader, 4096):
-                    pass
-            except (BlockingIOError, OSError):
+        """Drain the pipe (the dispatcher thread, when the pipe was readable)."""
+        try:
+            while os.read(self.reader, 4096):
                 pass
-            self.pending = False
+        except (BlockingIOError, OSError):
+            pass
 
     def close(self) -> None:
         """Close both ends, once: a forked child runs this too (registered
         with ``register_after_fork``), and must not close what the same fd
-        numbers have become since (its own pipe, its sentinel). No lock: in a
-        forked child another thread of the parent may have held it at the
-        fork, for ever; a ``wake()`` racing the parent's close fails on the
-        closed fd, which it ignores."""
+        numbers have become since (its own pipe, its sentinel). A ``wake()``
+        racing the parent's close fails on the closed fd, which it ignores."""
         fds = (self.reader, self.writer)
         self.reader = self.writer = -1
         for fd in fds:
@@ -334,7 +331,6 @@ class Dispatcher:
             self._ended.set()
 
     def _take_inbox(self) -> None:
-        self._wakeup.clear()
         while True:
             try:
                 kind, value = self._inbox.get_nowait()
@@ -405,9 +401,20 @@ class Dispatcher:
                 open_workers.remove(worker)
 
     def _wait_and_collect(self) -> None:
-        watched: list[Any] = [self._wakeup.reader, *self._workers.watched()]
-        timeout = self._deadlines.wait_seconds()
-        for ready in self._poll_set.wait(watched, timeout):
+        wakeup = self._wakeup
+        watched: list[Any] = [wakeup.reader, *self._workers.watched()]
+        # From here on a submit writes a byte; work put in the inbox before
+        # this is seen here instead (see _Wakeup).
+        wakeup.sleeping = True
+        timeout = 0.0 if not self._inbox.empty() else self._deadlines.wait_seconds()
+        try:
+            readable = self._poll_set.wait(watched, timeout)
+        finally:
+            wakeup.sleeping = False
+        for ready in readable:
+            if ready == wakeup.reader:
+                wakeup.clear()
+                continue
             worker = self._workers.by_conn(ready)
             if worker is not None:
                 self._collect_results(worker)
@@ -470,6 +477,11 @@ class Dispatcher:
         # Messages the worker wrote before it died are still in the pipe:
         # read them first, so finished work keeps its result.
         self._collect_results(worker)
+        # The calls it started without an ``Ack`` (no timeout): RUNNING now,
+        # as if the Ack had come, so that they are not run again elsewhere.
+        for task_id, runner in self._workers.started(worker):
+            if task_id in worker.tasks:
+                self._tasks.start(task_id, runner)
         terminating = self._terminating
         death = self._workers.bury(worker, replace=not terminating and self.broken is None)
         for task in death.tasks:

@@ -10,8 +10,8 @@ call ``Ack`` and one or more ``Result`` (or ``ArgsFailed``)::
                   <---------- Booted(pid)       interpreter up, nestpool runs
                   <---------- Ready(pid)        initializer done
                   <---------- InitFailed(error) ... or it raised
-    Call(task_id, name, function, args, shape) -->
-                  <---------- Ack(task_id, runner)
+    Call(task_id, name, function, args, shape, ack) -->
+                  <---------- Ack(task_id, runner)  only if the call asked
                   <---------- Result(task_id, first, size, final, ...)  (repeated
                                                 for a chunk, one per flush)
                   <---------- ArgsFailed(task_id, error)  the function or the
@@ -74,6 +74,12 @@ class Call(NamedTuple):
     #: pickled arguments, read as ``shape`` says
     args: bytes
     shape: int
+    #: True: answer ``Ack`` as the call starts (its timeout starts then).
+    #: Either way the runner writes the task id in its start mark, in the
+    #: worker's shared array, which the parent reads only after a death: a
+    #: message per call that nobody waits for costs a write, and the
+    #: dispatcher a turn of its loop, on every round trip.
+    ack: bool
     kind: int = 1
 
 
@@ -107,8 +113,8 @@ class Ready(NamedTuple):
 
 
 class Ack(NamedTuple):
-    """A call started (worker to parent): its timeout starts now, and a death
-    from now on fails it."""
+    """A call that asked for it (``Call.ack``) started (worker to parent): its
+    timeout starts now, and a death from now on fails it."""
 
     task_id: int
     #: which runner of the worker took it: its entry in the worker's shared

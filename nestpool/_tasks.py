@@ -187,7 +187,7 @@ class TaskTable:
         """A chunk with nothing left to run itself waits in the table, held by
         no worker, for its items running on their own (the last resolves it)."""
         task.leave_worker()
-        if task.state is TaskState.SENT:  # pragma: no cover - only running chunks get here
+        if task.state is TaskState.SENT:  # no Ack asked for (no timeout)
             task.move(TaskState.RUNNING)
 
     def take_args_failure(self, task: Task, error: BaseException) -> None:

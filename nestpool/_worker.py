@@ -2,6 +2,11 @@
 
 What it owns, in the worker process::
 
+    tasks_per_process=1 (on Linux):
+    parent ==(own duplex pipe)==> main thread: recv, ACK, run, RESULT
+                                  watcher thread: sleeps until the pipe hangs up -> os._exit
+
+    tasks_per_process>1 (or no POLLRDHUP):
     parent ==(own duplex pipe)==> reader thread: recv loop ---> local queue
                                       |  EOF: the parent is gone -> os._exit
                                       v
@@ -13,16 +18,21 @@ What it owns, in the worker process::
 - With ``tasks_per_process=1`` the main thread runs the initializer and then
   every process task, as in ``ProcessPoolExecutor``: a task may install signal
   handlers, and objects the initializer made that are bound to their thread
-  (a ``sqlite3`` connection) work in tasks. With more, tasks run on runner
-  threads and the main thread only waits for them.
-- A helper thread reads the channel, so the end of the channel (a dead
-  parent) is noticed whatever the tasks are doing (PR_SET_PDEATHSIG alone is
-  not enough: it fires when the thread that started the worker ends).
+  (a ``sqlite3`` connection) work in tasks. It reads its calls from the pipe
+  itself: handing each call over from a reader thread cost a thread switch
+  per task. With more, tasks run on runner threads, a reader thread hands
+  them the calls, and the main thread only waits for them.
+- The end of the channel (a dead parent) is noticed whatever the tasks are
+  doing: by the reader thread, or with one runner by a watcher thread that
+  polls the pipe for its hang-up alone (``POLLRDHUP``: the calls arriving do
+  not wake it). PR_SET_PDEATHSIG alone is not enough: it fires when the
+  thread that started the worker ends.
   PR_SET_PDEATHSIG is set too, for a task that holds the GIL in C code so
   that no other thread can run; and a worker drops the
   forkserver's "alive" pipe, which would keep the forkserver, its parent, alive.
-- The reader keeps the callables it was sent by key, in the same bounded
-  order as the parent's record of them (``FUNCTION_CACHE``), so a function sent
+- The one thread that reads the channel keeps the callables it was sent by
+  key, in the same bounded order as the parent's record of them
+  (``FUNCTION_CACHE``), so a function sent
   by value crosses once per worker, not once per call.
 - SIGINT is ignored: Ctrl-C is the parent's decision.
 - Each runner writes the index of the item it is running into a shared array
@@ -39,6 +49,7 @@ from __future__ import annotations
 import itertools
 import os
 import queue
+import select
 import signal
 import threading
 import time
@@ -156,7 +167,8 @@ def worker_main(
 
     Args:
         marks: shared array: per runner, the index of the item it runs; then
-            1 while this worker holds a compute slot.
+            1 while this worker holds a compute slot; then per runner the id
+            of the task it started last (``Call.ack``).
         compute_slots: the pool's semaphore of compute slots, or None (see
             ``_compute_slots``, "compute slots").
         initializer: the pool's initializer, called with ``initargs``.
@@ -188,31 +200,47 @@ def worker_main(
             os._exit(1)
 
     runners = config.tasks_per_process
-    calls: queue.SimpleQueue[tuple[Call, bytes | None] | None] = queue.SimpleQueue()
-    threads = [
-        threading.Thread(
-            target=_runner,
-            args=(runner, calls, channel, marks, runners),
-            name=f"nestpool-worker-{config.index}-runner-{runner}",
+    receive = _CallReader(conn)
+    if runners == 1 and _CAN_WATCH:
+        # One runner: the main thread reads its calls itself (no hand-off
+        # through a queue to another thread, a thread switch per call), and a
+        # watcher thread, which sleeps until the channel ends, stands for the
+        # reader's other duty: noticing the parent's death whatever runs.
+        watcher = threading.Thread(
+            target=_watch_channel,
+            args=(conn, receive),
+            name=f"nestpool-worker-{config.index}-watcher",
             daemon=True,
         )
-        for runner in range(runners if runners > 1 else 0)
-    ]
-    for thread in threads:
-        thread.start()
-    reader = threading.Thread(
-        target=_read_channel,
-        args=(conn, calls, runners),
-        name=f"nestpool-worker-{config.index}-reader",
-        daemon=True,
-    )
-    reader.start()
-    channel.send(Ready(os.getpid()))
-    if threads:
-        for thread in threads:
-            thread.join()
+        watcher.start()
+        channel.send(Ready(os.getpid()))
+        _runner(0, receive, channel, marks, runners)
     else:
-        _runner(0, calls, channel, marks, runners)
+        calls: queue.SimpleQueue[tuple[Call, bytes | None] | None] = queue.SimpleQueue()
+        threads = [
+            threading.Thread(
+                target=_runner,
+                args=(runner, calls.get, channel, marks, runners),
+                name=f"nestpool-worker-{config.index}-runner-{runner}",
+                daemon=True,
+            )
+            for runner in range(runners if runners > 1 else 0)
+        ]
+        for thread in threads:
+            thread.start()
+        reader = threading.Thread(
+            target=_read_channel,
+            args=(receive, calls, runners),
+            name=f"nestpool-worker-{config.index}-reader",
+            daemon=True,
+        )
+        reader.start()
+        channel.send(Ready(os.getpid()))
+        if threads:
+            for thread in threads:
+                thread.join()
+        else:
+            _runner(0, calls.get, channel, marks, runners)
     pool = this_process_subtask_pool(None) if config.threads != 0 else None
     if pool is not None:
         pool.shutdown(wait=True)
@@ -221,37 +249,87 @@ def worker_main(
     flush_std_streams()
 
 
+#: Linux's poll flag for "the other end hung up", which a thread can wait for
+#: on the pipe without being woken by the data the runner reads from it
+_CAN_WATCH = hasattr(select, "POLLRDHUP")
+
+
+class _CallReader:
+    """Reads the channel, in its order, for the one thread that reads it:
+    each call with its callable's pickle looked up by key (the same bounded
+    order as the parent's record of what it sent, ``FUNCTION_CACHE``); None
+    at ``Exit``. At the end of the channel (the parent died) it ends the
+    process."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.functions: OrderedDict[bytes, bytes] = OrderedDict()
+        #: set at ``Exit``: the channel's end is expected from then on
+        self.exiting = False
+
+    def __call__(self) -> tuple[Call, bytes | None] | None:
+        functions = self.functions
+        while True:
+            try:
+                data = self.conn.recv_bytes()
+            except (EOFError, OSError):
+                # The end of the channel: the parent died (or closed us
+                # abruptly). Nobody is left to take results; leave at once,
+                # whatever runs.
+                flush_std_streams()
+                os._exit(0)
+            message = unpack(data)
+            if isinstance(message, Call):
+                key, pickled = message.function
+                if pickled is None:
+                    pickled = functions.get(key)
+                    if pickled is not None:
+                        functions.move_to_end(key)
+                else:
+                    functions[key] = pickled
+                    if len(functions) > FUNCTION_CACHE:
+                        functions.popitem(last=False)
+                return message, pickled
+            if isinstance(message, Exit):
+                self.exiting = True
+                return None
+
+
 def _read_channel(
-    conn: Connection, calls: queue.SimpleQueue[tuple[Call, bytes | None] | None], runners: int
+    receive: _CallReader,
+    calls: queue.SimpleQueue[tuple[Call, bytes | None] | None],
+    runners: int,
 ) -> None:
-    """The reader thread: hand each call to the runners, with its callable's
-    pickle looked up by key; at ``Exit`` tell every runner to stop; at the
-    end of the channel (the parent died) end the process."""
-    functions: OrderedDict[bytes, bytes] = OrderedDict()
+    """The reader thread (several runners): hand each call to the runners;
+    at ``Exit`` tell every runner to stop."""
     while True:
-        try:
-            data = conn.recv_bytes()
-        except (EOFError, OSError):
-            # The end of the channel: the parent died (or closed us abruptly).
-            # Nobody is left to take results; leave at once, whatever runs.
-            flush_std_streams()
-            os._exit(0)
-        message = unpack(data)
-        if isinstance(message, Call):
-            key, pickled = message.function
-            if pickled is None:
-                pickled = functions.get(key)
-                if pickled is not None:
-                    functions.move_to_end(key)
-            else:
-                functions[key] = pickled
-                if len(functions) > FUNCTION_CACHE:
-                    functions.popitem(last=False)
-            calls.put((message, pickled))
-        elif isinstance(message, Exit):
+        handed = receive()
+        if handed is None:
             break
+        calls.put(handed)
     for _ in range(runners):
         calls.put(None)
+
+
+def _watch_channel(conn: Connection, receive: _CallReader) -> None:
+    """The watcher thread (one runner, reading the channel itself): sleep
+    until the parent's end of the channel closes (it died), then end the
+    process, whatever the runner is doing. Only the hang-up wakes it, not
+    the calls arriving."""
+    watch = select.poll()
+    watch.register(conn.fileno(), select.POLLRDHUP)
+    while True:
+        try:
+            events = watch.poll()
+        except InterruptedError:  # pragma: no cover - retried by Python itself
+            continue
+        if any(event & select.POLLNVAL for _, event in events):
+            return  # the worker closed its end: it is leaving anyway
+        if events and not receive.exiting:
+            flush_std_streams()
+            os._exit(0)
+        if events:
+            return
 
 
 #: callables unpickled in this process, by key (least recently used goes first)
@@ -283,12 +361,13 @@ def _load_function(key: bytes, pickled: bytes | None) -> Callable[..., Any]:
 
 def _runner(
     runner: int,
-    calls: queue.SimpleQueue[tuple[Call, bytes | None] | None],
+    next_call: Callable[[], tuple[Call, bytes | None] | None],
     channel: _Channel,
     marks_array: Any,
     runners: int,
 ) -> None:
-    """Run the calls the reader hands over, one at a time, until told to stop.
+    """Run the calls ``next_call`` returns (read from the channel, or handed
+    over by the reader thread), one at a time, until it returns None.
 
     Args:
         runner: this runner's index: its entry in ``marks_array`` holds the
@@ -300,14 +379,17 @@ def _runner(
     # C call, cheap enough to make before every item of a chunk.
     marks = memoryview(marks_array).cast("B").cast("q")
     enter_task_thread(marks, runners)  # the process's "holds a compute slot" flag
+    started = runners + 1  # then, per runner, the id of the task it started last
     while True:
-        handed = calls.get()
+        handed = next_call()
         if handed is None:
             return
         call, pickled = handed
         del handed
         marks[runner] = 0
-        channel.send(Ack(call.task_id, runner))
+        marks[started + runner] = call.task_id
+        if call.ack:
+            channel.send(Ack(call.task_id, runner))
         try:
             _run_call(runner, call, pickled, channel, marks)
         finally:

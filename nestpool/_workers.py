@@ -161,8 +161,9 @@ class WorkerTable:
         index = next(self._counter)
         parent_conn, child_conn = self.context.Pipe(duplex=True)
         # Per runner: the index of the item it runs; then whether the worker
-        # holds a compute slot (so that its death gives the slot back).
-        marks = self.context.RawArray("q", self.tasks_per_process + 1)
+        # holds a compute slot (so that its death gives the slot back); then
+        # per runner the id of the last task it started (``started``).
+        marks = self.context.RawArray("q", 2 * self.tasks_per_process + 1)
         config = WorkerConfig(index, self.threads, self.tasks_per_process)
         call = self.initializer
         init = () if call is None else (call.initializer, call.initargs)
@@ -233,7 +234,15 @@ class WorkerTable:
             if len(known) > FUNCTION_CACHE:
                 known.popitem(last=False)
             function = (fn.key, bytes(fn))
-        self._send(worker, Call(task.id, task.name, function, task.payload, shape))
+        ack = task.timeout is not None
+        self._send(worker, Call(task.id, task.name, function, task.payload, shape, ack))
+
+    def started(self, worker: WorkerHandle) -> list[tuple[int, int]]:
+        """``(task id, runner)`` of the task each runner of the (dead) worker
+        started last, read from its start marks (a call answers ``Ack`` only
+        if it has a timeout; the others are known to have started from here)."""
+        first = self.tasks_per_process + 1
+        return [(worker.marks[first + runner], runner) for runner in range(self.tasks_per_process)]
 
     def messages(self, worker: WorkerHandle) -> Iterator[Message]:
         """The messages waiting in ``worker``'s pipe, read one at a time."""

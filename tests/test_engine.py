@@ -49,17 +49,21 @@ def test_sigkill_mid_task_fails_only_that_task(start_method: str, tmp_path: Path
         assert pid_a != pid_b
         assert {pid_a, pid_b} == set(pool.worker_pids())
 
-        # The parent knows which task each worker holds, and each worker has
-        # its own channel and sentinel.
+        # The parent knows which task each worker holds (SENT: a call with no
+        # timeout answers no Ack), each worker's start mark names it as
+        # started (so that a death fails it rather than running it again),
+        # and each worker has its own channel and sentinel.
         dispatcher = _dispatcher(pool)
         assert wait_until(
             lambda: (
                 _held_by_worker(dispatcher)
-                == {pid_a: [("hold", TaskState.RUNNING)], pid_b: [("hold", TaskState.RUNNING)]}
+                == {pid_a: [("hold", TaskState.SENT)], pid_b: [("hold", TaskState.SENT)]}
             ),
             30,
         )
         workers = dispatcher._workers.handles()
+        for worker in workers:
+            assert dispatcher._workers.started(worker) == [(next(iter(worker.tasks)), 0)]
         assert len({id(w.conn) for w in workers}) == 2
         assert dispatcher._workers.watched() == [
             *(w.conn for w in workers),

@@ -1,17 +1,20 @@
 """The dispatcher's self-pipe never loses a wake-up.
 
 A lost wake-up leaves the dispatcher asleep with work in its inbox: a pool
-that is otherwise idle then hangs for good. One is lost when
-``_Wakeup.pending`` is left True over an empty pipe (by a Ctrl-C inside
-``wake()``, or by a ``clear()`` racing a ``wake()``): every later ``wake()``
-then skips its write.
+that is otherwise idle then hangs for good. A submitter puts its work in the
+inbox, then writes a byte if ``_Wakeup.sleeping`` is set; the dispatcher sets
+``sleeping``, then looks at its inbox once more before it blocks (and not at
+all if it finds work there). A Ctrl-C inside ``wake()`` must leave nothing
+behind that makes a later ``wake()`` skip its write.
 """
 
 from __future__ import annotations
 
 import queue
+import random
 import select
 import threading
+import time
 
 import pytest
 
@@ -27,11 +30,14 @@ def _readable(wakeup: _Wakeup, timeout: float = 0.0) -> bool:
     return bool(ready)
 
 
-def test_a_wake_after_a_clear_is_always_seen() -> None:
+def test_a_wake_while_the_dispatcher_sleeps_is_seen() -> None:
     wakeup = _Wakeup()
     try:
+        wakeup.wake()  # the dispatcher is busy: it reads its inbox anyway
+        assert not _readable(wakeup)
+        wakeup.sleeping = True
         wakeup.wake()
-        wakeup.wake()  # a byte is waiting: no second write needed
+        wakeup.wake()  # a second byte is harmless
         assert _readable(wakeup)
         wakeup.clear()
         assert not _readable(wakeup)
@@ -41,10 +47,11 @@ def test_a_wake_after_a_clear_is_always_seen() -> None:
         wakeup.close()
 
 
-def test_an_interrupted_wake_leaves_no_stale_flag(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Ctrl-C lands inside wake(), around the write: the next wake() must still
+def test_an_interrupted_wake_leaves_no_stale_state(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Ctrl-C lands inside wake(), in the write: the next wake() must still
     # write, or the dispatcher never hears of the pool's terminate.
     wakeup = _Wakeup()
+    wakeup.sleeping = True
     real_write = _dispatcher.os.write
 
     def interrupted(fd: int, data: bytes) -> int:
@@ -61,49 +68,61 @@ def test_an_interrupted_wake_leaves_no_stale_flag(monkeypatch: pytest.MonkeyPatc
         wakeup.close()
 
 
-def test_a_wake_racing_with_clear_is_not_lost(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The interleaving that would lose a wake-up if clear() reset the flag
-    # before draining the pipe, made to happen every run: a
-    # producer puts work and wakes exactly while the dispatcher's clear() is
-    # about to drain the pipe. Afterwards the dispatcher reads its inbox (and
-    # finds that work), then sleeps; the *next* producer's wake must reach it.
+def test_no_wake_is_lost_between_submitters_and_the_dispatcher_loop() -> None:
+    # The dispatcher's side of the protocol (Dispatcher._wait_and_collect)
+    # against submitters that put and wake at every moment of its turn: every
+    # item arrives, and the loop never sleeps with work in its inbox (no
+    # timeout on its wait: a lost wake-up hangs it, and the test fails).
     wakeup = _Wakeup()
     inbox: queue.SimpleQueue[int] = queue.SimpleQueue()
-    real_read = _dispatcher.os.read
-    raced = False
+    count, producers = 3000, 3
+    received: list[int] = []
+    done = threading.Event()
+    stuck: list[str] = []
 
-    def produce(item: int) -> None:
-        inbox.put(item)
-        wakeup.wake()
+    def dispatcher() -> None:
+        poll = select.poll()
+        poll.register(wakeup.reader, select.POLLIN)
+        while len(received) < count * producers:
+            while True:
+                try:
+                    received.append(inbox.get_nowait())
+                except queue.Empty:
+                    break
+            if len(received) >= count * producers:
+                break
+            wakeup.sleeping = True
+            timeout = 0 if not inbox.empty() else 10_000
+            try:
+                ready = poll.poll(timeout)
+            finally:
+                wakeup.sleeping = False
+            if timeout and not ready:
+                stuck.append("slept with work in the inbox")
+                return
+            if ready:
+                wakeup.clear()
+        done.set()
 
-    def read_after_a_racing_wake(fd: int, size: int) -> bytes:
-        nonlocal raced
-        if not raced:
-            raced = True
-            producer = threading.Thread(target=produce, args=(1,))
-            producer.start()
-            # The producer may wait for clear()'s lock (wake() takes it too):
-            # do not wait for it here (that would deadlock), only give it time.
-            producer.join(0.2)
-        return real_read(fd, size)
+    def produce(seed: int) -> None:
+        rng = random.Random(seed)
+        for item in range(count):
+            inbox.put(item)
+            wakeup.wake()
+            if rng.random() < 0.05:
+                time.sleep(rng.random() * 1e-4)
 
-    try:
-        wakeup.wake()  # a byte is waiting, as after any submit
-        monkeypatch.setattr(_dispatcher.os, "read", read_after_a_racing_wake)
-        wakeup.clear()
-        monkeypatch.setattr(_dispatcher.os, "read", real_read)
-        assert raced
-        # The dispatcher's loop: clear, then take the inbox...
-        assert inbox.get(timeout=5) == 1
-        # ...then a byte may still be waiting (harmless: one extra turn)...
-        if _readable(wakeup):
-            wakeup.clear()
-        # ...then it sleeps on the pipe. New work must wake it.
-        produce(2)
-        assert _readable(wakeup, 5.0), "the wake-up for new work was lost"
-    finally:
-        monkeypatch.setattr(_dispatcher.os, "read", real_read)
-        wakeup.close()
+    thread = threading.Thread(target=dispatcher)
+    thread.start()
+    submitters = [threading.Thread(target=produce, args=(seed,)) for seed in range(producers)]
+    for submitter in submitters:
+        submitter.start()
+    for submitter in submitters:
+        submitter.join(30)
+    assert done.wait(30), stuck or "the dispatcher loop hangs: a wake-up was lost"
+    thread.join(5)
+    wakeup.close()
+    assert sorted(received) == sorted(list(range(count)) * producers)
 
 
 # ---------------------------------------------------------------- OneShotEvent
