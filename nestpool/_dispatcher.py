@@ -58,7 +58,7 @@ import select
 import threading
 import weakref
 from concurrent.futures import Future
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._errors import InitializerError
 from ._futures import cancel_notified, start_unless_cancelled
@@ -75,8 +75,10 @@ from ._wording import (
     pool_closed,
     stop_reason,
 )
-from ._worker_start import InitCall
 from ._workers import WorkerTable, close_in_fork_child
+
+if TYPE_CHECKING:
+    from ._options import PoolOptions
 
 __all__ = ["Dispatcher", "join_all_dispatchers", "new_task_id"]
 
@@ -186,34 +188,14 @@ def join_all_dispatchers() -> None:
 class Dispatcher:
     """Owns the worker processes and the task table of one ``Pool``."""
 
-    def __init__(
-        self,
-        *,
-        processes: int,
-        threads: int | None,
-        tasks_per_process: int,
-        context: multiprocessing.context.BaseContext,
-        initializer: InitCall | None,
-        max_tasks_per_child: int | None,
-        name: str,
-        cores: int | None = None,
-    ) -> None:
+    def __init__(self, options: PoolOptions, *, name: str, cores: int | None = None) -> None:
         self.broken: InitializerError | None = None
         self._inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self._wakeup = _Wakeup()
         self._poll_set = _PollSet()
         multiprocessing.util.register_after_fork(self._wakeup, close_in_fork_child)
         self._tasks = TaskTable()
-        self._workers = WorkerTable(
-            processes=processes,
-            threads=threads,
-            tasks_per_process=tasks_per_process,
-            context=context,
-            initializer=initializer,
-            max_tasks_per_child=max_tasks_per_child,
-            name=name,
-            cores=cores,
-        )
+        self._workers = WorkerTable(options, name=name, cores=cores)
         self._deadlines = Deadlines(self._tasks)
         self._shutting_down = False
         self._terminating = False

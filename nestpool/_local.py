@@ -74,14 +74,7 @@ class LocalBackend(WorkerBackend):
                 if dispatcher is None:
                     options = self._options
                     dispatcher = self.dispatcher = Dispatcher(
-                        processes=options.processes,
-                        threads=options.threads,
-                        tasks_per_process=options.tasks_per_process,
-                        context=options.context,
-                        initializer=options.initializer,
-                        max_tasks_per_child=options.max_tasks_per_child,
-                        name=self._name,
-                        cores=self._cores,
+                        options, name=self._name, cores=self._cores
                     )
         return dispatcher
 

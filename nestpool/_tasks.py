@@ -168,16 +168,7 @@ class TaskTable:
         except BaseException as exc:  # user code, whatever it raises
             task.chunk.outcomes[index] = (False, pickling_error(task.name, "argument", exc))
             return False
-        item = Task(
-            new_task_id(),
-            task.name,
-            task.fn_payload,
-            payload,
-            task.future,
-            task.timeout,
-            None,
-            item_of=(task, index),
-        )
+        item = _item_task(task, index, payload)
         item.retries, item.tries = task.retries, tries
         self._tasks[item.id] = item
         self.pending.appendleft(item)
@@ -208,18 +199,7 @@ class TaskTable:
             except BaseException as exc:  # user code, whatever it raises
                 complete = chunk.record(index, (False, pickling_error(task.name, "argument", exc)))
                 continue
-            self.add(
-                Task(
-                    new_task_id(),
-                    task.name,
-                    task.fn_payload,
-                    payload,
-                    task.future,
-                    task.timeout,
-                    None,
-                    item_of=(task, index),
-                )
-            )
+            self.add(_item_task(task, index, payload))
         if complete:
             self._end(task)
             _resolve(task.future, True, chunk.outcomes)
@@ -354,3 +334,18 @@ def _load_outcome(name: str, data: bytes, plain: bool) -> Outcome:
         return True, loaded
     outcome: Outcome = loaded
     return outcome
+
+
+def _item_task(chunk_task: Task, index: int, payload: bytes) -> Task:
+    """Item ``index`` of the chunk ``chunk_task`` as a task of its own (its
+    pickled call: ``payload``), whose outcome goes into the chunk."""
+    return Task(
+        new_task_id(),
+        chunk_task.name,
+        chunk_task.fn_payload,
+        payload,
+        chunk_task.future,
+        chunk_task.timeout,
+        None,
+        item_of=(chunk_task, index),
+    )

@@ -27,14 +27,17 @@ import multiprocessing.util
 import select
 from collections import deque
 from collections.abc import Iterator
-from typing import Any, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from ._errors import InitializerError, describe_exit, signal_name
 from ._protocol import SHAPE_ARGS, SHAPE_SINGLE, SHAPE_UNARY, Call, Exit, Message, pack, unpack
 from ._records import Task, TaskState, WorkerHandle, WorkerState
 from ._wording import start_failed, startup_failure
 from ._worker import FUNCTION_CACHE, worker_main
-from ._worker_start import InitCall, WorkerConfig
+from ._worker_start import WorkerConfig
+
+if TYPE_CHECKING:
+    from ._options import PoolOptions
 
 __all__ = ["MAX_STARTUP_DEATHS", "Death", "WorkerTable", "close_in_fork_child"]
 
@@ -67,31 +70,21 @@ class Death(NamedTuple):
 class WorkerTable:
     """The worker processes of one dispatcher."""
 
-    def __init__(
-        self,
-        *,
-        processes: int,
-        threads: int | None,
-        tasks_per_process: int,
-        context: multiprocessing.context.BaseContext,
-        initializer: InitCall | None,
-        max_tasks_per_child: int | None,
-        name: str,
-        cores: int | None,
-    ) -> None:
+    def __init__(self, options: PoolOptions, *, name: str, cores: int | None) -> None:
+        processes, tasks_per_process = options.processes, options.tasks_per_process
         self.processes = processes
-        self.threads = threads
+        self.threads = options.threads
         self.tasks_per_process = tasks_per_process
-        self.context = context
-        self.initializer = initializer
-        self.max_tasks_per_child = max_tasks_per_child
+        self.context = options.context
+        self.initializer = options.initializer
+        self.max_tasks_per_child = options.max_tasks_per_child
         self.name = name
         #: The workers' shared semaphore of ``cores`` compute slots, when more
         #: process tasks can run at once than there are cores (see
         #: ``_compute_slots``, "compute slots"); else None.
         self.compute_slots: Any = None
         if cores is not None and processes * tasks_per_process > cores:
-            self.compute_slots = context.Semaphore(cores)
+            self.compute_slots = self.context.Semaphore(cores)
         self._workers: list[WorkerHandle] = []
         self._by_conn: dict[Any, WorkerHandle] = {}
         self._by_sentinel: dict[int, WorkerHandle] = {}
