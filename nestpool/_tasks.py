@@ -144,13 +144,19 @@ class TaskTable:
                 retry = None
             elif not self._send_item(task, retry, tries):
                 retry = None
-        rest = chunk.unfinished(apart=retry)
+        self._rerun_rest(task, chunk.unfinished(apart=retry), waits=retry is not None)
+
+    def _rerun_rest(self, task: Task, rest: list[int], *, waits: bool) -> None:
+        """Chunk ``task``'s items ``rest`` run again, first in the queue; with
+        none left, it resolves, or ``waits`` for its items running on their own."""
+        chunk = task.chunk
+        assert chunk is not None
         if not rest:
-            if retry is None:
+            if waits:
+                self._wait_for_items(task)
+            else:
                 self._end(task)
                 _resolve(task.future, True, chunk.outcomes)
-            else:
-                self._wait_for_items(task)
             return
         try:
             task.payload = chunk.rerun(rest)
@@ -223,20 +229,8 @@ class TaskTable:
         if chunk is None or task.state is TaskState.SENT:
             self._requeue(task)
             return
-        rest = chunk.unfinished()
-        if not rest:
-            if chunk.complete():
-                self._end(task)
-                _resolve(task.future, True, chunk.outcomes)
-            else:
-                self._wait_for_items(task)  # an item is being retried on its own
-            return
-        try:
-            task.payload = chunk.rerun(rest)
-        except BaseException as exc:  # user code, whatever it raises
-            self.fail(task, pickling_error(task.name, "argument", exc))
-            return
-        self._requeue(task)
+        # An item may be running on its own (a retry): then the chunk waits.
+        self._rerun_rest(task, chunk.unfinished(), waits=not chunk.complete())
 
     def cancel_pending(self) -> None:
         """Cancel every task that has not been sent (an item of a chunk sent
