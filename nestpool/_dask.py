@@ -382,10 +382,10 @@ def run_task(
 
 
 def _run_items(name: str, fn_payload: bytes, items: list[bytes], timeout: float | None) -> bytes:
-    from ._worker import _load_function
+    from ._worker_calls import load_function
 
     try:
-        fn = _load_function(FunctionPayload(fn_payload).key, fn_payload)
+        fn = load_function(FunctionPayload(fn_payload).key, fn_payload)
     except BaseException as exc:
         error = pickling_error(name, "function (unpickling in the worker)", exc)
         return _dump_outcomes(name, [(False, exception_payload(error, name))] * len(items))

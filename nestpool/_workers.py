@@ -33,7 +33,8 @@ from ._errors import InitializerError, describe_exit, signal_name
 from ._protocol import SHAPE_ARGS, SHAPE_SINGLE, SHAPE_UNARY, Call, Exit, Message, pack, unpack
 from ._records import Task, TaskState, WorkerHandle, WorkerState
 from ._wording import start_failed, startup_failure
-from ._worker import FUNCTION_CACHE, worker_main
+from ._worker import worker_main
+from ._worker_calls import FUNCTION_CACHE
 from ._worker_start import WorkerConfig
 
 if TYPE_CHECKING:
