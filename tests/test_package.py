@@ -33,7 +33,8 @@ CORE_NAMES = {
     "InitializerError",
 }
 #: documented extras: PoolClosedError, the decorated types and the map
-#: iterators (for annotations), per-worker resources, and the version
+#: iterators (for annotations), per-worker resources, stopping a running
+#: task, and the version
 EXTRA_NAMES = {
     "PoolClosedError",
     "ProcessTask",
@@ -43,6 +44,7 @@ EXTRA_NAMES = {
     "AsyncMapIterator",
     "PerWorker",
     "per_worker",
+    "stop",
     "__version__",
 }
 
