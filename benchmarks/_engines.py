@@ -6,12 +6,15 @@ and return the values in order. Start-up is never timed: each workload warms
 an engine up before its timed repeats.
 
 ``style`` says which version of a workload's function the engine runs:
-``"nestpool"`` (decorated tasks), ``"naive"`` (a new thread pool per task) or
-``"persistent"`` (a per-worker thread pool made once).
+``"nestpool"`` (decorated tasks), ``"nestpool-async"`` (decorated tasks whose
+subtasks are async), ``"naive"`` (a new thread pool per task),
+``"persistent"`` (a per-worker thread pool made once) or ``"aiomultiprocess"``
+(a coroutine per task).
 """
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -43,7 +46,8 @@ class Engine:
 
 
 class Nestpool(Engine):
-    """``Pool(processes, threads, tasks_per_process)``; jobs go through ``task.map``."""
+    """``Pool(processes, threads, tasks_per_process)``; jobs go through ``task.map``.
+    ``style="nestpool-async"``: the workload's task whose subtasks are async."""
 
     style = "nestpool"
 
@@ -55,8 +59,10 @@ class Nestpool(Engine):
         threads: int | None = None,
         tasks_per_process: int = 1,
         start_method: str | None = None,
+        style: str = "nestpool",
     ) -> None:
         super().__init__(label, processes)
+        self.style = style
         self.threads = threads
         self.tasks_per_process = tasks_per_process
         self.start_method = start_method
@@ -190,3 +196,53 @@ class Joblib(Engine):
         from joblib import delayed
 
         return list(self.parallel(delayed(fn)(*job) for job in jobs))
+
+
+class Aiomultiprocess(Engine):
+    """aiomultiprocess's ``Pool``: an event loop in every worker process, up to
+    ``childconcurrency`` coroutines (process tasks) at once on each; jobs go
+    through ``starmap``. Its pool lives on an event loop of the caller's, made
+    here and run by ``run`` (aiomultiprocess's pool must be made in a running
+    loop); its start method is set for the whole process (aiomultiprocess has
+    one, global)."""
+
+    style = "aiomultiprocess"
+
+    def __init__(
+        self, label: str, processes: int, *, childconcurrency: int, start_method: str
+    ) -> None:
+        super().__init__(label, processes)
+        self.childconcurrency = childconcurrency
+        self.start_method = start_method
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.pool: Any = None
+
+    def __enter__(self) -> Aiomultiprocess:
+        import aiomultiprocess
+
+        aiomultiprocess.set_start_method(self.start_method)
+
+        async def open_pool() -> Any:
+            return aiomultiprocess.Pool(self.processes, childconcurrency=self.childconcurrency)
+
+        self.loop = asyncio.new_event_loop()
+        self.pool = self.loop.run_until_complete(open_pool())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.loop is not None
+
+        async def close_pool() -> None:
+            self.pool.close()
+            await self.pool.join()
+
+        self.loop.run_until_complete(close_pool())
+        self.loop.close()
+
+    def run(self, fn: Callable[..., Any], jobs: list[Job]) -> list[Any]:
+        assert self.loop is not None
+
+        async def starmap() -> list[Any]:
+            return list(await self.pool.starmap(fn, jobs))
+
+        return self.loop.run_until_complete(starmap())

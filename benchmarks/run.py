@@ -7,7 +7,7 @@
     python -m benchmarks --quick          # the same
 
 Needs the ``bench`` extra: ``pip install -e '.[bench]'`` (loky, mpire, joblib,
-psutil). Every figure is a ratio of two times measured in this run (each
+psutil, aiomultiprocess, aiohttp). Every figure is a ratio of two times measured in this run (each
 baseline's time / nestpool's, or nestpool's / a computed ideal), shown as the
 ratio of the minima and of the medians of the repeats. Results are printed as
 markdown tables and saved as JSON under benchmarks/results/ (not committed);
@@ -73,7 +73,17 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     versions = {}
-    for package in ("nestpool", "loky", "mpire", "joblib", "psutil", "cloudpickle", "wrapt"):
+    for package in (
+        "nestpool",
+        "loky",
+        "mpire",
+        "joblib",
+        "psutil",
+        "cloudpickle",
+        "wrapt",
+        "aiomultiprocess",
+        "aiohttp",
+    ):
         try:
             from importlib.metadata import version
 

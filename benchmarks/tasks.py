@@ -5,6 +5,10 @@ Each workload has one logic, written once per engine style:
 - nestpool: ``@process_task`` / ``@thread_subtask`` (``np_*``);
 - the tutorial's naive nesting: a new ``ThreadPoolExecutor`` in every task
   (``naive_*``);
+- nestpool's async subtasks: ``@thread_subtask`` on an ``async def``, run on
+  each worker's own event loop (``np_async_*``);
+- aiomultiprocess: a coroutine per process task, on each worker's event loop
+  (``amp_*``);
 - "done well" for the standard library, loky, mpire and joblib: a thread pool
   created once per worker process and reused by every task there
   (``persistent_*``; the standard library and loky create it in their
@@ -13,6 +17,7 @@ Each workload has one logic, written once per engine style:
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import re
@@ -109,6 +114,36 @@ def np_unit(index: int, subtasks: int, io_seconds: float, iterations: int) -> in
     return index + sum(values)
 
 
+@thread_subtask
+async def np_async_sleep(seconds: float, value: int) -> int:
+    """nestpool: the IO wait as an async subtask (the worker's event loop)."""
+    await asyncio.sleep(seconds)
+    return value
+
+
+@process_task
+def np_async_unit(index: int, subtasks: int, io_seconds: float, iterations: int) -> int:
+    """nestpool: a process task that fans out its IO waits as async subtasks."""
+    values = list(np_async_sleep.map([io_seconds] * subtasks, range(subtasks)))
+    spin(iterations)
+    return index + sum(values)
+
+
+async def amp_sleep(seconds: float, value: int) -> int:
+    """aiomultiprocess: one IO wait."""
+    await asyncio.sleep(seconds)
+    return value
+
+
+async def amp_unit(index: int, subtasks: int, io_seconds: float, iterations: int) -> int:
+    """aiomultiprocess: a process task as a coroutine: its waits gathered on the
+    worker's event loop, then the CPU work (which blocks that loop, as it would
+    block nestpool's task thread)."""
+    values = await asyncio.gather(*(amp_sleep(io_seconds, v) for v in range(subtasks)))
+    spin(iterations)
+    return index + sum(values)
+
+
 class _HandOff:
     """The least a thread pool can do per IO wait, for comparison: ``width``
     threads, each woken through its own lock, no futures, no queue; one
@@ -150,13 +185,26 @@ def np_subtask_cpu(rounds: int, width: int, seconds: float) -> dict[str, float]:
     """Inside a worker: microseconds of this process's CPU per IO subtask
     (``time.sleep(seconds)``, ``width`` at once, ``rounds`` times), through
     nestpool's subtask pool, a ``ThreadPoolExecutor``, the least a thread pool
-    can do (``_HandOff``), and the sleeps alone in one thread."""
+    can do (``_HandOff``), and the sleeps alone in one thread; then per async
+    subtask (``asyncio.sleep(seconds)``, ``width`` at once) through nestpool's
+    event loop, and the least an event loop can do: the same sleeps gathered
+    on a loop that this thread runs itself (no thread hop, no futures)."""
     executor = ThreadPoolExecutor(width)
     hand_off = _HandOff(width)
     args = ([seconds] * width, range(width))
+    own_loop = asyncio.new_event_loop()
 
     def nestpool_map() -> None:
         list(np_io_sleep.map(*args))
+
+    def nestpool_async_map() -> None:
+        list(np_async_sleep.map(*args))
+
+    async def gathered() -> None:
+        await asyncio.gather(*(amp_sleep(seconds, v) for v in range(width)))
+
+    def own_loop_gather() -> None:
+        own_loop.run_until_complete(gathered())
 
     def executor_map() -> None:
         list(executor.map(io_sleep, *args))
@@ -173,6 +221,8 @@ def np_subtask_cpu(rounds: int, width: int, seconds: float) -> dict[str, float]:
         "ThreadPoolExecutor": executor_map,
         "minimal hand-off": hand_off_run,
         "time.sleep alone": sleeps_alone,
+        "nestpool async subtask": nestpool_async_map,
+        "asyncio.gather, one thread": own_loop_gather,
     }
     for run in ways.values():
         run()  # threads started, first use paid
@@ -186,6 +236,7 @@ def np_subtask_cpu(rounds: int, width: int, seconds: float) -> dict[str, float]:
             spent = (time.process_time() - started) / (rounds * width) * 1e6
             best[name] = min(best[name], spent)
     executor.shutdown(wait=True)
+    own_loop.close()
     return best
 
 
@@ -270,6 +321,57 @@ def np_fetch(url: str) -> bytes:
 def np_crawl(urls: list[str]) -> tuple[int, int]:
     """nestpool: fetch a batch of pages in subtasks, parse them here."""
     return _summarise(list(np_fetch.map(urls)))
+
+
+#: each event loop's aiohttp session (a client is bound to the loop it was
+#: made on): nestpool's loop in a worker, aiomultiprocess's, the parent's
+_sessions: dict[asyncio.AbstractEventLoop, Any] = {}
+
+
+def _session() -> Any:
+    """The running loop's ``aiohttp.ClientSession``, made on first use and
+    kept, as a program keeps one client per loop; no connection limit (every
+    page of a task in flight at once, as the thread subtasks are)."""
+    import aiohttp
+
+    loop = asyncio.get_running_loop()
+    session = _sessions.get(loop)
+    if session is None:
+        connector = aiohttp.TCPConnector(limit=0, force_close=True)
+        session = _sessions[loop] = aiohttp.ClientSession(connector=connector)
+    return session
+
+
+async def close_session() -> None:
+    """Close the running loop's session (the parent's, after measuring)."""
+    session = _sessions.pop(asyncio.get_running_loop(), None)
+    if session is not None:
+        await session.close()
+
+
+async def afetch_url(url: str) -> bytes:
+    """IO: one HTTP GET with aiohttp."""
+    async with _session().get(url) as response:
+        body: bytes = await response.read()
+    return body
+
+
+@thread_subtask
+async def np_afetch(url: str) -> bytes:
+    """nestpool: one fetch as an async subtask (the worker's event loop)."""
+    return await afetch_url(url)
+
+
+@process_task
+def np_async_crawl(urls: list[str]) -> tuple[int, int]:
+    """nestpool: fetch a batch of pages in async subtasks, parse them here."""
+    return _summarise(list(np_afetch.map(urls)))
+
+
+async def amp_crawl(urls: list[str]) -> tuple[int, int]:
+    """aiomultiprocess: fetch a batch of pages at once on the worker's loop,
+    then parse them (blocking that loop)."""
+    return _summarise(list(await asyncio.gather(*(afetch_url(url) for url in urls))))
 
 
 # ------------------------------------------------------------------ tiny tasks

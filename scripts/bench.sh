@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create (or reuse) a virtual environment with nestpool and its bench extra
-# (loky, mpire, joblib, psutil) and run the benchmark suite; arguments go to
-# benchmarks/run.py.
+# (loky, mpire, joblib, psutil, aiomultiprocess, aiohttp) and run the
+# benchmark suite; arguments go to benchmarks/run.py.
 #
 #   bash scripts/bench.sh --quick        # every workload, about 2 minutes
 #   bash scripts/bench.sh                # every workload, full size
