@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import logging
 import math
-import multiprocessing.context
 import multiprocessing.util
 import os
 import queue

@@ -21,7 +21,6 @@ from __future__ import annotations
 import itertools
 import logging
 import multiprocessing
-import multiprocessing.context
 import multiprocessing.process
 import multiprocessing.util
 import select
