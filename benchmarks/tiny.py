@@ -7,7 +7,9 @@ by a search in this run, loky's reusable executor at that same chunksize,
 ``multiprocessing.Pool.map`` (its automatic chunksize), mpire's
 ``WorkerPool.map`` (its automatic chunk size) and joblib's ``Parallel`` (its
 automatic batching). All on the same number of processes (the cores), workers
-started before timing.
+started before timing. The engines go round-robin, each round starting one
+engine later than the last, so that no engine always runs right after
+another's.
 
 Three sizes: 150,000 items, and the short maps, 1,000 and 20,000 items, where
 a fixed cost per map (the first chunks' round trips) weighs most. A short map
@@ -25,6 +27,7 @@ from __future__ import annotations
 import multiprocessing
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from typing import TypeVar
 
 from benchmarks import tasks
 from benchmarks._harness import Check, Result, Row, Size, Table, ratio_rows, timed, usable_cores
@@ -32,6 +35,8 @@ from nestpool import Pool
 
 NAME = "tiny"
 TITLE = "Tiny tasks: a trivial function over many items"
+
+_T = TypeVar("_T")
 
 CHUNKSIZES = [16, 64, 256, 1024, 4096, 16384]
 #: nestpool's throughput against the best baseline, at every size
@@ -58,6 +63,12 @@ def _search(fn: Callable[[int], Callable[[], None]], count: int, quick: bool) ->
     search = {cs: min(_times(fn(cs), 3)) for cs in candidates}
     best = min(search, key=search.__getitem__)
     return best, "searched: " + ", ".join(f"{cs}: {t * 1000:.1f} ms" for cs, t in search.items())
+
+
+def _rotated(plan: list[_T], round_: int) -> list[_T]:
+    """``plan`` in the order of round ``round_``: starting ``round_`` places on."""
+    shift = round_ % len(plan)
+    return plan[shift:] + plan[:shift]
 
 
 def run(size: Size, start_method: str = "forkserver") -> Result:
@@ -172,12 +183,15 @@ def run(size: Size, start_method: str = "forkserver") -> Result:
                 1.0,
             ),
         ]
-        for _ in range(repeats * SHORT_ROUNDS):
+        # Each round starts one engine later: none always runs first, right
+        # after the last engine of the round before (whose pool may still be
+        # winding down in the background), nor always last.
+        for round_ in range(repeats * SHORT_ROUNDS):
             for short_plan in short_plans:
-                for row, fn, factor in short_plan:
+                for row, fn, factor in _rotated(short_plan, round_):
                     row.values.append(timed(fn) * factor)
-        for _ in range(repeats):
-            for row, fn, factor in [*plan, *plan3]:
+        for round_ in range(repeats):
+            for row, fn, factor in _rotated([*plan, *plan3], round_):
                 row.values.append(timed(fn) * factor)
     loky.shutdown(wait=True, kill_workers=True)
     for short_plan in short_plans:

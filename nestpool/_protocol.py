@@ -169,7 +169,7 @@ def pack(message: Message) -> bytes:
     return pickle.dumps(tuple(message), pickle.HIGHEST_PROTOCOL)
 
 
-def unpack(data: bytes) -> Message:
+def unpack(data: bytes | memoryview) -> Message:
     """The message ``pack`` made."""
     fields: tuple[Any, ...] = pickle.loads(data)
     return _new_tuple(_RECORDS[fields[-1]], fields)

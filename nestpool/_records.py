@@ -286,6 +286,7 @@ class WorkerHandle:
         "sent_count",
         "state",
         "tasks",
+        "unread",
     )
 
     def __init__(self, index: int, process: Any, conn: Any, marks: Any) -> None:
@@ -306,5 +307,7 @@ class WorkerHandle:
         self.booted = False
         #: keys of the callables this worker has, least recently sent first
         self.functions: OrderedDict[bytes, None] = OrderedDict()
+        #: the start of a message read from its pipe, the rest still to come
+        self.unread = bytearray()
 
         self.pid: int = process.pid or 0

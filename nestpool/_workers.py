@@ -23,9 +23,10 @@ import logging
 import multiprocessing
 import multiprocessing.process
 import multiprocessing.util
+import os
 import select
+import struct
 from collections import deque
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from ._errors import InitializerError, describe_exit, signal_name
@@ -237,21 +238,39 @@ class WorkerTable:
         first = self.tasks_per_process + 1
         return [(worker.marks[first + runner], runner) for runner in range(self.tasks_per_process)]
 
-    def messages(self, worker: WorkerHandle) -> Iterator[Message]:
-        """The messages waiting in ``worker``'s pipe, read one at a time."""
+    def messages(self, worker: WorkerHandle) -> list[Message]:
+        """The messages waiting in ``worker``'s pipe, in one read when they
+        fit in it (``Connection.recv_bytes`` reads a message's header and
+        body apart, and a poll before each found whether another waited:
+        three system calls a message). A message whose end has not arrived
+        yet waits in ``worker.unread`` for the next read; the worker writes
+        it, or dies (then the read finds the end of the pipe)."""
         conn = worker.conn
         if conn not in self._by_conn:
-            return
-        # One poll object per read-out, not conn.poll(), which makes and
-        # fills a selector per message.
-        ready = select.poll()
+            return []
+        found: list[Message] = []
+        fd = conn.fileno()
         try:
-            ready.register(conn.fileno(), select.POLLIN)
-            while ready.poll(0):
-                yield unpack(conn.recv_bytes())
+            while True:
+                data = os.read(fd, _READ_SIZE)
+                if not data:
+                    raise EOFError
+                unread = worker.unread
+                if unread:
+                    unread += data
+                    del unread[: _take_messages(unread, found)]
+                else:
+                    used = _take_messages(data, found)
+                    if used < len(data):
+                        unread += data[used:]
+                # A read that filled its buffer may have left more behind (a
+                # dead worker's last messages are all read before its burial).
+                if len(data) < _READ_SIZE or not _readable(fd):
+                    return found
         except (EOFError, OSError):
             # The worker closed its end: it is exiting; its sentinel follows.
             self._by_conn.pop(conn, None)
+        return found
 
     def retire(self, worker: WorkerHandle) -> None:
         """Ask it to finish what it holds, then leave."""
@@ -373,6 +392,43 @@ class WorkerTable:
             worker.conn.send_bytes(pack(message))
         except OSError:
             pass  # it is dying; its sentinel will tell
+
+
+#: how much one read of a worker's pipe takes at most: a pipe's whole buffer
+#: (Linux's default), every message waiting at once
+_READ_SIZE = 1 << 16
+#: ``multiprocessing.connection``'s framing: a message's length, or -1 and
+#: then its length on 8 bytes (2 GiB and more)
+_LENGTH = struct.Struct("!i")
+_LONG_LENGTH = struct.Struct("!Q")
+
+
+def _take_messages(data: bytes | bytearray, found: list[Message]) -> int:
+    """Unpack every whole message at the start of ``data`` (as
+    ``Connection.send_bytes`` framed them) into ``found``; how many bytes
+    they took (the rest is the start of the next message)."""
+    end = len(data)
+    used = 0
+    with memoryview(data) as view:
+        while end - used >= 4:
+            (size,) = _LENGTH.unpack_from(data, used)
+            start = used + 4
+            if size == -1:
+                if end - start < 8:
+                    break
+                (size,) = _LONG_LENGTH.unpack_from(data, start)
+                start += 8
+            if end - start < size:
+                break
+            found.append(unpack(view[start : start + size]))
+            used = start + size
+    return used
+
+
+def _readable(fd: int) -> bool:
+    ready = select.poll()
+    ready.register(fd, select.POLLIN)
+    return bool(ready.poll(0))
 
 
 def _kill(process: Any) -> None:

@@ -62,3 +62,9 @@ def range_item(x: int) -> int:
                 pass
             os.kill(os.getpid(), signal.SIGKILL)
     return x * 2
+
+
+@process_task
+def echo_bytes(data: bytes) -> bytes:
+    """Its argument back (results larger than one read of the pipe)."""
+    return data

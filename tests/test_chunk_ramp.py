@@ -60,6 +60,10 @@ def test_a_known_length_is_planned_at_once_from_the_measured_item_time() -> None
     # of the input then does not shrink the chunks).
     tiny = ChunkSizer(None, lambda: 1e-7, 1 << 30, slots=2)
     assert [tiny(1000), tiny(500)] == [500, 500]
+    # ... above MAX_AUTO_CHUNK too (the plan's own bound): 20,000 items in
+    # two chunks, not 8,192 + 8,192 + a third, a round trip more
+    tiny = ChunkSizer(None, lambda: 5e-8, 1 << 30, slots=2)
+    assert [tiny(20_000), tiny(10_000)] == [10_000, 10_000]
     # Chunks long enough: CHUNKS_PER_SLOT per slot, at most the target's work.
     assert planned_chunk(1000, 1e-4, 2, 1 << 30) == 1000 // (CHUNKS_PER_SLOT * 2)
     assert planned_chunk(1000, 0.01, 2, 1 << 30) == int(TARGET_CHUNK_SECONDS / 0.01)

@@ -251,3 +251,35 @@ def test_only_builtin_values_go_as_one_pickle() -> None:
     for _ in range(100_000):
         deep = [deep]
     assert dumps_builtins(deep) is None  # too deep to pickle: not an error here
+
+
+def test_messages_split_across_reads_come_out_whole() -> None:
+    # The dispatcher reads a worker's pipe in large reads: several messages
+    # at once, or the start of one whose end comes with a later read.
+    from nestpool._protocol import Result, pack, unpack
+    from nestpool._workers import _take_messages
+
+    sent = [pack(Result(i, 0, 1, True, 0.0, b"x" * (i * 40_000), True)) for i in range(4)]
+    # as Connection.send_bytes frames them: a 4-byte big-endian length first
+    wire = b"".join(len(blob).to_bytes(4, "big") + blob for blob in sent)
+    for step in (1, 3, 4096, 1 << 16, len(wire)):
+        found: list[Any] = []
+        unread = bytearray()
+        for at in range(0, len(wire), step):
+            unread += wire[at : at + step]
+            del unread[: _take_messages(unread, found)]
+        assert not unread
+        assert found == [unpack(blob) for blob in sent]
+    # The long framing (-1, then an 8-byte length), as for 2 GiB and more.
+    found = []
+    long = b"\xff\xff\xff\xff" + len(sent[1]).to_bytes(8, "big") + sent[1]
+    assert _take_messages(long, found) == len(long)
+    assert found == [unpack(sent[1])]
+
+
+def test_results_larger_than_a_read_come_back(start_method: str) -> None:
+    with Pool(processes=2, start_method=start_method):
+        big = perf_tasks.echo_bytes
+        values = [b"%d" % i * (50_000 + i) for i in range(6)]
+        assert [f.result(timeout=30) for f in [big(v) for v in values]] == values
+        assert list(big.map(values)) == values
