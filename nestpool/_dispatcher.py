@@ -398,7 +398,7 @@ class Dispatcher:
                 continue
             worker = self._workers.by_conn(ready)
             if worker is not None:
-                self._collect_results(worker)
+                self._collect_results(worker, readable=True)
                 continue
             worker = self._workers.by_sentinel(ready)
             if worker is not None:
@@ -417,8 +417,8 @@ class Dispatcher:
 
     # ------------------------------------------------------------ messages
 
-    def _collect_results(self, worker: WorkerHandle) -> None:
-        for message in self._workers.messages(worker):
+    def _collect_results(self, worker: WorkerHandle, *, readable: bool = False) -> None:
+        for message in self._workers.messages(worker, readable=readable):
             self._handle_message(worker, message)
 
     def _handle_message(self, worker: WorkerHandle, message: Message) -> None:

@@ -238,18 +238,27 @@ class WorkerTable:
         first = self.tasks_per_process + 1
         return [(worker.marks[first + runner], runner) for runner in range(self.tasks_per_process)]
 
-    def messages(self, worker: WorkerHandle) -> list[Message]:
+    def messages(self, worker: WorkerHandle, *, readable: bool = False) -> list[Message]:
         """The messages waiting in ``worker``'s pipe, in one read when they
         fit in it (``Connection.recv_bytes`` reads a message's header and
         body apart, and a poll before each found whether another waited:
         three system calls a message). A message whose end has not arrived
         yet waits in ``worker.unread`` for the next read; the worker writes
-        it, or dies (then the read finds the end of the pipe)."""
+        it, or dies (then the read finds the end of the pipe).
+
+        Args:
+            readable: a poll just found the pipe readable. Otherwise (a dead
+                worker's sentinel fired) it is polled first: a process the
+                task forked may still hold the worker's end open, and a read
+                with nothing to read would block the dispatcher.
+        """
         conn = worker.conn
         if conn not in self._by_conn:
             return []
         found: list[Message] = []
         fd = conn.fileno()
+        if not readable and not _readable(fd):
+            return found
         try:
             while True:
                 data = os.read(fd, _READ_SIZE)

@@ -633,3 +633,13 @@ class Counter:
     def plus_two(x: int) -> int:
         """``x + 2``."""
         return x + 2
+
+
+@process_task(timeout=1.0)
+def fork_then_hang(grandchild_seconds: float) -> None:
+    """Forks a grandchild that keeps the worker's pipe open after the worker
+    is killed for its timeout, then hangs."""
+    if os.fork() == 0:
+        time.sleep(grandchild_seconds)
+        os._exit(0)
+    time.sleep(3600)

@@ -9,6 +9,7 @@ signal; the worker is replaced; every other task completes; the pool goes on.
 from __future__ import annotations
 
 import concurrent.futures
+import operator
 import os
 import signal
 import threading
@@ -587,3 +588,18 @@ def test_max_tasks_per_child_counts_a_map_chunk_as_one_task() -> None:
         assert all(count % 5 == 0 for count in counts.values())
         assert len(counts) >= 3
         assert set(counts) <= set(started_workers)
+
+
+@pytest.mark.timeout(60)
+def test_a_grandchild_holding_a_dead_workers_pipe_does_not_freeze_the_pool() -> None:
+    # Under forkserver a killed worker's sentinel fires at once, while a
+    # process its task forked still holds the worker's end of the pipe: the
+    # dispatcher must not block reading it. (Under fork and spawn the sentinel
+    # itself is held by the grandchild, as for ProcessPoolExecutor.)
+    with Pool(processes=1, start_method="forkserver") as pool:
+        assert pool.submit(operator.add, 1, 1).result(timeout=30) == 2
+        with pytest.raises(TaskTimeoutError):
+            ft.fork_then_hang(20.0).result(timeout=30)
+        started = time.monotonic()
+        assert pool.submit(operator.add, 2, 3).result(timeout=30) == 5
+        assert time.monotonic() - started < 10  # not the grandchild's 20 s
