@@ -79,8 +79,11 @@ class SubtaskPool:
         self._live = 0
         self._shutdown = False
         #: futures of work run elsewhere for this pool (async subtasks on the
-        #: process's event loop) that shutdown(wait=True) waits for too
+        #: process's event loop) that shutdown(wait=True) waits for too; held
+        #: until the shutdown's end, so that those its last thread subtasks
+        #: start are waited for as well
         self._held: set[Future[Any]] = set()
+        self._held_closed = False
 
     def submit(
         self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -139,7 +142,7 @@ class SubtaskPool:
         """Count ``future`` (work run outside the pool's threads, such as an
         async subtask on the process's event loop) as this pool's work: a
         shutdown that waits waits for it too. A no-op once shut down."""
-        if self._shutdown:
+        if self._held_closed:
             return
         held = self._held
         held.add(future)
@@ -149,7 +152,8 @@ class SubtaskPool:
         """Stop taking work; optionally cancel what has not started; join threads.
 
         With ``wait``, the work it holds (``hold``) is waited for first, while
-        its threads still take the thread subtasks that work may call.
+        its threads still take the thread subtasks that work may call, and
+        again once the threads have ended (what their last calls started).
         """
         if wait and self._held:
             _wait_all(self._held)
@@ -174,6 +178,8 @@ class SubtaskPool:
             with self._ended:
                 while self._live > me:
                     self._ended.wait(POLL_SECONDS)
+            _wait_all(self._held)
+        self._held_closed = True
 
 
 def _wait_all(held: set[Future[Any]]) -> None:

@@ -297,7 +297,6 @@ def _watch_channel(conn: Connection, receive: _CallReader) -> None:
             return
 
 
-#: callables unpickled in this process, by key (least recently used goes first)
 def _runner(
     runner: int,
     next_call: Callable[[], tuple[Call, bytes | None] | None],

@@ -314,7 +314,9 @@ class WorkerTable:
         user), into the log: its other tasks then run again elsewhere."""
         if reason is not None:
             worker.kill_reason = reason
-        if rerun:
+        if rerun and worker.process.exitcode is None:
+            # (Dead already, of its own accord: its other tasks meet that
+            # death as it is, not as a stop.)
             worker.rerun_held = True
         _kill(worker.process)
 
