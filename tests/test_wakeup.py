@@ -10,6 +10,7 @@ behind that makes a later ``wake()`` skip its write.
 
 from __future__ import annotations
 
+import operator
 import queue
 import random
 import select
@@ -18,7 +19,7 @@ import time
 
 import pytest
 
-from nestpool import _dispatcher
+from nestpool import Pool, _dispatcher
 from nestpool._dispatcher import _Wakeup
 from nestpool._waiting import OneShotEvent
 
@@ -172,3 +173,25 @@ def test_a_one_shot_event_wait_whose_gate_was_kept_still_returns() -> None:
     event._flag = True  # set, but the gate stays taken
     assert done.wait(5)
     thread.join(5)
+
+
+def test_no_wake_is_lost_by_the_real_dispatcher() -> None:
+    # The same race on a real pool: submitters in several threads, each
+    # waiting for its result before the next submit, so the dispatcher keeps
+    # going to sleep between tasks. A lost wake-up leaves a result missing.
+    errors: list[BaseException] = []
+
+    def submitter(pool: Pool, seed: int) -> None:
+        try:
+            for i in range(400):
+                assert pool.submit(operator.add, i, seed).result(timeout=20) == i + seed
+        except BaseException as exc:
+            errors.append(exc)
+
+    with Pool(processes=2, start_method="fork") as pool:
+        threads = [threading.Thread(target=submitter, args=(pool, s)) for s in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(50)
+    assert not errors, errors[:1]
