@@ -115,6 +115,7 @@ def async_map(
         ordered=ordered,
         buffersize=buffersize,
         max_units=ASYNC_MAP_IN_FLIGHT,
+        merge_ready=True,
     )
     return with_progress(iterator, reporter)
 

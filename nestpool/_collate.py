@@ -88,6 +88,7 @@ class ChunkedMap(itertools.chain[R], MapIterator[R]):
         timeout: float | None = None,
         unary: bool = False,
         max_items: int | None = None,
+        merge_ready: bool = False,
     ) -> ChunkedMap[R]:
         state = MapState(
             iterables,
@@ -99,6 +100,7 @@ class ChunkedMap(itertools.chain[R], MapIterator[R]):
             timeout=timeout,
             unary=unary,
             max_items=max_items,
+            merge_ready=merge_ready,
         )
         units = iter_units(state)
         self = super().from_iterable(units)

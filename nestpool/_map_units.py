@@ -68,6 +68,8 @@ class MapState:
         "deadline",
         "done",
         "exhausted",
+        "first_done",
+        "held_out",
         "in_flight",
         "input_error",
         "items",
@@ -75,6 +77,7 @@ class MapState:
         "left",
         "max_items",
         "max_units",
+        "merge_ready",
         "ordered",
         "position",
         "running",
@@ -97,6 +100,7 @@ class MapState:
         timeout: float | None,
         unary: bool,
         max_items: int | None,
+        merge_ready: bool = False,
     ) -> None:
         if buffersize is not None and buffersize < 1:
             raise ValueError("buffersize must be None or > 0")
@@ -129,6 +133,12 @@ class MapState:
         self.window: deque[_Unit] = deque()  # ordered: submitted, in input order
         self.running: dict[Future[Any], _Unit] = {}  # unordered: submitted
         self.done: queue.SimpleQueue[Future[Any]] = queue.SimpleQueue()  # unordered
+        #: unordered: a completed unit taken from ``done`` and not yet handed out
+        self.first_done: Future[Any] | None = None
+        #: hand out with a one-item unit the next ones already done (an async
+        #: map, ``take_ready``); those taken so, counted against ``max_units``
+        self.merge_ready = merge_ready
+        self.held_out = 0
         #: items taken from the input and not yet handed out (those of the
         #: unit being handed out included)
         self.in_flight = 0
@@ -154,7 +164,8 @@ class MapState:
         buffersize = self.buffersize
         while not self.exhausted:
             if buffersize is None and (
-                (len(self.window) if self.ordered else len(self.running)) >= self.max_units
+                (len(self.window) if self.ordered else len(self.running)) + self.held_out
+                >= self.max_units
                 or (self.max_items is not None and self.in_flight >= self.max_items)
             ):
                 return
@@ -280,9 +291,53 @@ class MapState:
         self.sizer.confirm()
         if self.buffersize is None:
             # Bounded by units: what is taken no longer counts.
-            self.in_flight -= unit.count
+            taken = unit.count
+            if self.merge_ready:
+                self.held_out = 0  # the previous ones are all handed out by now
+                if not unit.is_chunk and settled[1] is None:
+                    self.held_out = self.take_ready(settled[0])
+                    taken += self.held_out
+            self.in_flight -= taken
             self.fill()
         return settled
+
+    def take_ready(self, values: list[Any]) -> int:
+        """Append to ``values`` those of the one-item units next in turn that
+        have already succeeded; return how many: one hand-out, in order, for
+        the values that finished together, not a Python round per item."""
+        taken = 0
+        if self.ordered:
+            window = self.window
+            while window:
+                head = window[0]
+                future: Any = head.future
+                if head.is_chunk or future._state != FINISHED or future._exception is not None:
+                    break
+                window.popleft()
+                values.append(future._result)
+                taken += 1
+            return taken
+        if self.first_done is not None:
+            return 0
+        done = self.done
+        running = self.running
+        while True:
+            try:
+                future = done.get_nowait()
+            except queue.Empty:
+                return taken
+            unit = running.get(future)
+            if (
+                unit is None
+                or unit.is_chunk
+                or future._state != FINISHED
+                or future._exception is not None
+            ):
+                self.first_done = future  # handed out in its own turn, next
+                return taken
+            del running[future]
+            values.append(future._result)
+            taken += 1
 
     def hand_out(self, values: list[Any]) -> Iterator[Any]:
         """An iterator, all in C, that hands out ``values`` in order and keeps
@@ -336,6 +391,10 @@ class MapState:
         return values, None
 
     def next_completed(self) -> Future[Any]:
+        future = self.first_done
+        if future is not None:
+            self.first_done = None
+            return future
         done = self.done
         while True:
             try:

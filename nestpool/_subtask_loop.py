@@ -29,7 +29,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, InvalidStateError
-from concurrent.futures._base import CANCELLED, FINISHED
+from concurrent.futures._base import CANCELLED, FINISHED, PENDING
 from typing import Any
 
 from . import _compute_slots
@@ -208,22 +208,49 @@ class SubtaskLoop:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> None:
-        if future.done():
-            return  # cancelled before it started
+        if future._state != PENDING:
+            return  # cancelled before it started (read without its lock)
         try:
             awaitable = fn(*args, **kwargs)
-            task = (
-                self.loop.create_task(awaitable)
-                if inspect.iscoroutine(awaitable)
-                else asyncio.ensure_future(awaitable, loop=self.loop)
-            )
+            if inspect.iscoroutine(awaitable):
+                # One task that runs the coroutine and settles the future as
+                # it ends: no done-callback, scheduled by the loop, per item.
+                task = self.loop.create_task(_drive(future, awaitable))
+            else:
+                task = asyncio.ensure_future(awaitable, loop=self.loop)
+                task.add_done_callback(functools.partial(_settle, future))
         except BaseException as exc:
             _settle_exception(future, exc)
             return
         future._task = task
-        task.add_done_callback(functools.partial(_settle, future))
-        if future.cancelled():
+        if future._state != PENDING:
             task.cancel()  # cancelled while the task was being made
+
+
+async def _drive(future: AsyncSubtaskFuture[Any], coroutine: Any) -> None:
+    """Run ``coroutine`` and put its outcome into ``future`` (the task of an
+    async subtask, on the loop's thread)."""
+    try:
+        value = await coroutine
+    except asyncio.CancelledError:
+        future._task = None
+        future.cancel()  # False if it was cancelled first
+        raise  # the task ends cancelled, as the coroutine's own would
+    except Exception as exc:
+        future._task = None
+        _settle_exception(future, exc)
+        return  # kept by the future: the task has nothing left to report
+    except BaseException as exc:
+        # SystemExit, KeyboardInterrupt: the future has it, and the loop
+        # sees it raised, as from the coroutine's own task.
+        future._task = None
+        _settle_exception(future, exc)
+        raise
+    future._task = None
+    try:
+        future.set_result(value)
+    except InvalidStateError:
+        pass  # cancelled meanwhile: its outcome is CancelledError
 
 
 def _settle_exception(future: Future[Any], exc: BaseException) -> None:
@@ -234,8 +261,9 @@ def _settle_exception(future: Future[Any], exc: BaseException) -> None:
 
 
 def _settle(future: AsyncSubtaskFuture[Any], task: asyncio.Future[Any]) -> None:
-    # On the loop's thread, as the coroutine's task ends: its outcome into
-    # the future, unless the future was cancelled first.
+    # On the loop's thread, as an awaitable's task ends (an awaitable that is
+    # not a coroutine): its outcome into the future, unless the future was
+    # cancelled first.
     future._task = None
     if task.cancelled():
         future.cancel()
