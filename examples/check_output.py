@@ -187,19 +187,25 @@ def check_nested(run: Run) -> str:
     return f"5 process tasks x 5 thread subtasks, each reported before its 'Done'; {own}"
 
 
-def check_crawl(run: Run) -> str:
-    out = run.out
+def _crawled_pages(out: str, runs_expected: int) -> str:
+    """The crawl's page count, checked: every page crawled, every run agreeing."""
     crawled = re.search(r"^pages crawled: (\d+) of (\d+)$", out, re.M)
     expect(crawled is not None, "no 'pages crawled' line")
     assert crawled is not None
     expect(crawled[1] == crawled[2], f"crawled {crawled[1]} of {crawled[2]} pages")
     runs = re.findall(r"pages=(\d+) links=(\d+) words=(\d+) digest=(\w+)", out)
-    expect(len(runs) == 3 and len(set(runs)) == 1, f"the runs disagree: {runs}")
-    expect("results match the single-process runs: True" in out, "results differ from serial")
-    # Each run's throughput, and the comparison with the single-process runs
-    # (the figures themselves depend on the machine: not checked).
+    expect(len(runs) == runs_expected and len(set(runs)) == 1, f"the runs disagree: {runs}")
     speeds = re.findall(r"time=[0-9.]+s throughput=(\d+) pages/s$", out, re.M)
-    expect(len(speeds) == 3, f"{len(speeds)} throughput lines, not 3")
+    expect(len(speeds) == runs_expected, f"{len(speeds)} throughput lines, not {runs_expected}")
+    return crawled[1]
+
+
+def check_crawl(run: Run) -> str:
+    out = run.out
+    pages = _crawled_pages(out, 3)
+    expect("results match the single-process runs: True" in out, "results differ from serial")
+    # The comparison with the single-process runs (the figures themselves
+    # depend on the machine: not checked).
     expect(
         re.search(
             r"^speed-up over serial: [0-9.]+x; over 1 process with threads: [0-9.]+x$", out, re.M
@@ -207,25 +213,18 @@ def check_crawl(run: Run) -> str:
         is not None,
         "no comparison with the single-process runs",
     )
-    return f"{crawled[1]} pages, the same links, words and digest in all three runs"
+    return f"{pages} pages, the same links, words and digest in all three runs"
 
 
 def check_async_crawl(run: Run) -> str:
     out = run.out
-    crawled = re.search(r"^pages crawled: (\d+) of (\d+)$", out, re.M)
-    expect(crawled is not None, "no 'pages crawled' line")
-    assert crawled is not None
-    expect(crawled[1] == crawled[2], f"crawled {crawled[1]} of {crawled[2]} pages")
-    runs = re.findall(r"pages=(\d+) links=(\d+) words=(\d+) digest=(\w+)", out)
-    expect(len(runs) == 2 and len(set(runs)) == 1, f"the runs disagree: {runs}")
+    pages = _crawled_pages(out, 2)
     expect("results match the thread-subtask run: True" in out, "results differ")
-    speeds = re.findall(r"time=[0-9.]+s throughput=(\d+) pages/s$", out, re.M)
-    expect(len(speeds) == 2, f"{len(speeds)} throughput lines, not 2")
     expect(
         re.search(r"^async subtasks against thread subtasks: [0-9.]+x$", out, re.M) is not None,
         "no comparison with the thread-subtask run",
     )
-    return f"{crawled[1]} pages, the same with async subtasks as with thread subtasks"
+    return f"{pages} pages, the same with async subtasks as with thread subtasks"
 
 
 def check_hash_tree(run: Run) -> str:
