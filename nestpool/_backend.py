@@ -206,6 +206,7 @@ class WorkerBackend:
         try:
             payload = work.get_payload(self.reach)
         except BaseException as exc:
+            _raise_if_interrupted(exc, work.get_payload, self.reach)
             future.set_exception(pickling_error(work.name, "function", exc))
             return future
         try:
@@ -213,6 +214,7 @@ class WorkerBackend:
         except BaseException as exc:
             # Whatever user code raised while pickling (SystemExit included)
             # fails this one future.
+            _raise_if_interrupted(exc, self.pack_call, args, kwargs)
             future.set_exception(pickling_error(work.name, "argument", exc))
             return future
         self.send(work, payload, packed, None, False, future)
@@ -263,11 +265,13 @@ class WorkerBackend:
         try:
             payload = work.get_payload(self.reach)
         except BaseException as exc:
+            _raise_if_interrupted(exc, work.get_payload, self.reach)
             future.set_exception(pickling_error(work.name, "function", exc))
             return future, True
         try:
             packed = self.pack_items(items, unary)
-        except BaseException:
+        except BaseException as exc:
+            _raise_if_interrupted(exc, self.pack_items, items, unary)
             return self._submit_picklable_items(work, payload, items, unary), True
         self.send(work, payload, packed, items, unary, future)
         return future, True
@@ -313,3 +317,18 @@ class WorkerBackend:
         future.add_done_callback(forward_cancel)
         self.send(work, payload, self.pack_items(good_items, unary), good_items, unary, inner)
         return future
+
+
+def _raise_if_interrupted(exc: BaseException, again: Callable[..., Any], *args: Any) -> None:
+    """``exc`` came from pickling user data. A ``KeyboardInterrupt`` that does
+    not happen again when the pickling is tried once more was a Ctrl-C that
+    landed there, not the data's ``__reduce__`` raising it: it is raised
+    again, for the caller, instead of failing a future and being lost.
+    Otherwise (the data's own failure) this returns."""
+    if not isinstance(exc, KeyboardInterrupt):
+        return
+    try:
+        again(*args)
+    except BaseException:
+        return  # the data raises it every time: its own failure
+    raise exc

@@ -230,8 +230,8 @@ class MapState:
                 batch.extend(itertools.islice(self.items, size))
         except StopIteration:
             pass
-        except BaseException as exc:
-            # The input itself failed: hand out what was taken, then raise it.
+        except Exception as exc:
+            # The input failed (not Ctrl-C): hand out what was taken, then raise it.
             self.input_error = exc
             self.exhausted = True
         return batch

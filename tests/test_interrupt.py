@@ -11,6 +11,7 @@ within seconds. Workers ignore SIGINT.
 from __future__ import annotations
 
 import json
+import operator
 import os
 import select
 import signal
@@ -18,6 +19,8 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -262,3 +265,44 @@ def test_a_task_can_still_start_forkserver_processes(start_method: str) -> None:
     with Pool(processes=1, start_method=start_method):
         assert fault_tasks.start_forkserver_child().result(timeout=60) == 0
         assert fault_tasks.start_forkserver_child().result(timeout=60) == 0
+
+
+def test_a_ctrl_c_that_lands_in_pickling_is_raised_not_lost(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Ctrl-C can land while the parent pickles a call's arguments: the
+    # KeyboardInterrupt must reach the caller, not fail that call as a
+    # pickling error (a map would then wait on, as if nothing happened).
+    from nestpool._local import LocalBackend
+
+    real = LocalBackend.pack_call
+    landed = []
+
+    def interrupted_once(self: Any, args: Any, kwargs: Any) -> Any:
+        if not landed:
+            landed.append(True)
+            raise KeyboardInterrupt
+        return real(self, args, kwargs)
+
+    with Pool(processes=1, start_method="forkserver") as pool:
+        monkeypatch.setattr(LocalBackend, "pack_call", interrupted_once)
+        with pytest.raises(KeyboardInterrupt):
+            pool.submit(operator.add, 1, 2)
+        assert pool.submit(operator.add, 1, 2).result(timeout=30) == 3
+
+
+def test_a_ctrl_c_while_a_map_reads_its_input_is_raised_at_once(tmp_path: Path) -> None:
+    # Not kept for the input's turn after the items in flight (which may run
+    # for a long time): raised to the consumer now.
+    directory = str(tmp_path)
+
+    def items() -> Iterator[str]:
+        yield "held"  # a task in flight for 30 s
+        raise KeyboardInterrupt
+
+    with Pool(processes=1, start_method="forkserver") as pool:
+        started = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            next(fault_tasks.hold.map(repeat(directory), items(), repeat(30.0), chunksize=1))
+        assert time.monotonic() - started < 10
+        pool.terminate()
