@@ -10,7 +10,7 @@ call ``Ack`` and one or more ``Result`` (or ``ArgsFailed``)::
                   <---------- Booted(pid)       interpreter up, nestpool runs
                   <---------- Ready(pid)        initializer done
                   <---------- InitFailed(error) ... or it raised
-    Call(task_id, name, function, args, shape, ack) -->
+    Call(task_id, name, function, args, shape, ack, exact) -->
                   <---------- Ack(task_id, runner)  only if the call asked
                   <---------- Result(task_id, first, size, final, ...)  (repeated
                                                 for a chunk, one per flush)
@@ -50,6 +50,8 @@ __all__ = [
     "InitFailed",
     "Ready",
     "Result",
+    "batch_mark",
+    "marked_span",
     "pack",
     "pack_outcomes",
     "unpack",
@@ -80,7 +82,26 @@ class Call(NamedTuple):
     #: message per call that nobody waits for costs a write, and the
     #: dispatcher a turn of its loop, on every round trip.
     ack: bool
+    #: True: a chunk's runner writes each item's index to its mark before the
+    #: item runs, so a death names the item it interrupted; False: one mark per
+    #: batch of items (``batch_mark``), which runs the items twice as fast.
+    exact: bool
     kind: int = 1
+
+
+def batch_mark(start: int, end: int) -> int:
+    """A runner's mark while it runs the items ``start`` to ``end`` (not
+    included) of a chunk with no mark per item (``Call.exact`` False). An
+    item's own mark is its index, which is below ``1 << 32``; a batch's has
+    ``end`` (at least 1) in the upper half."""
+    return start | (end << 32)
+
+
+def marked_span(mark: int) -> tuple[int, int]:
+    """The items ``(start, end)`` a runner's mark names: one, or a batch."""
+    if mark >> 32:
+        return mark & 0xFFFFFFFF, mark >> 32
+    return mark, mark + 1
 
 
 class Exit(NamedTuple):

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, cast
 
+from ._protocol import marked_span
 from ._serialize import ChunkValues, dumps
 
 if TYPE_CHECKING:
@@ -67,6 +68,7 @@ class Task:
     __slots__ = (
         "chunk",
         "deadline",
+        "exact_marks",
         "fn_payload",
         "future",
         "id",
@@ -118,6 +120,8 @@ class Task:
         self.retries = 0
         #: tries of this call that ended so (a chunk counts per item)
         self.tries = 0
+        #: a chunk whose runner marks each item as it starts (``Call.exact``)
+        self.exact_marks = False
 
     def move(self, new: TaskState) -> None:
         """Change state, refusing any transition the table does not allow."""
@@ -148,7 +152,7 @@ class Chunk:
     item. This record keeps every item's outcome and says which items are left.
     """
 
-    __slots__ = ("indices", "items", "outcomes", "tries", "unary", "values")
+    __slots__ = ("indices", "items", "outcomes", "owed", "tries", "unary", "values")
 
     def __init__(self, items: Sequence[Any], unary: bool) -> None:
         #: the original items (positional-argument tuples, or with ``unary``
@@ -167,6 +171,9 @@ class Chunk:
         #: by item index: its tries that ended with its worker's death or a
         #: timeout (only items that got one)
         self.tries: dict[int, int] = {}
+        #: the items of a batch that a death interrupted (one mark for the
+        #: batch): the try it cost goes to the one that dies again
+        self.owed: set[int] = set()
 
     def _materialize(self) -> None:
         values = self.values
@@ -206,22 +213,32 @@ class Chunk:
         self.outcomes[index] = outcome
         return all(outcome is not None for outcome in self.outcomes)
 
-    def running_item(self, position: int) -> int | None:
-        """Its worker died (or was stopped) while its mark named item
-        ``position`` of the payload: the index of that item, or None if it
-        has its outcome already."""
+    def running_items(self, mark: int) -> list[int]:
+        """Its worker died (or was stopped) while its runner's mark named an
+        item of the payload, or a batch of them (``marked_span``): the
+        indices of those items that have no outcome yet."""
         self._materialize()
         indices = self.indices
-        current = indices[min(max(position, 0), len(indices) - 1)]
-        # The mark still names the item reported last if the worker died
-        # between sending its result and marking the next one: that item
-        # keeps its value, and the next one had not started.
-        return current if self.outcomes[current] is None else None
+        start, end = marked_span(mark)
+        last = len(indices) - 1
+        start = min(max(start, 0), last)
+        # The mark still names the items reported last if the worker died
+        # between sending their results and marking the next: those keep
+        # their values, and the next had not started.
+        span = indices[start : max(start + 1, min(end, last + 1))]
+        return [i for i in span if self.outcomes[i] is None]
 
     def count_try(self, index: int) -> int:
         """Item ``index`` lost its worker once more: its tries so far."""
         tries = self.tries[index] = self.tries.get(index, 0) + 1
         return tries
+
+    def take_owed(self, index: int | None) -> bool:
+        """A death named item ``index`` (None: no item): True if it also owes
+        the try of an earlier death in its batch, which named no item. Either
+        way the other items of that batch owe nothing more."""
+        owed, self.owed = self.owed, set()
+        return index in owed
 
     def unfinished(self, apart: int | None = None) -> list[int]:
         """The items of the payload without an outcome (but ``apart``)."""

@@ -120,7 +120,9 @@ class TaskTable:
         started runs again, first in the queue: a task never acknowledged, the
         items of a chunk after the running one. What was running fails with
         ``error``, unless it has a try left (``retries=``): then it runs again,
-        a chunk's item on its own, on another worker (this one is gone)."""
+        a chunk's item on its own, on another worker (this one is gone). A
+        chunk whose mark names a batch of items (``Call.exact`` False) runs
+        them again one mark per item, counting no try, to learn which one."""
         task.leave_worker()
         if not rerun:
             self.fail(task, error)
@@ -136,9 +138,21 @@ class TaskTable:
                 return
             self.fail(task, after_tries(error, task.tries, task.retries))
             return
-        retry = chunk.running_item(mark)
+        running = chunk.running_items(mark)
+        if len(running) > 1:
+            # It died in a batch of quick items marked together: which one
+            # killed it is unknown. They all run again, marked one by one; the
+            # one that kills its worker again counts this death's try too.
+            chunk.owed.update(running)
+            task.exact_marks = True
+            self._rerun_rest(task, chunk.unfinished(), waits=False)
+            return
+        retry = running[0] if running else None
+        owed = chunk.take_owed(retry)
         if retry is not None:
             tries = chunk.count_try(retry)
+            if owed and tries <= task.retries:
+                tries = chunk.count_try(retry)
             if tries > task.retries:
                 chunk.outcomes[retry] = (False, after_tries(error, tries, task.retries))
                 retry = None

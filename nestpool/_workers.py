@@ -228,8 +228,12 @@ class WorkerTable:
             if len(known) > FUNCTION_CACHE:
                 known.popitem(last=False)
             function = (fn.key, bytes(fn))
+        # A task with a timeout marks each item as it starts, to tell which
+        # one ran too long; so does a chunk run again after a death in a
+        # batch of items, to tell which one died.
         ack = task.timeout is not None
-        self._send(worker, Call(task.id, task.name, function, task.payload, shape, ack))
+        exact = ack or task.exact_marks
+        self._send(worker, Call(task.id, task.name, function, task.payload, shape, ack, exact))
 
     def started(self, worker: WorkerHandle) -> list[tuple[int, int]]:
         """``(task id, runner)`` of the task each runner of the (dead) worker

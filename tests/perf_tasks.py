@@ -10,14 +10,31 @@ import threading
 from nestpool import process_task
 
 
-@process_task
-def chunk_item(x: int, kill_at: int = -1, marker: str = "") -> object:
-    """x * 2; raises for x % 7 == 3; an unpicklable result for x % 11 == 5;
-    SIGKILLs its worker at ``x == kill_at`` the first time (``marker`` file)."""
-    if x == kill_at and not os.path.exists(marker):
+def die(marker: str) -> None:
+    """SIGKILL this worker: every time if ``marker`` ends in ".always" (with a
+    line per run in it), else the first time only (creating it)."""
+    if marker.endswith(".always"):
+        with open(marker, "a") as runs:
+            runs.write("run\n")
+        os.kill(os.getpid(), signal.SIGKILL)
+    if not os.path.exists(marker):
         with open(marker, "w"):
             pass
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def runs_of(marker: str) -> int:
+    """How many times a ".always" marker's item ran (``die``)."""
+    with open(marker) as runs:
+        return len(runs.readlines())
+
+
+@process_task
+def chunk_item(x: int, kill_at: int = -1, marker: str = "") -> object:
+    """x * 2; raises for x % 7 == 3; an unpicklable result for x % 11 == 5;
+    SIGKILLs its worker at ``x == kill_at`` (``die(marker)``)."""
+    if x == kill_at:
+        die(marker)
     if x % 7 == 3:
         raise ValueError(f"bad {x}")
     if x % 11 == 5:
@@ -27,13 +44,10 @@ def chunk_item(x: int, kill_at: int = -1, marker: str = "") -> object:
 
 @process_task
 def unary_item(x: int | str) -> object:
-    """x * 2 for an int; for a str (a marker path), SIGKILL the worker the first
-    time (creating the marker), and return the str after."""
+    """x * 2 for an int; for a str (a marker path), SIGKILL the worker
+    (``die(x)``), and return the str after."""
     if isinstance(x, str):
-        if not os.path.exists(x):
-            with open(x, "w"):
-                pass
-            os.kill(os.getpid(), signal.SIGKILL)
+        die(x)
         return x
     return x * 2
 
@@ -54,13 +68,9 @@ KILL_BASE = 10**12
 @process_task
 def range_item(x: int) -> int:
     """x * 2; at an item ``KILL_BASE + k * 10_000 + 3000`` (a test's own k),
-    SIGKILL the worker the first time (a marker file named after the item)."""
+    SIGKILL the worker every time (``die``, a marker file named after the item)."""
     if x >= KILL_BASE and (x - KILL_BASE) % 10_000 == 3000:
-        marker = os.path.join(tempfile.gettempdir(), f"nestpool-range-kill-{x}")
-        if not os.path.exists(marker):
-            with open(marker, "w"):
-                pass
-            os.kill(os.getpid(), signal.SIGKILL)
+        die(os.path.join(tempfile.gettempdir(), f"nestpool-range-kill-{x}.always"))
     return x * 2
 
 

@@ -75,13 +75,16 @@ def test_each_item_of_a_chunk_keeps_its_own_outcome(start_method: str) -> None:
 
 
 def test_a_death_mid_chunk_fails_only_the_running_item(start_method: str, tmp_path: Path) -> None:
-    marker = str(tmp_path / "killed")
+    marker = str(tmp_path / "killed.always")
     items = [(x, 12, marker) for x in range(30)]
     with Pool(2, start_method=start_method) as pool:
         result = _send_chunk(pool, items)
         # the pool goes on
         assert list(perf_tasks.chunk_item.map(range(3))) == [0, 2, 4]
     assert _kinds(as_outcomes(result)) == [_expected(x, 12) for x in range(30)]
+    # Once if it ran with its own mark, twice if in a batch of quick items
+    # with one mark (the second death names it).
+    assert perf_tasks.runs_of(marker) in (1, 2)
 
 
 def test_an_unpicklable_argument_fails_its_item_alone() -> None:
@@ -105,7 +108,7 @@ def test_map_over_chunks_yields_the_values_in_order() -> None:
 def test_a_death_mid_unary_chunk_fails_only_the_running_item(
     start_method: str, tmp_path: Path
 ) -> None:
-    marker = str(tmp_path / "killed")
+    marker = str(tmp_path / "killed.always")
     items: list[Any] = [*range(12), marker, *range(13, 30)]
     options = perf_tasks.unary_item._self_options
     future: Future[Any] = Future()
@@ -130,7 +133,7 @@ def test_a_death_mid_unary_chunk_fails_only_the_running_item(
 
 
 def test_a_death_in_a_long_map_fails_its_item_and_loses_no_other(tmp_path: Path) -> None:
-    marker = str(tmp_path / "killed")
+    marker = str(tmp_path / "killed.always")
     items: list[Any] = [*range(3000), marker, *range(3001, 6000)]
     with Pool(2):
         values = perf_tasks.unary_item.map(items)
@@ -139,6 +142,49 @@ def test_a_death_in_a_long_map_fails_its_item_and_loses_no_other(tmp_path: Path)
             next(values)
         # the pool goes on
         assert list(perf_tasks.unary_item.map(range(5))) == [0, 2, 4, 6, 8]
+    assert taken == [2 * x for x in range(3000)]
+    # Among quick items, one mark per batch: the first death named no item,
+    # the batch ran again with a mark per item, and the second named it.
+    assert perf_tasks.runs_of(marker) == 2
+
+
+def test_a_death_that_does_not_happen_again_among_quick_items_fails_none(
+    start_method: str, tmp_path: Path
+) -> None:
+    # Which quick item a death interrupted is unknown; run again one by one,
+    # none kills its worker, so none fails, and nothing is lost.
+    marker = str(tmp_path / "killed")
+    items: list[Any] = [*range(3000), marker, *range(3001, 6000)]
+    with Pool(2, start_method=start_method):
+        values = list(perf_tasks.unary_item.map(items))
+    assert values == [*(2 * x for x in range(3000)), marker, *(2 * x for x in range(3001, 6000))]
+    assert os.path.exists(marker)
+
+
+def test_a_quick_item_that_kills_its_worker_counts_every_try(tmp_path: Path) -> None:
+    # The batch's death is counted against the item that kills its worker
+    # again: its tries and its runs are those of an item marked on its own.
+    marker = str(tmp_path / "killed.always")
+    items: list[Any] = [*range(3000), marker, *range(3001, 6000)]
+    with Pool(2):
+        values = perf_tasks.unary_item.options(retries=2).map(items)
+        taken = [next(values) for _ in range(3000)]
+        with pytest.raises(WorkerDiedError, match=r"after 3 tries \(2 retries\)"):
+            next(values)
+    assert taken == [2 * x for x in range(3000)]
+    assert perf_tasks.runs_of(marker) == 3
+
+
+def test_a_task_with_a_timeout_marks_each_item(tmp_path: Path) -> None:
+    # A timeout needs the item that ran too long: each item has its mark,
+    # and the death of the first run names it, quick as it is.
+    marker = str(tmp_path / "killed")
+    items: list[Any] = [*range(3000), marker, *range(3001, 6000)]
+    with Pool(2):
+        values = perf_tasks.unary_item.options(timeout=60).map(items)
+        taken = [next(values) for _ in range(3000)]
+        with pytest.raises(WorkerDiedError):
+            next(values)
     assert taken == [2 * x for x in range(3000)]
 
 
@@ -209,7 +255,7 @@ def test_a_map_over_a_sequence_or_a_generator_gives_every_value_in_order(
 def test_a_death_mid_chunk_of_a_range_fails_only_its_item(start_method: str) -> None:
     base = perf_tasks.KILL_BASE + os.getpid() * 10_000
     killer = base + 3000
-    marker = os.path.join(tempfile.gettempdir(), f"nestpool-range-kill-{killer}")
+    marker = os.path.join(tempfile.gettempdir(), f"nestpool-range-kill-{killer}.always")
     Path(marker).unlink(missing_ok=True)
     try:
         with Pool(2, start_method=start_method):
@@ -222,7 +268,7 @@ def test_a_death_mid_chunk_of_a_range_fails_only_its_item(start_method: str) -> 
                 2 * x for x in range(base + 3001, base + 6000)
             ]
         assert taken == [2 * x for x in range(base, base + 3000)]
-        assert os.path.exists(marker)
+        assert perf_tasks.runs_of(marker) == 2  # a batch's death, then its own
     finally:
         Path(marker).unlink(missing_ok=True)
 
