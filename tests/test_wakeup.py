@@ -2,15 +2,17 @@
 
 A lost wake-up leaves the dispatcher asleep with work in its inbox: a pool
 that is otherwise idle then hangs for good. A submitter puts its work in the
-inbox, then writes a byte if ``_Wakeup.sleeping`` is set; the dispatcher sets
-``sleeping``, then looks at its inbox once more before it blocks (and not at
-all if it finds work there). A Ctrl-C inside ``wake()`` must leave nothing
-behind that makes a later ``wake()`` skip its write.
+inbox, then writes a byte if ``_Wakeup.sleeping`` is set and no byte was
+written in this sleep yet; the dispatcher starts a sleep (``sleep_begins``),
+then looks at its inbox once more before it blocks (and not at all if it finds
+work there). A Ctrl-C inside ``wake()`` must leave nothing behind that makes a
+later ``wake()`` skip its write.
 """
 
 from __future__ import annotations
 
 import operator
+import os
 import queue
 import random
 import select
@@ -36,12 +38,15 @@ def test_a_wake_while_the_dispatcher_sleeps_is_seen() -> None:
     try:
         wakeup.wake()  # the dispatcher is busy: it reads its inbox anyway
         assert not _readable(wakeup)
-        wakeup.sleeping = True
+        wakeup.sleep_begins()
         wakeup.wake()
-        wakeup.wake()  # a second byte is harmless
+        wakeup.wake()  # one byte per sleep is enough
         assert _readable(wakeup)
-        wakeup.clear()
+        assert os.read(wakeup.reader, 16) == b"\0"
+        wakeup.sleeping = False  # it woke up
+        wakeup.wake()
         assert not _readable(wakeup)
+        wakeup.sleep_begins()  # its next sleep
         wakeup.wake()
         assert _readable(wakeup)
     finally:
@@ -52,7 +57,7 @@ def test_an_interrupted_wake_leaves_no_stale_state(monkeypatch: pytest.MonkeyPat
     # Ctrl-C lands inside wake(), in the write: the next wake() must still
     # write, or the dispatcher never hears of the pool's terminate.
     wakeup = _Wakeup()
-    wakeup.sleeping = True
+    wakeup.sleep_begins()
     real_write = _dispatcher.os.write
 
     def interrupted(fd: int, data: bytes) -> int:
@@ -92,7 +97,7 @@ def test_no_wake_is_lost_between_submitters_and_the_dispatcher_loop() -> None:
                     break
             if len(received) >= count * producers:
                 break
-            wakeup.sleeping = True
+            wakeup.sleep_begins()
             timeout = 0 if not inbox.empty() else 10_000
             try:
                 ready = poll.poll(timeout)
