@@ -58,8 +58,13 @@ def test_a_known_length_is_planned_at_once_from_the_measured_item_time() -> None
     # Tiny items: each of CHUNKS_PER_SLOT chunks per slot would be far shorter
     # than MIN_CHUNK_SECONDS, so one chunk per slot, planned once (what is left
     # of the input then does not shrink the chunks).
-    tiny = ChunkSizer(None, lambda: 1e-7, 1 << 30, slots=2)
+    tiny = ChunkSizer(None, lambda: 1e-6, 1 << 30, slots=2)
     assert [tiny(1000), tiny(500)] == [500, 500]
+    # ... and a map that is less work than a round trip in one chunk
+    tiny = ChunkSizer(None, lambda: 5e-8, 1 << 30, slots=2)
+    assert tiny(1000) == 1000
+    assert planned_chunk(1000, 5e-8, 2, 300) == 300  # within a buffersize's cap
+    assert planned_chunk(100, 1e-9, 2, 1 << 30) == 100 // (CHUNKS_PER_SLOT * 2) + 1
     # ... above MAX_AUTO_CHUNK too (the plan's own bound): 20,000 items in
     # two chunks, not 8,192 + 8,192 + a third, a round trip more
     tiny = ChunkSizer(None, lambda: 5e-8, 1 << 30, slots=2)
@@ -75,7 +80,7 @@ def test_a_known_length_is_planned_at_once_from_the_measured_item_time() -> None
         size = planned_chunk(length, 1e-9, 2, 1 << 30)
         assert size <= FULL_CHUNKS_PER_SLOT * MAX_AUTO_CHUNK
         assert -(-length // size) % 2 == 0
-    assert planned_chunk(1000, 1e-7, 2, 20) == 20  # a buffersize's cap
+    assert planned_chunk(10_000, 1e-7, 2, 20) == 20  # a buffersize's cap
 
 
 def test_a_planned_map_follows_a_slower_measurement() -> None:
@@ -91,7 +96,7 @@ def test_a_known_length_unmeasured_starts_at_one_item_and_ramps() -> None:
     seconds: list[float | None] = [None]
     sizer = ChunkSizer(None, lambda: seconds[0], 1 << 30, slots=2)
     assert [sizer(1000), sizer(999)] == [1, 1]
-    seconds[0] = 1e-9
+    seconds[0] = 1e-6
     sizer.confirm()
     # planned (one chunk per slot of what is left), reached by the ramp
     assert [sizer(998), sizer(990), sizer(926)] == [
@@ -113,7 +118,7 @@ def test_the_length_of_a_zip_of_sequences_is_known() -> None:
         state = MapState(
             iterables,
             submit,
-            ChunkSizer(None, lambda: 1e-7, 1 << 30, slots=2),
+            ChunkSizer(None, lambda: 1e-6, 1 << 30, slots=2),
             ordered=True,
             buffersize=None,
             max_units=8,
@@ -133,7 +138,7 @@ def test_the_length_of_a_zip_of_sequences_is_known() -> None:
 def test_a_pool_map_of_a_list_goes_in_the_planned_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     with Pool(processes=2) as pool:
         engine = local_engine(pool)
-        monkeypatch.setattr(engine, "item_seconds", lambda name: 1e-7)
+        monkeypatch.setattr(engine, "item_seconds", lambda name: 1e-6)
         sizes = _record_process_chunks(pool, monkeypatch)
         assert list(ct.twice.map(list(range(1000)))) == [2 * i for i in range(1000)]
         assert sizes == [500, 500]
