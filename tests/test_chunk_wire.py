@@ -132,17 +132,23 @@ def test_a_death_mid_unary_chunk_fails_only_the_running_item(
     ]
 
 
-def test_a_death_in_a_long_map_fails_its_item_and_loses_no_other(tmp_path: Path) -> None:
-    marker = str(tmp_path / "killed.always")
+def _map_to_a_killer(task: Any, marker: str, match: str | None = None) -> None:
+    """Map ``task`` over 6,000 items whose item 3000 is ``marker`` (a
+    ``perf_tasks.die`` marker): the 3,000 values before it, then its
+    ``WorkerDiedError``; then the pool goes on."""
     items: list[Any] = [*range(3000), marker, *range(3001, 6000)]
     with Pool(2):
-        values = perf_tasks.unary_item.map(items)
+        values = task.map(items)
         taken = [next(values) for _ in range(3000)]
-        with pytest.raises(WorkerDiedError):
+        with pytest.raises(WorkerDiedError, match=match):
             next(values)
-        # the pool goes on
         assert list(perf_tasks.unary_item.map(range(5))) == [0, 2, 4, 6, 8]
     assert taken == [2 * x for x in range(3000)]
+
+
+def test_a_death_in_a_long_map_fails_its_item_and_loses_no_other(tmp_path: Path) -> None:
+    marker = str(tmp_path / "killed.always")
+    _map_to_a_killer(perf_tasks.unary_item, marker)
     # Among quick items, one mark per batch: the first death named no item,
     # the batch ran again with a mark per item, and the second named it.
     assert perf_tasks.runs_of(marker) == 2
@@ -165,27 +171,15 @@ def test_a_quick_item_that_kills_its_worker_counts_every_try(tmp_path: Path) -> 
     # The batch's death is counted against the item that kills its worker
     # again: its tries and its runs are those of an item marked on its own.
     marker = str(tmp_path / "killed.always")
-    items: list[Any] = [*range(3000), marker, *range(3001, 6000)]
-    with Pool(2):
-        values = perf_tasks.unary_item.options(retries=2).map(items)
-        taken = [next(values) for _ in range(3000)]
-        with pytest.raises(WorkerDiedError, match=r"after 3 tries \(2 retries\)"):
-            next(values)
-    assert taken == [2 * x for x in range(3000)]
+    task = perf_tasks.unary_item.options(retries=2)
+    _map_to_a_killer(task, marker, match=r"after 3 tries \(2 retries\)")
     assert perf_tasks.runs_of(marker) == 3
 
 
 def test_a_task_with_a_timeout_marks_each_item(tmp_path: Path) -> None:
     # A timeout needs the item that ran too long: each item has its mark,
     # and the death of the first run names it, quick as it is.
-    marker = str(tmp_path / "killed")
-    items: list[Any] = [*range(3000), marker, *range(3001, 6000)]
-    with Pool(2):
-        values = perf_tasks.unary_item.options(timeout=60).map(items)
-        taken = [next(values) for _ in range(3000)]
-        with pytest.raises(WorkerDiedError):
-            next(values)
-    assert taken == [2 * x for x in range(3000)]
+    _map_to_a_killer(perf_tasks.unary_item.options(timeout=60), str(tmp_path / "killed"))
 
 
 def _send_unary(pool: Pool, task: Any, items: list[Any]) -> Any:
