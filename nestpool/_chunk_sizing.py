@@ -136,7 +136,7 @@ class ChunkSizer:
                 self.last = size
                 return size
         else:
-            size = min(_target_size(seconds), self.cap)
+            size = min(_work_bound(seconds), MAX_AUTO_CHUNK, self.cap)
         growth = CONFIRMED_GROWTH if self.confirmed else 2
         size = min(size, max(1, growth * self.last))
         self.last = size
@@ -146,13 +146,6 @@ class ChunkSizer:
 def _work_bound(seconds: float) -> int:
     """Items per chunk for at most ``TARGET_CHUNK_SECONDS`` of work."""
     return max(1, int(TARGET_CHUNK_SECONDS / seconds)) if seconds else 1 << 62
-
-
-def _target_size(seconds: float) -> int:
-    """Items per chunk for ``TARGET_CHUNK_SECONDS`` of work, within bounds."""
-    if not seconds:
-        return MAX_AUTO_CHUNK
-    return max(1, min(int(TARGET_CHUNK_SECONDS / seconds), MAX_AUTO_CHUNK))
 
 
 def planned_chunk(length: int, seconds: float, slots: int, cap: int) -> int:
@@ -170,7 +163,7 @@ def planned_chunk(length: int, seconds: float, slots: int, cap: int) -> int:
     if length <= slots:
         return 1
     if length * seconds < SINGLE_CHUNK_SECONDS and length >= FEW_CHUNKS_MIN_ITEMS * slots:
-        return min(length, cap)
+        return min(length, cap, FULL_CHUNKS_PER_SLOT * MAX_AUTO_CHUNK)
     per_slot = length / slots
     chunks_per_slot = CHUNKS_PER_SLOT
     if per_slot >= FEW_CHUNKS_MIN_ITEMS:

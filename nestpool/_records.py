@@ -225,8 +225,9 @@ class Chunk:
         # The mark still names the items reported last if the worker died
         # between sending their results and marking the next: those keep
         # their values, and the next had not started.
-        span = indices[start : max(start + 1, min(end, last + 1))]
-        return [i for i in span if self.outcomes[i] is None]
+        # (end > start: a batch's end is past its start, clamping only
+        # lowers start, and the slice stops at the payload's end)
+        return [i for i in indices[start:end] if self.outcomes[i] is None]
 
     def count_try(self, index: int) -> int:
         """Item ``index`` lost its worker once more: its tries so far."""
@@ -237,8 +238,9 @@ class Chunk:
         """A death named item ``index`` (None: no item): True if it also owes
         the try of an earlier death in its batch, which named no item. Either
         way the other items of that batch owe nothing more."""
-        owed, self.owed = self.owed, set()
-        return index in owed
+        owed = index in self.owed
+        self.owed.clear()
+        return owed
 
     def unfinished(self, apart: int | None = None) -> list[int]:
         """The items of the payload without an outcome (but ``apart``)."""
