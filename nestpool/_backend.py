@@ -29,7 +29,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from ._collate import (
     CHUNKS_PER_SLOT,
@@ -40,12 +40,15 @@ from ._collate import (
     Item,
     Outcome,
 )
+from ._errors import TaskPicklingError
 from ._futures import cancel_notified, start_unless_cancelled
 from ._map_iterator import MapIterator
 from ._reach import Reach
 from ._serialize import FunctionPayload, as_outcomes, pickling_error
 
 __all__ = ["Backend", "Work", "WorkerBackend"]
+
+T = TypeVar("T")
 
 
 class Work(Protocol):
@@ -203,19 +206,13 @@ class WorkerBackend:
     def submit(self, work: Work, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Future[Any]:
         """Send one call; return its future."""
         future = self.new_future(work)
-        try:
-            payload = work.get_payload(self.reach)
-        except BaseException as exc:
-            _raise_if_interrupted(exc, work.get_payload, self.reach)
-            future.set_exception(pickling_error(work.name, "function", exc))
+        payload = _pickled(work.name, "function", work.get_payload, self.reach)
+        if isinstance(payload, TaskPicklingError):
+            future.set_exception(payload)
             return future
-        try:
-            packed = self.pack_call(args, kwargs)
-        except BaseException as exc:
-            # Whatever user code raised while pickling (SystemExit included)
-            # fails this one future.
-            _raise_if_interrupted(exc, self.pack_call, args, kwargs)
-            future.set_exception(pickling_error(work.name, "argument", exc))
+        packed = _pickled(work.name, "argument", self.pack_call, args, kwargs)
+        if isinstance(packed, TaskPicklingError):
+            future.set_exception(packed)
             return future
         self.send(work, payload, packed, None, False, future)
         return future
@@ -262,16 +259,12 @@ class WorkerBackend:
         """Send one chunk of a map (``_collate.SubmitUnit``: always a chunk
         here, its future resolved with the list of the items' outcomes)."""
         future = self.new_future(work)
-        try:
-            payload = work.get_payload(self.reach)
-        except BaseException as exc:
-            _raise_if_interrupted(exc, work.get_payload, self.reach)
-            future.set_exception(pickling_error(work.name, "function", exc))
+        payload = _pickled(work.name, "function", work.get_payload, self.reach)
+        if isinstance(payload, TaskPicklingError):
+            future.set_exception(payload)
             return future, True
-        try:
-            packed = self.pack_items(items, unary)
-        except BaseException as exc:
-            _raise_if_interrupted(exc, self.pack_items, items, unary)
+        packed = _pickled(work.name, "argument", self.pack_items, items, unary)
+        if isinstance(packed, TaskPicklingError):
             return self._submit_picklable_items(work, payload, items, unary), True
         self.send(work, payload, packed, items, unary, future)
         return future, True
@@ -284,10 +277,9 @@ class WorkerBackend:
         outcomes: list[Outcome | None] = [None] * len(items)
         good: list[int] = []
         for index, args in enumerate(items):
-            try:
-                self.pack_items([args], unary)
-            except BaseException as exc:
-                outcomes[index] = (False, pickling_error(work.name, "argument", exc))
+            error = _pickled(work.name, "argument", self.pack_items, [args], unary)
+            if isinstance(error, TaskPicklingError):
+                outcomes[index] = (False, error)
             else:
                 good.append(index)
         future: Future[Any] = Future()
@@ -319,16 +311,27 @@ class WorkerBackend:
         return future
 
 
-def _raise_if_interrupted(exc: BaseException, again: Callable[..., Any], *args: Any) -> None:
-    """``exc`` came from pickling user data. A ``KeyboardInterrupt`` that does
-    not happen again when the pickling is tried once more was a Ctrl-C that
-    landed there, not the data's ``__reduce__`` raising it: it is raised
-    again, for the caller, instead of failing a future and being lost.
-    Otherwise (the data's own failure) this returns."""
-    if not isinstance(exc, KeyboardInterrupt):
-        return
+def _pickled(name: str, what: str, pack: Callable[..., T], *args: Any) -> T | TaskPicklingError:
+    """``pack(*args)``: user data pickled; or, if that raised, the
+    ``TaskPicklingError`` saying which task's ``what`` did not pickle (whatever
+    user code raised, ``SystemExit`` included, fails that one call).
+
+    A ``KeyboardInterrupt`` that does not happen again when the pickling is
+    tried once more was a Ctrl-C that landed there, not the data's
+    ``__reduce__`` raising it: it is raised again, for the caller, instead of
+    failing a future and being lost."""
     try:
-        again(*args)
+        return pack(*args)
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt) and _packs(pack, args):
+            raise
+        return pickling_error(name, what, exc)
+
+
+def _packs(pack: Callable[..., object], args: tuple[Any, ...]) -> bool:
+    """Whether ``pack(*args)`` succeeds when tried again."""
+    try:
+        pack(*args)
     except BaseException:
-        return  # the data raises it every time: its own failure
-    raise exc
+        return False
+    return True

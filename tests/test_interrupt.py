@@ -27,7 +27,7 @@ from typing import Any
 import psutil
 import pytest
 
-from nestpool import Pool
+from nestpool import Pool, TaskPicklingError
 from tests import fault_tasks
 from tests.conftest import wait_until
 
@@ -49,7 +49,7 @@ import json, os, signal, sys, time
 signal.signal(signal.SIGINT, signal.default_int_handler)
 import multiprocessing.forkserver, multiprocessing.resource_tracker
 from pathlib import Path
-from nestpool import Pool
+from nestpool import Pool, TaskPicklingError
 from tests import fault_tasks as ft
 
 def wait_files(directory, names):
@@ -289,6 +289,37 @@ def test_a_ctrl_c_that_lands_in_pickling_is_raised_not_lost(
         with pytest.raises(KeyboardInterrupt):
             pool.submit(operator.add, 1, 2)
         assert pool.submit(operator.add, 1, 2).result(timeout=30) == 3
+
+
+def test_a_ctrl_c_that_lands_in_pickling_one_item_of_a_chunk_is_raised_not_lost(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A chunk that does not pickle is pickled again item by item, to fail the
+    # bad items alone: a Ctrl-C landing in that pass reaches the caller too,
+    # instead of failing a good item as a pickling error.
+    from nestpool._local import LocalBackend
+
+    real = LocalBackend.pack_items
+    landed = []
+
+    def interrupted_once(self: Any, items: Any, unary: bool) -> Any:
+        if list(items) == [2] and not landed:
+            landed.append(True)
+            raise KeyboardInterrupt
+        return real(self, items, unary)
+
+    bad = fault_tasks.HoldsLock()
+    with Pool(processes=1, start_method="forkserver"):
+        monkeypatch.setattr(LocalBackend, "pack_items", interrupted_once)
+        with pytest.raises(KeyboardInterrupt):
+            list(fault_tasks.identity.map([1, 2, bad, 3], chunksize=4))
+        assert landed == [True]
+        # The same map without the Ctrl-C: the bad item alone fails.
+        values = fault_tasks.identity.map([1, 2, bad, 3], chunksize=4)
+        assert next(values) == 1
+        assert next(values) == 2
+        with pytest.raises(TaskPicklingError, match="argument"):
+            next(values)
 
 
 def test_a_ctrl_c_while_a_map_reads_its_input_is_raised_at_once(tmp_path: Path) -> None:
