@@ -49,7 +49,7 @@ import json, os, signal, sys, time
 signal.signal(signal.SIGINT, signal.default_int_handler)
 import multiprocessing.forkserver, multiprocessing.resource_tracker
 from pathlib import Path
-from nestpool import Pool, TaskPicklingError
+from nestpool import Pool
 from tests import fault_tasks as ft
 
 def wait_files(directory, names):
