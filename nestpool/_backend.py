@@ -27,6 +27,7 @@ those are the subclasses'.
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from typing import Any, ClassVar, Protocol, TypeVar
@@ -103,8 +104,11 @@ class Backend(Protocol):
         chunksize: int | None,
         buffersize: int | None,
         timeout: float | None,
+        submit_all: bool = False,
     ) -> MapIterator[Any]:
         """Run ``work`` over the zipped iterables, lazily; iterate the values.
+        ``submit_all``: ``Executor.map``'s way instead: every call submitted
+        now, and still run if the iterator is dropped before its first value.
 
         Raises:
             PoolClosedError: the pool was shut down before its first task.
@@ -226,10 +230,12 @@ class WorkerBackend:
         chunksize: int | None,
         buffersize: int | None,
         timeout: float | None,
+        submit_all: bool = False,
     ) -> ChunkedMap[Any]:
         """Map ``work`` over the workers: lazy and bounded, one chunk of items
-        per unit. ``chunksize=None`` sizes the chunks from how long an item
-        took on the workers and, for an input of known length, from that
+        per unit (with ``submit_all``, every unit submitted now, as
+        ``Executor.map``). ``chunksize=None`` sizes the chunks from how long an
+        item took on the workers and, for an input of known length, from that
         length and the slots (``ChunkSizer``)."""
         if work.timeout is not None and (chunksize is None or self.chunk_shares_deadline):
             chunksize = 1  # a timeout is per call: never batch timed calls
@@ -247,10 +253,15 @@ class WorkerBackend:
             ChunkSizer(chunksize, functools.partial(self.item_seconds, work.name), cap, slots),
             ordered=ordered,
             buffersize=buffersize,
-            max_units=CHUNKS_PER_SLOT * slots,
+            max_units=sys.maxsize if submit_all else CHUNKS_PER_SLOT * slots,
             timeout=timeout,
             unary=unary,
-            max_items=FULL_CHUNKS_PER_SLOT * MAX_AUTO_CHUNK * slots if chunksize is None else None,
+            max_items=(
+                FULL_CHUNKS_PER_SLOT * MAX_AUTO_CHUNK * slots
+                if chunksize is None and not submit_all
+                else None
+            ),
+            cancel_on_drop=not submit_all,
         )
 
     def submit_unit(

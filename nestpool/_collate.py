@@ -89,6 +89,7 @@ class ChunkedMap(itertools.chain[R], MapIterator[R]):
         unary: bool = False,
         max_items: int | None = None,
         merge_ready: bool = False,
+        cancel_on_drop: bool = True,
     ) -> ChunkedMap[R]:
         state = MapState(
             iterables,
@@ -101,6 +102,7 @@ class ChunkedMap(itertools.chain[R], MapIterator[R]):
             unary=unary,
             max_items=max_items,
             merge_ready=merge_ready,
+            cancel_on_drop=cancel_on_drop,
         )
         units = iter_units(state)
         self = super().from_iterable(units)

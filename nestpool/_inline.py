@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
-from ._map_iterator import MapIterator
+from ._map_iterator import MapIterator, as_map_iterator
 from ._typing import R
 
 if TYPE_CHECKING:
@@ -70,6 +70,14 @@ def map_inline(fn: Callable[..., R], iterables: tuple[Iterable[Any], ...]) -> Ma
     return InlineMap(fn, iterables)
 
 
+def _results_in_turn(calls: list[Future[R]]) -> Iterator[R]:
+    """The calls' values in order, each dropped once handed out; the first
+    exception is raised in its turn and ends them."""
+    calls.reverse()
+    while calls:
+        yield calls.pop().result()
+
+
 class InlineBackend:
     """``Pool(processes=0)``: every process task runs in the caller, at the
     call (debugging, pdb, coverage); a map calls one item per ``next()``.
@@ -93,7 +101,13 @@ class InlineBackend:
         chunksize: int | None,
         buffersize: int | None,
         timeout: float | None,
+        submit_all: bool = False,
     ) -> MapIterator[Any]:
+        if submit_all:
+            # Executor.map's way: every call made now; the values (or the
+            # first exception, which ends the map) handed out in turn.
+            calls = [run_inline(work.fn, args, {}) for args in zip(*iterables, strict=False)]
+            return as_map_iterator(_results_in_turn(calls))
         return map_inline(work.fn, iterables)
 
     def processes(self) -> int:

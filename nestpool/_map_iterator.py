@@ -26,11 +26,14 @@ class MapIterator(Iterator[R], Generic[R]):
     """What ``.map`` returns: an iterator of values that ``close()`` stops.
 
     ``task.map(...)``, ``pool.map(...)`` and ``subtask.map(...)`` all return
-    one, with a pool open or not. It is lazy and bounded: work starts at the
-    call and more input is taken only as values are taken. ``close()``,
-    leaving a ``with`` block, or dropping the iterator cancels what has not
-    started. An item's exception is raised in its turn and ends the
-    iteration, as ``concurrent.futures.Executor.map`` does.
+    one, with a pool open or not. A task's map is lazy and bounded: work
+    starts at the call and more input is taken only as values are taken
+    (``pool.map`` without a ``buffersize`` submits every call at the call, as
+    ``concurrent.futures.Executor.map``). ``close()``, leaving a ``with``
+    block, or dropping the iterator cancels what has not started (a
+    ``pool.map`` dropped before its first value cancels nothing, as the
+    standard library's). An item's exception is raised in its turn and ends
+    the iteration, as ``concurrent.futures.Executor.map`` does.
 
     Not constructed directly: ``.map`` makes it. Write ``MapIterator[int]``
     in an annotation for the map of a task that returns ``int``.

@@ -64,6 +64,7 @@ class MapState:
     __slots__ = (
         "__weakref__",
         "buffersize",
+        "cancel_on_drop",
         "current",
         "deadline",
         "done",
@@ -101,6 +102,7 @@ class MapState:
         unary: bool,
         max_items: int | None,
         merge_ready: bool = False,
+        cancel_on_drop: bool = True,
     ) -> None:
         if buffersize is not None and buffersize < 1:
             raise ValueError("buffersize must be None or > 0")
@@ -149,9 +151,16 @@ class MapState:
         #: library's map, CPython issue 14406) and the pops left to make
         self.current: list[Any] = []
         self.left: Iterator[list[Any]] = iter(())
+        #: False: dropping the map before its first value leaves its units to
+        #: run (``Executor.map``: a map made for its side effects, never
+        #: iterated, still runs; once iterated, the end of ``iter_units``
+        #: cancels what has not started)
+        self.cancel_on_drop = cancel_on_drop
         self.fill()
 
     def __del__(self) -> None:
+        if not self.cancel_on_drop:
+            return
         try:
             self.cancel()
         except Exception:  # pragma: no cover - interpreter shutdown

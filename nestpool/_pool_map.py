@@ -1,9 +1,11 @@
-"""``Pool.map``: ``concurrent.futures.Executor.map``, lazy and bounded, with
-the checks and messages of ``ProcessPoolExecutor.map`` and its typed overloads.
+"""``Pool.map``: ``concurrent.futures.Executor.map``, with the checks and
+messages of ``ProcessPoolExecutor.map`` and its typed overloads.
 
 What it owns: ``ExecutorMap``, the base class of ``Pool`` that holds its
 ``map``: checking the arguments, saying what runs (``_calls.map_work``),
-handing the map to the pool's backend, and the ``progress=`` report around it.
+collecting the input at the call as the standard library does (unless a
+``buffersize`` asks for Python 3.14's lazy map), handing the map to the pool's
+backend, and the ``progress=`` report around it.
 
 It never decides whether the pool still takes work, nor how the refusal is
 worded: ``Pool`` answers both (``_closed``, ``_refusal``).
@@ -81,11 +83,15 @@ class ExecutorMap(Executor):
         buffersize: int | None = None,
         progress: bool | Callable[[int], object] | None = None,
     ) -> MapIterator[Any]:
-        """Like ``concurrent.futures.Executor.map``, lazy and bounded.
+        """As ``concurrent.futures.Executor.map``.
 
-        Returns an iterator of ``fn``'s values in input order. Work starts at
-        the call; input is pulled only as results are taken, with at most
-        ``buffersize`` items in flight (default: a few chunks per worker slot).
+        Returns an iterator of ``fn``'s values in input order. Without a
+        ``buffersize``, the iterables are collected and every call submitted
+        at the call, as the standard library does: a map never iterated still
+        runs in full, and dropping it before its first value cancels nothing.
+        With one, it is lazy: at most ``buffersize`` items in flight, more
+        input taken only as values are (Python 3.14's ``buffersize``); for a
+        lazy map with chunks sized for you, use the task's own ``.map``.
 
         Args:
             fn: a picklable callable (by value for lambdas and ``__main__``);
@@ -95,13 +101,15 @@ class ExecutorMap(Executor):
             timeout: seconds from the call; iterating past it raises
                 ``TimeoutError`` (``concurrent.futures.TimeoutError``).
             chunksize: items sent to a worker at once.
-            buffersize: the most items in flight at once (as Python 3.14).
+            buffersize: the most items in flight at once (as Python 3.14);
+                None: every item at once, taken from the input at the call.
             progress: True shows a tqdm progress bar (the ``nestpool[progress]``
                 extra); a callable is called as ``progress(done)`` after each
                 value is handed out, in the consuming thread.
 
         Raises:
             ValueError: ``chunksize`` < 1 or ``buffersize`` < 1.
+            Exception: whatever the input raises while it is collected.
             TypeError: ``buffersize`` is not an int or None.
             PoolClosedError: the pool was shut down, or the interpreter is
                 exiting (as ``submit``).
@@ -123,6 +131,9 @@ class ExecutorMap(Executor):
         if self._closed or _exit.global_shutdown:
             raise self._refusal()
         work, iterables = map_work(fn, iterables)
+        submit_all = buffersize is None
+        if submit_all:
+            iterables = _collected(iterables)
         reporter = make_reporter(progress, iterables, work.name)
         iterator = self._backend.map(
             work,
@@ -131,5 +142,24 @@ class ExecutorMap(Executor):
             chunksize=chunksize,
             buffersize=buffersize,
             timeout=timeout,
+            submit_all=submit_all,
         )
         return with_progress(iterator, reporter)
+
+
+#: inputs kept as they are: a map slices its chunks from them
+_SEQUENCES = (list, range, tuple)
+
+
+def _collected(iterables: tuple[Iterable[Any], ...]) -> tuple[Iterable[Any], ...]:
+    """The iterables taken in full now, as ``Executor.map`` takes them (up to
+    the shortest, as ``zip``; an error the input raises comes from the call).
+    Lists, ranges and tuples stay as they are."""
+    if all(type(iterable) in _SEQUENCES for iterable in iterables):
+        return iterables
+    if len(iterables) == 1:
+        return (list(iterables[0]),)
+    rows = list(zip(*iterables, strict=False))
+    if not rows:
+        return tuple([] for _ in iterables)
+    return tuple(list(column) for column in zip(*rows, strict=True))

@@ -146,6 +146,12 @@ def record_and_wait(directory: str, i: int) -> int:
     return i
 
 
+def touch_then_wait(directory: str, i: int) -> int:
+    """A plain function (for ``ProcessPoolExecutor`` too): create ``ran-i``;
+    item 0 returns at once, the others wait for ``gate``."""
+    return record_and_wait.__wrapped__(directory, i)
+
+
 def ran_items(directory: str | Path) -> set[int]:
     """The items ``record_and_wait`` ran, from its files."""
     return {int(p.name[4:]) for p in Path(directory).glob("ran-*")}

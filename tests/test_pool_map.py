@@ -7,7 +7,9 @@ first exception ends it, ``close``), lazy with a bounded buffer as Python
 from __future__ import annotations
 
 import concurrent.futures
+import gc
 import itertools
+import multiprocessing
 import operator
 import sys
 import threading
@@ -111,16 +113,69 @@ def test_input_is_pulled_lazily_with_a_bounded_buffer() -> None:
         assert [next(both) for _ in range(3)] == [0, 2, 4]
         both.close()  # type: ignore[attr-defined]
 
-        # Without buffersize it is lazy too (unlike Executor.map before 3.14):
-        # a few calls per worker slot are in flight.
-        counter = Counting(itertools.count())
-        values = pool.map(abs, counter)
-        assert [next(values) for _ in range(5)] == [0, 1, 2, 3, 4]
-        assert counter.taken == 5 + 4 * pool.processes * pool.tasks_per_process
-        values.close()  # type: ignore[attr-defined]
-
         assert list(pool.map(abs, [], buffersize=2)) == []
         assert list(pool.map(abs, buffersize=2)) == []
+
+
+def _process_executor(engine: str, start_method: str) -> concurrent.futures.Executor:
+    if engine == "nestpool":
+        return Pool(processes=2, start_method=start_method)
+    return ProcessPoolExecutor(2, mp_context=multiprocessing.get_context(start_method))
+
+
+@pytest.mark.parametrize("engine", ["nestpool", "stdlib"])
+def test_without_buffersize_the_input_is_taken_in_full_at_the_call(engine: str) -> None:
+    # As Executor.map: the iterables are collected at the call (zip's rule:
+    # up to the shortest), so a file closed right after map() was read.
+    with _process_executor(engine, "forkserver") as executor:
+        counter = Counting(range(100))
+        values = executor.map(abs, counter)
+        assert counter.taken == 100
+        assert sum(values) == sum(range(100))
+        shortest = Counting(range(3))
+        assert list(executor.map(operator.add, itertools.count(), shortest)) == [0, 2, 4]
+
+
+@pytest.mark.parametrize("engine", ["nestpool", "stdlib"])
+def test_an_input_that_raises_raises_from_the_call(engine: str) -> None:
+    with _process_executor(engine, "forkserver") as executor:
+        with pytest.raises(LookupError, match="input ran dry"):
+            executor.map(abs, ct.failing_input(5))
+        assert list(executor.map(abs, [-1, -2])) == [1, 2]
+
+
+@pytest.mark.parametrize("engine", ["nestpool", "stdlib"])
+def test_a_map_never_iterated_still_runs_every_call(
+    engine: str, start_method: str, tmp_path: Path
+) -> None:
+    # Every call is submitted at the call: a map made for its side effects
+    # runs in full though no one takes its values (leaving the block waits).
+    directory = str(tmp_path)
+    (tmp_path / "gate").touch()
+    with _process_executor(engine, start_method) as executor:
+        executor.map(ct.touch_then_wait, itertools.repeat(directory), range(30))
+        dropped = executor.map(ct.touch_then_wait, itertools.repeat(directory), range(30, 60))
+        del dropped
+        gc.collect()
+    assert ct.ran_items(tmp_path) == set(range(60))
+
+
+@pytest.mark.parametrize("engine", ["nestpool", "stdlib"])
+def test_a_map_dropped_after_its_first_value_cancels_what_has_not_started(
+    engine: str, tmp_path: Path
+) -> None:
+    directory = str(tmp_path)
+    with _process_executor(engine, "forkserver") as executor:
+        values = executor.map(ct.touch_then_wait, itertools.repeat(directory), range(50))
+        assert next(values) == 0
+        del values  # a started map, dropped: what has not started is cancelled
+        gc.collect()
+        (tmp_path / "gate").touch()
+    ran = ct.ran_items(tmp_path)
+    # Item 0 ran, and a few more had started (or been queued to a worker,
+    # where the standard library can no longer cancel them); not the rest.
+    assert 0 in ran
+    assert len(ran) <= 10, sorted(ran)
 
 
 def _blocked(release: threading.Event, i: int) -> int:
@@ -187,3 +242,21 @@ def test_close_ends_the_map_as_in_the_standard_library() -> None:
                     next(values)
                 with pytest.raises(StopIteration):
                     next(values)
+
+
+def test_with_processes_0_every_call_is_made_at_the_call(tmp_path: Path) -> None:
+    # Inline, the same rule: the calls run at map(), in the caller; the values
+    # (and the first exception, which ends the map) come in turn.
+    directory = str(tmp_path)
+    (tmp_path / "gate").touch()
+    with Pool(processes=0) as pool:
+        pool.map(ct.touch_then_wait, itertools.repeat(directory), range(5))
+        assert ct.ran_items(tmp_path) == set(range(5))
+        values = pool.map(ct._raise_for, range(6))
+        assert next(values) == 0
+        assert next(values) == 1
+        with pytest.raises(KeyError, match="key 2"):
+            next(values)
+        with pytest.raises(StopIteration):
+            next(values)
+        assert list(pool.map(abs, range(-3, 0), buffersize=1)) == [3, 2, 1]
