@@ -26,7 +26,10 @@ import multiprocessing.util
 import os
 import select
 import struct
+import sys
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from ._errors import InitializerError, describe_exit, signal_name
@@ -94,6 +97,9 @@ class WorkerTable:
         #: pids of workers that died unexpectedly and whose replacement is due
         #: (only for the log line that says which worker replaces which).
         self._replacing: deque[int] = deque()
+        #: the main script's path, read now, while the script runs (this
+        #: table is made by the first call's caller): see ``_main_file_kept``
+        self._main_file: str | None = getattr(sys.modules.get("__main__"), "__file__", None)
 
     # ------------------------------------------------------------ questions
 
@@ -175,7 +181,8 @@ class WorkerTable:
         # end-of-channel and it is orphaned for good.
         multiprocessing.util.register_after_fork(parent_conn, close_in_fork_child)
         try:
-            process.start()
+            with _main_file_kept(self._main_file):
+                process.start()
         except BaseException as exc:
             # Under spawn and forkserver the initializer and its arguments are
             # pickled here, as the process starts (a Queue may only be pickled
@@ -452,3 +459,23 @@ def _kill(process: Any) -> None:
             process.kill()
     except (OSError, ValueError, AttributeError):
         pass
+
+
+@contextmanager
+def _main_file_kept(path: str | None) -> Iterator[None]:
+    """Under spawn and forkserver, multiprocessing tells a new process which
+    script to run as ``__mp_main__`` from ``__main__.__file__``; the
+    interpreter deletes that once the script's last line has run. A worker
+    started after that (the pool left open finishes its work at exit, as
+    ``ProcessPoolExecutor`` does) would not know the script, nor the
+    functions defined in it: the path read while the script ran is put back
+    for the start."""
+    main = sys.modules.get("__main__")
+    if path is None or main is None or hasattr(main, "__file__"):
+        yield
+        return
+    main.__file__ = path
+    try:
+        yield
+    finally:
+        main.__dict__.pop("__file__", None)

@@ -253,6 +253,61 @@ def test_a_script_means_the_same_on_both_engines(start_method: str, tmp_path: Pa
     assert ours == {**theirs, **BY_VALUE_FACTS}
 
 
+#: A script that hands work to an executor and ends without shutting it
+#: down: ``program.py ENGINE METHOD DIRECTORY``; each call creates a file.
+LEFT_OPEN = textwrap.dedent(
+    """
+    import multiprocessing
+    import os
+    import sys
+    from concurrent.futures import ProcessPoolExecutor
+
+    from nestpool import Pool
+
+
+    def save(directory, i):
+        open(os.path.join(directory, str(i)), "w").close()
+
+
+    if __name__ == "__main__":
+        engine, method, directory = sys.argv[1:]
+        context = multiprocessing.get_context(method)
+        if engine == "nestpool":
+            executor = Pool(max_workers=2, mp_context=context)
+        else:
+            executor = ProcessPoolExecutor(max_workers=2, mp_context=context)
+        for i in range(10):
+            executor.submit(save, directory, i)
+        executor.map(save, [directory] * 10, range(10, 20))
+    """
+)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("engine", ["nestpool", "stdlib"])
+def test_work_left_at_the_end_of_a_script_runs_before_it_exits(
+    engine: str, start_method: str, tmp_path: Path
+) -> None:
+    # No shutdown, no with: the interpreter's exit finishes the work, with the
+    # script's own functions, although the workers may only be starting when
+    # the script's last line has run (and the interpreter has forgotten the
+    # script's path, which spawn and forkserver start a worker with).
+    script = tmp_path / "program.py"
+    script.write_text(LEFT_OPEN)
+    out = tmp_path / "out"
+    out.mkdir()
+    done = subprocess.run(
+        [sys.executable, str(script), engine, start_method, str(out)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert sorted(int(path.name) for path in out.iterdir()) == list(range(20)), done.stderr
+
+
 #: A program with no file (``python -c``, like a notebook or stdin): run as
 #: ``python -c PROGRAM ENGINE METHOD``.
 PROGRAM = textwrap.dedent(
