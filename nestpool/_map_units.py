@@ -159,12 +159,11 @@ class MapState:
         self.fill()
 
     def __del__(self) -> None:
-        if not self.cancel_on_drop:
-            return
         try:
-            self.cancel()
-        except Exception:  # pragma: no cover - interpreter shutdown
-            pass
+            if self.cancel_on_drop:
+                self.cancel()
+        except Exception:  # pragma: no cover - interpreter shutdown, or a
+            pass  # Ctrl-C that stopped __init__ before it set everything
 
     # -------------------------------------------------------------- input
 
