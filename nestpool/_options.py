@@ -127,7 +127,14 @@ class PoolOptions:
         _check_count("processes", processes, minimum=0)
         _check_count("threads", threads, minimum=0)
         _check_count("tasks_per_process", tasks_per_process, minimum=1, allow_none=False)
-        _check_count("max_tasks_per_child", max_tasks_per_child, minimum=1)
+        # ProcessPoolExecutor's checks and messages
+        _check_count(
+            "max_tasks_per_child",
+            max_tasks_per_child,
+            minimum=1,
+            too_small="max_tasks_per_child must be >= 1",
+            not_int="max_tasks_per_child must be an integer",
+        )
         if mp_context is not None:
             if not isinstance(mp_context, multiprocessing.context.BaseContext):  # pyright: ignore[reportUnnecessaryIsInstance]
                 raise TypeError(
@@ -151,7 +158,7 @@ class PoolOptions:
         if start_method not in multiprocessing.get_all_start_methods():
             raise ValueError(f"start_method {start_method!r} is not available on this platform")
         if initializer is not None and not callable(initializer):
-            raise TypeError("initializer must be callable")
+            raise TypeError("initializer must be a callable")  # the standard words
 
         init_call: InitCall | None = None
         if initializer is not None:
@@ -202,11 +209,12 @@ def _check_count(
     minimum: int,
     allow_none: bool = True,
     too_small: str | None = None,
+    not_int: str | None = None,
 ) -> None:
     if value is None and allow_none:
         return
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int or None, got {type(value).__name__}")
+        raise TypeError(not_int or f"{name} must be an int or None, got {type(value).__name__}")
     if value < minimum:
         raise ValueError(too_small or f"{name} must be >= {minimum}, got {value}")
 

@@ -12,6 +12,7 @@ from concurrent.futures import (
     CancelledError,
     Executor,
     Future,
+    ProcessPoolExecutor,
     ThreadPoolExecutor,
 )
 from concurrent.futures import TimeoutError as FuturesTimeoutError
@@ -72,8 +73,6 @@ def test_default_threads_follow_the_standard_library(monkeypatch: pytest.MonkeyP
         ({"threads": -1}, "threads"),
         ({"tasks_per_process": 0}, "tasks_per_process"),
         ({"tasks_per_process": -2}, "tasks_per_process"),
-        ({"max_tasks_per_child": 0}, "max_tasks_per_child"),
-        ({"max_tasks_per_child": -1}, "max_tasks_per_child"),
     ],
 )
 def test_negative_or_zero_counts_are_a_value_error_naming_the_argument(
@@ -90,7 +89,6 @@ def test_negative_or_zero_counts_are_a_value_error_naming_the_argument(
         ({"processes": "2"}, "processes"),
         ({"threads": True}, "threads"),
         ({"tasks_per_process": None}, "tasks_per_process"),
-        ({"max_tasks_per_child": 1.5}, "max_tasks_per_child"),
     ],
 )
 def test_counts_that_are_not_ints_are_a_type_error(options: dict[str, Any], name: str) -> None:
@@ -105,8 +103,30 @@ def test_an_unknown_start_method_is_a_value_error_naming_it(method: str) -> None
     assert repr(method) in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("options", "error"),
+    [
+        ({"max_tasks_per_child": 0}, ValueError),
+        ({"max_tasks_per_child": -1}, ValueError),
+        ({"max_tasks_per_child": 1.5}, TypeError),
+        ({"max_tasks_per_child": "2"}, TypeError),
+        ({"initializer": 42}, TypeError),
+        ({"max_workers": 0}, ValueError),
+    ],
+)
+def test_process_pool_executors_options_fail_in_its_words(
+    options: dict[str, Any], error: type[Exception]
+) -> None:
+    spawn = multiprocessing.get_context("spawn")
+    with pytest.raises(error) as theirs:
+        ProcessPoolExecutor(mp_context=spawn, **options)
+    with pytest.raises(error) as ours:
+        Pool(mp_context=spawn, **options)
+    assert str(ours.value) == str(theirs.value)
+
+
 def test_an_initializer_that_is_not_callable_is_a_type_error() -> None:
-    with pytest.raises(TypeError, match="initializer must be callable"):
+    with pytest.raises(TypeError, match=r"^initializer must be a callable$"):
         Pool(initializer=42)  # type: ignore[arg-type]
 
 
