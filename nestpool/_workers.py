@@ -28,7 +28,7 @@ import select
 import struct
 import sys
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Generator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
@@ -462,7 +462,7 @@ def _kill(process: Any) -> None:
 
 
 @contextmanager
-def _main_file_kept(path: str | None) -> Iterator[None]:
+def _main_file_kept(path: str | None) -> Generator[None, None, None]:
     """Under spawn and forkserver, multiprocessing tells a new process which
     script to run as ``__mp_main__`` from ``__main__.__file__``; the
     interpreter deletes that once the script's last line has run. A worker
