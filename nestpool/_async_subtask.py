@@ -60,8 +60,7 @@ def _held_by() -> SubtaskPool | None:
     the pool open in this process, or of this worker; None with no pool (or
     one with threads=0, which runs subtasks inline): the coroutine then runs
     to completion at the call."""
-    route = _routing._current
-    return None if route is None else route.subtask_pool()
+    return _routing.subtask_pool_here()
 
 
 def _call(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

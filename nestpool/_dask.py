@@ -107,7 +107,8 @@ class DaskBackend(WorkerBackend):
             )
         self._client: Any = client
         self._threads = threads
-        self._lock = threading.Lock()
+        # re-entrant: Pool.__del__ may shut this down in a thread that holds it
+        self._lock = threading.RLock()
         # cf.Future -> its Dask future, for as long as the Dask task is in flight.
         self._pending: dict[Future[Any], Any] = {}
         self._closed = False

@@ -49,7 +49,8 @@ class LocalBackend(WorkerBackend):
         self._cores = cores
         #: how far the callables sent to the workers must reach
         self.reach: Reach = "forked" if options.start_method == "fork" else "spawned"
-        self._lock = threading.Lock()
+        # re-entrant: Pool.__del__ may shut this down in a thread that holds it
+        self._lock = threading.RLock()
         self.dispatcher: Dispatcher | None = None
         #: set when shutdown has taken its last look at the dispatcher: none may
         #: be started after it, since nobody would stop it

@@ -158,7 +158,8 @@ class Pool(ExecutorMap):
         self._tasks_per_process = options.tasks_per_process
         self._start_method = options.start_method
         self._name = f"nestpool-{next(_pool_counter)}"
-        self._lock = threading.Lock()
+        # re-entrant: __del__ may run in a thread that holds it (the cyclic GC)
+        self._lock = threading.RLock()
         self._subtasks: SubtaskPool | None = None
         self._closed = False
         #: closed by the interpreter's exit, not by its user (which words
@@ -423,6 +424,17 @@ class Pool(ExecutorMap):
                 self._backend.ready()
             except PoolClosedError:
                 pass  # shut down meanwhile
+
+    def __del__(self) -> None:
+        # As ProcessPoolExecutor: a pool the program no longer holds, and did
+        # not shut down, finishes the work it was given (its dispatcher and
+        # futures do not need this object) and then releases its workers and
+        # threads, rather than keep them until the interpreter exits.
+        try:
+            if not self._closed:
+                self.shutdown(wait=False)
+        except Exception:  # pragma: no cover - a pool half made, or at exit
+            pass
 
     def __enter__(self) -> Pool:
         return self

@@ -60,9 +60,12 @@ def _make_process_call(options: TaskOptions, binding: str) -> Callable[..., Any]
         route = _routing._current
         if instance is not None:
             args = args_with_instance(instance, binding, args)
-        if route is None:
-            return run_inline(options.fn, args, kwargs)
-        return route.submit_task(options, args, kwargs)
+        if route is not None:
+            try:
+                return route.submit_task(options, args, kwargs)
+            except ReferenceError:  # the pool was dropped this instant: none is open
+                pass
+        return run_inline(options.fn, args, kwargs)
 
     return call
 
@@ -80,12 +83,16 @@ def _process_map(
     reporter = make_reporter(progress, iterables, options.name)  # before any work starts
     iterables = with_instance(bound, iterables)
     route = _routing._current
-    if route is None:
+    iterator: MapIterator[Any] | None = None
+    if route is not None:
+        try:
+            iterator = as_map_iterator(
+                route.map_task(options, iterables, ordered, chunksize, buffersize)
+            )
+        except ReferenceError:  # the pool was dropped this instant: none is open
+            pass
+    if iterator is None:
         iterator = map_inline(options.fn, iterables)
-    else:
-        iterator = as_map_iterator(
-            route.map_task(options, iterables, ordered, chunksize, buffersize)
-        )
     return with_progress(iterator, reporter)
 
 

@@ -9,6 +9,9 @@
 A ``Pool`` registers itself here when it is created and unregisters when it shuts
 down; a worker process (local or Dask) installs a ``WorkerRoute`` at start. The
 answer is one read of a module global, so the hot path pays nothing for it.
+A pool is held here weakly (a ``weakref.proxy`` in that global): as with
+``ProcessPoolExecutor``, a pool the program no longer holds is shut down
+(``Pool.__del__``), not kept open by its route.
 
 This module never imports the pool or the dispatcher: routes are duck-typed
 (``Route``), so worker processes stay light.
@@ -18,9 +21,10 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 if TYPE_CHECKING:
     from ._reach import Reach
@@ -34,6 +38,7 @@ __all__ = [
     "enter_worker",
     "in_worker",
     "register",
+    "subtask_pool_here",
     "unregister",
 ]
 
@@ -125,16 +130,35 @@ class Route(Protocol):
         ...
 
 
-_lock = threading.Lock()
-_pools: list[Route] = []
+#: re-entrant: a pool dropped while this thread holds it (the cyclic GC ran
+#: its ``__del__`` here) unregisters itself
+_lock = threading.RLock()
+#: the open pools, oldest first, held weakly
+_pools: list[weakref.ReferenceType[Route]] = []
 _worker_route: Route | None = None
-# The one value the hot path reads: the route decorated calls take now.
+# The one value the hot path reads: the route decorated calls take now (a
+# pool's weak proxy, or the worker's route).
 _current: Route | None = None
 
 
 def current() -> Route | None:
     """Return the route for a call made now in this process, None for inline."""
-    return _current
+    if _worker_route is not None:
+        return _worker_route
+    with _lock:
+        return _pools[-1]() if _pools else None
+
+
+def subtask_pool_here() -> SubtaskPool | None:
+    """The thread pool a subtask called now goes to: the open pool's, or this
+    worker's; None to run it inline (no pool, or one with ``threads=0``)."""
+    route = _current
+    if route is None:
+        return None
+    try:
+        return route.subtask_pool()
+    except ReferenceError:  # the pool was dropped this instant: none is open
+        return None
 
 
 def in_worker() -> bool:
@@ -147,8 +171,10 @@ def _recompute() -> None:
     if _worker_route is not None:
         # Inside a worker the worker's rule wins: no nested process fan-out.
         _current = _worker_route
-    else:
-        _current = _pools[-1] if _pools else None
+        return
+    _pools[:] = [ref for ref in _pools if ref() is not None]
+    route = _pools[-1]() if _pools else None
+    _current = None if route is None else cast("Route", weakref.proxy(route))
 
 
 def register(route: Route) -> None:
@@ -158,7 +184,7 @@ def register(route: Route) -> None:
     until it shuts down (see docs/routing.md).
     """
     with _lock:
-        _pools.append(route)
+        _pools.append(weakref.ref(route))
         _recompute()
 
 
@@ -166,7 +192,7 @@ def unregister(route: Route) -> None:
     """A pool shut down: calls route to the previous open pool, or run inline."""
     with _lock:
         for index in range(len(_pools) - 1, -1, -1):
-            if _pools[index] is route:
+            if _pools[index]() is route:
                 del _pools[index]
                 break
         _recompute()
@@ -175,7 +201,7 @@ def unregister(route: Route) -> None:
 def open_routes() -> list[Route]:
     """The pools open in this process, oldest first."""
     with _lock:
-        return list(_pools)
+        return [route for route in (ref() for ref in _pools) if route is not None]
 
 
 def enter_worker(route: Route) -> None:
@@ -194,7 +220,7 @@ def _forget_pools_in_fork_child() -> None:
     # parent is not open here, so calls in the child run inline (or take the
     # worker route that a nestpool worker installs right after).
     global _lock
-    _lock = threading.Lock()
+    _lock = threading.RLock()
     _pools.clear()
     _recompute()
 

@@ -50,8 +50,7 @@ def subtask_map(
 ) -> MapIterator[Any]:
     check_map_options(chunksize, buffersize)
     reporter = make_reporter(progress, iterables, name)  # before any work starts
-    route = _routing._current
-    pool = None if route is None else route.subtask_pool()
+    pool = _routing.subtask_pool_here()
     if pool is None:
         return with_progress(map_inline(fn, iterables), reporter)
     chunked = chunksize is not None and chunksize > 1

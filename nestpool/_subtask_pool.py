@@ -73,7 +73,8 @@ class SubtaskPool:
         # doubles the cost of a call-and-wait).
         self.idle: deque[None] = deque()
         self._threads: list[threading.Thread] = []
-        self._lock = threading.Lock()
+        # re-entrant: Pool.__del__ may shut this down in a thread that holds it
+        self._lock = threading.RLock()
         #: notified (under _lock) as each thread ends; _live counts the others
         self._ended = threading.Condition(self._lock)
         self._live = 0

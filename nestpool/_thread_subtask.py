@@ -58,8 +58,7 @@ def _make_subtask_call(options: TaskOptions) -> Callable[..., Any]:
     def call(
         wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Future[Any]:
-        route = _routing._current
-        pool = None if route is None else route.subtask_pool()
+        pool = _routing.subtask_pool_here()
         if pool is not None:
             try:
                 return pool.submit(wrapped, args, kwargs)

@@ -30,6 +30,12 @@ def square(x: int) -> int:
     return x * x
 
 
+def pid_after(seconds: float) -> int:
+    """Sleep, then return this worker's pid."""
+    time.sleep(seconds)
+    return os.getpid()
+
+
 def echo(x: Any) -> Any:
     """Return the argument."""
     return x

@@ -41,7 +41,7 @@ import pytest
 from nestpool import Pool, RemoteTaskError, TaskPicklingError, process_task
 from tests import faithful_tasks as fft
 from tests.conftest import wait_until
-from tests.helpers import local_engine
+from tests.helpers import local_engine, where_task
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -306,6 +306,56 @@ def test_work_left_at_the_end_of_a_script_runs_before_it_exits(
     )
     assert done.returncode == 0, done.stderr
     assert sorted(int(path.name) for path in out.iterdir()) == list(range(20)), done.stderr
+
+
+def _executor(engine: str, workers: int = 2) -> Executor:
+    if engine == "nestpool":
+        return Pool(max_workers=workers, start_method="forkserver")
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"))
+
+
+def _submit_and_drop(engine: str) -> list[Future[int]]:
+    executor = _executor(engine)
+    return [executor.submit(fft.pid_after, 0.2) for _ in range(4)]
+
+
+@pytest.mark.parametrize("engine", ["nestpool", "stdlib"])
+def test_a_dropped_executor_finishes_its_work_and_releases_its_workers(engine: str) -> None:
+    # A function that makes an executor and returns its futures, never
+    # shutting it down: the work still completes, and once it has, the
+    # workers exit (they are not kept until the interpreter exits).
+    futures = _submit_and_drop(engine)
+    pids = {future.result(timeout=60) for future in futures}
+    assert pids and os.getpid() not in pids
+    assert wait_until(lambda: not any(psutil.pid_exists(pid) for pid in pids), 30), pids
+
+
+def test_a_dropped_pool_in_a_reference_cycle_is_shut_down_by_the_collector() -> None:
+    class Holder:
+        pass
+
+    holder = Holder()
+    holder.pool = Pool(processes=1, start_method="forkserver")  # type: ignore[attr-defined]
+    holder.me = holder  # type: ignore[attr-defined]
+    pid = holder.pool.submit(os.getpid).result(timeout=60)  # type: ignore[attr-defined]
+    closed = weakref.ref(holder.pool)  # type: ignore[attr-defined]
+    del holder
+    gc.collect()
+    assert closed() is None
+    assert wait_until(lambda: not psutil.pid_exists(pid), 30)
+
+
+def test_decorated_calls_run_inline_once_their_pool_is_dropped() -> None:
+    pool = Pool(processes=1, start_method="forkserver")
+    pid, in_worker = where_task().result(timeout=60)
+    assert in_worker
+    assert pid in pool.worker_pids()
+    del pool
+    # No pool open any more: the call runs here, at once.
+    future = where_task()
+    assert future.done()
+    assert future.result() == (os.getpid(), False)
+    assert wait_until(lambda: not psutil.pid_exists(pid), 30)
 
 
 #: A program with no file (``python -c``, like a notebook or stdin): run as
