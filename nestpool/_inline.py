@@ -80,7 +80,8 @@ def _results_in_turn(calls: list[Future[R]]) -> Iterator[R]:
 
 class InlineBackend:
     """``Pool(processes=0)``: every process task runs in the caller, at the
-    call (debugging, pdb, coverage); a map calls one item per ``next()``.
+    call (debugging, pdb, coverage); a task's map calls one item per
+    ``next()``, ``pool.map`` every item at the call (``submit_all``).
     There are no workers, nothing to wait for and nothing to stop."""
 
     __slots__ = ("_description",)
