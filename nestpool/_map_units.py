@@ -32,13 +32,13 @@ from ._futures import SubtaskFuture, cancel_notified, is_helper
 from ._serialize import ChunkValues
 from ._waiting import wait_for
 
-__all__ = ["Item", "MapState", "SubmitUnit", "iter_units"]
+__all__ = ["SLICEABLE", "Item", "MapState", "SubmitUnit", "iter_units"]
 
 Item = tuple[Any, ...]
 #: submit(items) -> (future, is_chunk); a chunk's future holds a list of outcomes.
 SubmitUnit = Callable[[Sequence[Item]], tuple["Future[Any]", bool]]
 #: inputs a unary map takes its chunks from as slices, not item by item
-_SLICEABLE = frozenset({range, list, tuple})
+SLICEABLE = frozenset({range, list, tuple})
 
 
 class _Unit:
@@ -115,12 +115,12 @@ class MapState:
         #: parent; a list's is one copy in C), at ``position``; else None
         self.sequence: Sequence[Item] | None = None
         self.position = 0
-        if unary and type(iterables[0]) in _SLICEABLE:
+        if unary and type(iterables[0]) in SLICEABLE:
             self.sequence = iterables[0]  # type: ignore[assignment]
         #: items left in an input of known length (every iterable a range,
         #: list or tuple: what ``zip`` stops at), for the chunk sizer; else None
         self.known_left: int | None = None
-        if iterables and all(type(iterable) in _SLICEABLE for iterable in iterables):
+        if iterables and all(type(iterable) in SLICEABLE for iterable in iterables):
             self.known_left = min(len(iterable) for iterable in iterables)  # type: ignore[arg-type]
         self.submit = submit
         self.sizer = sizer

@@ -22,6 +22,7 @@ from . import _exit
 from ._backend import Backend
 from ._calls import map_work
 from ._map_iterator import MapIterator
+from ._map_units import SLICEABLE
 from ._progress import make_reporter, with_progress
 from ._typing import R
 
@@ -147,15 +148,12 @@ class ExecutorMap(Executor):
         return with_progress(iterator, reporter)
 
 
-#: inputs kept as they are: a map slices its chunks from them
-_SEQUENCES = (list, range, tuple)
-
-
 def _collected(iterables: tuple[Iterable[Any], ...]) -> tuple[Iterable[Any], ...]:
     """The iterables taken in full now, as ``Executor.map`` takes them (up to
     the shortest, as ``zip``; an error the input raises comes from the call).
-    Lists, ranges and tuples stay as they are."""
-    if all(type(iterable) in _SEQUENCES for iterable in iterables):
+    Lists, ranges and tuples stay as they are: a map slices its chunks from
+    them (``SLICEABLE``)."""
+    if all(type(iterable) in SLICEABLE for iterable in iterables):
         return iterables
     if len(iterables) == 1:
         return (list(iterables[0]),)
